@@ -1,0 +1,34 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint migrate clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve on a local SQLite file with demo data (http://127.0.0.1:8000, docs at /docs).
+run: $(STAMP)
+	$(VENV)/bin/gridwork migrate
+	$(VENV)/bin/gridwork seed-demo
+	$(VENV)/bin/gridwork serve --host 127.0.0.1 --port 8000
+
+## The whole suite on SQLite, then on PostgreSQL when 127.0.0.1:5432 answers (required when CI=true).
+test: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/run-tests.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests migrations scripts
+	$(VENV)/bin/ruff format --check app tests migrations scripts
+	$(VENV)/bin/mypy app
+
+migrate: $(STAMP)
+	$(VENV)/bin/gridwork migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache gridwork.db

@@ -1,0 +1,77 @@
+"""Password hashing (argon2) and signed access tokens (JWT, HS256)."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi.concurrency import run_in_threadpool
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so timing does not reveal which usernames exist.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+ALGORITHM = "HS256"
+
+
+def hash_password_sync(password: str) -> str:
+    return _hasher.hash(password)
+
+
+async def hash_password(password: str) -> str:
+    return await run_in_threadpool(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await run_in_threadpool(check)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    username: str
+    generation: int
+
+
+def issue_access_token(
+    secret: str, username: str, generation: int, now: datetime, lifetime: timedelta
+) -> str:
+    payload = {
+        "sub": username,
+        "gen": generation,
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | None:
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "gen"], "verify_exp": False},
+        )
+    except jwt.PyJWTError:
+        return None
+    # Expiry is checked against the service clock, not the host's, so tests can move time.
+    if payload.get("typ") != "access" or payload["exp"] <= now.timestamp():
+        return None
+    return AccessClaims(username=str(payload["sub"]), generation=int(payload["gen"]))
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

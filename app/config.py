@@ -1,0 +1,55 @@
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Every setting comes from a `GRIDWORK_`-prefixed environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDWORK_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./gridwork.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    secret_key: str = DEFAULT_SECRET_KEY
+    bootstrap_admin: str | None = Field(
+        default=None, description="username:password of an admin created when there are no users"
+    )
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=30, ge=1)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_failure_window_minutes: int = Field(default=15, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    scheduler_interval_seconds: int = Field(default=15, ge=1)
+    dispatch_limit_minutes: int = Field(default=60, ge=1)
+    ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
+    timezone: str = "Asia/Shanghai"
+    gps_drift_metres: float = Field(default=50.0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> "Settings":
+        if self.env == "production" and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "GRIDWORK_SECRET_KEY must be set to a secret of your own in production"
+            )
+        if self.env == "production" and len(self.secret_key) < 32:
+            raise ValueError("GRIDWORK_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def bootstrap_credentials(self) -> tuple[str, str] | None:
+        if not self.bootstrap_admin:
+            return None
+        username, sep, password = self.bootstrap_admin.partition(":")
+        if not sep or not username or not password:
+            raise ValueError("GRIDWORK_BOOTSTRAP_ADMIN must be username:password")
+        return username, password
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,110 @@
+"""Demo data for `gridwork seed-demo`: a small district of Nanhai, Foshan."""
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import Role
+from app.auth.schemas import UserCreate
+from app.auth.service import create_user
+from app.orgs.models import Level, OrgUnit
+from app.orgs.schemas import CategoryIn, DepartmentIn, OrgUnitIn
+from app.orgs.service import create_category, create_department, create_org_unit
+from app.timing.limits import TimeLimit, TimeUnit
+
+DEMO_PASSWORD = "gridwork-demo"
+DISTRICT = "NH"
+
+TOWNS = {"GC": "桂城街道", "DL": "大沥镇"}
+COMMUNITIES = {  # code: (name, town)
+    "GC01": ("东二社区", "GC"),
+    "GC02": ("夏北社区", "GC"),
+    "DL01": ("盐步社区", "DL"),
+    "DL02": ("黄岐社区", "DL"),
+}
+DEPARTMENTS = {  # code: (name, org unit)
+    "NH-CG": ("南海区城市管理和综合执法局", DISTRICT),
+    "NH-SZ": ("南海区市政设施管理所", DISTRICT),
+    "NH-XF": ("南海区消防救援大队", DISTRICT),
+    "GC-ZZ": ("桂城街道综治办", "GC"),
+    "DL-ZZ": ("大沥镇综治办", "DL"),
+}
+CATEGORIES = [  # code, name, limit, urgent limit, default department
+    ("garbage", "暴露垃圾", (4, TimeUnit.hours), (2, TimeUnit.hours), "NH-CG"),
+    ("fire_lane", "消防通道堵塞", (2, TimeUnit.hours), (30, TimeUnit.minutes), "NH-XF"),
+    ("manhole", "井盖缺失破损", (4, TimeUnit.working_hours), (1, TimeUnit.hours), "NH-SZ"),
+    ("road_damage", "道路破损", (2, TimeUnit.working_days), (4, TimeUnit.hours), "NH-SZ"),
+    ("illegal_building", "违法建设", (5, TimeUnit.working_days), None, "NH-CG"),
+    ("dispute", "邻里纠纷", (3, TimeUnit.working_days), (4, TimeUnit.hours), "GC-ZZ"),
+]
+USERS = [  # username, display name, role, org unit, department
+    ("admin", "系统管理员", Role.admin, DISTRICT, None),
+    ("worker", "网格员 李明", Role.grid_worker, "GC01-1", None),
+    ("worker2", "网格员 陈芳", Role.grid_worker, "DL01-1", None),
+    ("dispatcher", "东二社区指挥中心", Role.dispatcher, "GC01", None),
+    ("town_dispatcher", "桂城街道指挥中心", Role.dispatcher, "GC", None),
+    ("district_dispatcher", "南海区指挥中心", Role.dispatcher, DISTRICT, None),
+    ("handler", "城管执法队员 王强", Role.handler, DISTRICT, "NH-CG"),
+    ("supervisor", "区网格办督查", Role.supervisor, DISTRICT, None),
+]
+
+GRID_SIZE_DEG = 0.01  # about 1.1 km north-south, 1 km east-west at this latitude
+ORIGIN_LAT, ORIGIN_LON = 23.03, 113.10
+
+
+def grid_square(index: int) -> dict[str, object]:
+    """A square grid boundary; the demo's eight grids sit side by side west to east."""
+    west = round(ORIGIN_LON + index * GRID_SIZE_DEG, 6)
+    east = round(west + GRID_SIZE_DEG, 6)
+    south, north = ORIGIN_LAT, round(ORIGIN_LAT + GRID_SIZE_DEG, 6)
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def grid_codes() -> list[tuple[str, str]]:
+    """(grid code, community code) for the two grids of each community."""
+    return [(f"{c}-{n}", c) for c in COMMUNITIES for n in (1, 2)]
+
+
+async def seed_demo(session: AsyncSession, now: datetime) -> bool:
+    """Loads the demo district; False when it is there already."""
+    if await session.get(OrgUnit, DISTRICT) is not None:
+        return False
+
+    async def unit(code: str, name: str, level: Level, parent: str | None, **kw: object) -> None:
+        data = OrgUnitIn(code=code, name=name, level=level, parent_code=parent, **kw)  # type: ignore[arg-type]
+        await create_org_unit(session, data, now)
+
+    await unit(DISTRICT, "南海区", Level.district, None)
+    for code, name in TOWNS.items():
+        await unit(code, name, Level.town, DISTRICT)
+    for code, (name, town) in COMMUNITIES.items():
+        await unit(code, name, Level.community, town)
+    for index, (code, community) in enumerate(grid_codes()):
+        name = f"{COMMUNITIES[community][0]}第{code[-1]}网格"
+        await unit(code, name, Level.grid, community, boundary=grid_square(index))
+    for code, (name, org_unit) in DEPARTMENTS.items():
+        await create_department(session, DepartmentIn(code=code, name=name, org_unit_code=org_unit), now)
+    for code, name, limit, urgent, department in CATEGORIES:
+        await create_category(
+            session,
+            CategoryIn(
+                code=code,
+                name=name,
+                time_limit=TimeLimit(value=limit[0], unit=limit[1]),
+                urgent_time_limit=TimeLimit(value=urgent[0], unit=urgent[1]) if urgent else None,
+                default_department_code=department,
+                public=code in {"garbage", "road_damage"},
+            ),
+            now,
+        )
+    for username, display_name, role, org_unit, department in USERS:
+        await create_user(
+            session,
+            UserCreate(
+                username=username, password=DEMO_PASSWORD, display_name=display_name, role=role,
+                org_unit_code=org_unit, department_code=department,
+            ),
+            now,
+        )
+    return True

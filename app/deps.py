@@ -1,0 +1,72 @@
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import Role, User
+from app.auth.security import read_access_token
+from app.clock import Clock
+from app.config import Settings
+from app.db import Database
+from app.errors import Forbidden, Unauthorized
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.database
+    async with database.sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    if not token:
+        raise Unauthorized()
+    claims = read_access_token(settings.secret_key, token, clock.now())
+    if claims is None:
+        raise Unauthorized("the bearer token is invalid or has expired")
+    user = await session.scalar(select(User).where(User.username == claims.username))
+    if user is None or not user.is_active or user.token_generation != claims.generation:
+        raise Unauthorized("the bearer token has been revoked")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
+    allowed = frozenset(roles) | {Role.admin}
+
+    async def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(allowed))
+            raise Forbidden(f"this needs one of the roles: {names}")
+        return user
+
+    return check
+
+
+AdminUser = Annotated[User, Depends(require_roles(Role.admin))]

@@ -1,0 +1,154 @@
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.auth.router import router as auth_router
+from app.auth.service import ensure_bootstrap_admin
+from app.clock import Clock, SystemClock
+from app.config import Settings, get_settings
+from app.db import Database
+from app.errors import AppError, Conflict, ServiceUnavailable, StaleVersion
+from app.orgs.router import router as orgs_router
+from app.tickets.router import router as tickets_router
+
+log = logging.getLogger("gridwork")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    type_: str = "about:blank",
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def render_app_error(error: AppError) -> JSONResponse:
+    return problem(
+        error.status, error.title, error.detail, error.type, error.errors, error.headers,
+        **error.extensions,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        return render_app_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return problem(422, "Invalid request", detail, "/problems/validation-error", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(StaleDataError)
+    async def stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        return render_app_error(
+            StaleVersion("the ticket was changed by someone else at the same time; reload it")
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity error: %s", exc.orig)
+        return render_app_error(Conflict("the change conflicts with data stored meanwhile"))
+
+    @app.exception_handler(DBAPIError)
+    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated and "locked" not in str(exc.orig):
+            raise exc
+        log.warning("database unavailable: %s", exc.orig)
+        error = ServiceUnavailable("the database is unavailable; try again shortly")
+        error.headers = {"Retry-After": "5"}
+        return render_app_error(error)
+
+    @app.exception_handler(OSError)
+    async def connection_refused(_: Request, exc: OSError) -> JSONResponse:
+        log.warning("database unreachable: %s", exc)
+        error = ServiceUnavailable("the database is unreachable; try again shortly")
+        error.headers = {"Retry-After": "5"}
+        return render_app_error(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    owns_database = database is None
+    database = database or Database(settings.database_url, settings.database_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with database.sessions() as session:
+            try:
+                if await ensure_bootstrap_admin(session, settings, app.state.clock.now()):
+                    await session.commit()
+                    log.info("created the bootstrap admin")
+            except IntegrityError:  # another process created it first
+                await session.rollback()
+        yield
+        if owns_database:
+            await database.dispose()
+
+    app = FastAPI(
+        title="Gridwork",
+        version="1.0.0",
+        summary="Work orders for grid-based city governance: report, dispatch, timed "
+        "handling, feedback, verification, rating, escalation.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.clock = clock or SystemClock()
+    _install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(orgs_router)
+    app.include_router(tickets_router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            async with database.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (DBAPIError, OSError) as exc:
+            return problem(503, "Service unavailable", f"database unreachable: {exc}")
+        return JSONResponse({"status": "ok"})
+
+    return app

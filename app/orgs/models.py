@@ -1,0 +1,85 @@
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+
+class Level(StrEnum):
+    district = "district"
+    town = "town"
+    community = "community"
+    grid = "grid"
+
+    @property
+    def parent(self) -> "Level | None":
+        order = list(Level)
+        index = order.index(self)
+        return order[index - 1] if index > 0 else None
+
+
+class OrgUnit(Base):
+    """A node of the district > town > community > grid tree.
+
+    `path` is the materialised path of codes from the root (`/NH/GC/GC01/`), so a subtree is a
+    prefix match. The bounding box of `boundary` lets point lookups prefilter in SQL.
+    """
+
+    __tablename__ = "org_units"
+    __table_args__ = (
+        CheckConstraint("level IN ('district', 'town', 'community', 'grid')", name="level"),
+        Index("ix_org_units_grid_bbox", "level", "min_lat", "max_lat"),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16))
+    parent_code: Mapped[str | None] = mapped_column(
+        ForeignKey("org_units.code"), index=True, default=None
+    )
+    path: Mapped[str] = mapped_column(String(400), index=True)
+    boundary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    min_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    max_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    min_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    max_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Department(Base):
+    """A handling department (处置部门) attached to an org unit."""
+
+    __tablename__ = "departments"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_unit_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Category(Base):
+    """An event category with its handling time limits (normal and urgent)."""
+
+    __tablename__ = "categories"
+    __table_args__ = (
+        CheckConstraint("time_limit_value > 0", name="time_limit_positive"),
+        CheckConstraint(
+            "urgent_time_limit_value IS NULL OR urgent_time_limit_value > 0",
+            name="urgent_time_limit_positive",
+        ),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    time_limit_value: Mapped[int] = mapped_column(Integer)
+    time_limit_unit: Mapped[str] = mapped_column(String(16))
+    urgent_time_limit_value: Mapped[int | None] = mapped_column(Integer, default=None)
+    urgent_time_limit_unit: Mapped[str | None] = mapped_column(String(16), default=None)
+    default_department_code: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.code"), default=None
+    )
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,115 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+
+from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep
+from app.errors import NotFound
+from app.orgs import service
+from app.orgs.models import Category, Department, Level, OrgUnit
+from app.orgs.schemas import (
+    CategoryIn,
+    CategoryOut,
+    DepartmentIn,
+    DepartmentOut,
+    OrgUnitIn,
+    OrgUnitOut,
+)
+from app.pagination import Page, PageDep
+
+router = APIRouter(prefix="/api/v1", tags=["reference data"])
+
+
+@router.post("/org-units", status_code=status.HTTP_201_CREATED, response_model=OrgUnitOut)
+async def create_org_unit(
+    data: OrgUnitIn, session: SessionDep, clock: ClockDep, _: AdminUser
+) -> OrgUnit:
+    """Adds a district, town, community or grid. A child is exactly one level below its
+    parent; a grid needs a valid GeoJSON boundary."""
+    unit = await service.create_org_unit(session, data, clock.now())
+    await session.commit()
+    return unit
+
+
+@router.get("/org-units", response_model=Page[OrgUnitOut])
+async def list_org_units(
+    session: SessionDep,
+    _: CurrentUser,
+    page: PageDep,
+    level: Level | None = None,
+    parent_code: str | None = None,
+    within: Annotated[str | None, Query(description="only this unit's subtree")] = None,
+) -> Page[OrgUnitOut]:
+    query = select(OrgUnit).order_by(OrgUnit.code).limit(page.limit + 1)
+    if level is not None:
+        query = query.where(OrgUnit.level == level)
+    if parent_code is not None:
+        query = query.where(OrgUnit.parent_code == parent_code)
+    if within is not None:
+        root = await service.get_org_unit(session, within)
+        query = query.where(OrgUnit.path.startswith(root.path, autoescape=True))
+    if (after := page.after()) is not None:
+        query = query.where(OrgUnit.code > str(after))
+    rows = (await session.scalars(query)).all()
+    return page.page(rows, lambda u: u.code, OrgUnitOut.model_validate)
+
+
+@router.get("/org-units/{code}", response_model=OrgUnitOut)
+async def get_org_unit(code: str, session: SessionDep, _: CurrentUser) -> OrgUnit:
+    return await service.get_org_unit(session, code)
+
+
+@router.post("/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
+async def create_department(
+    data: DepartmentIn, session: SessionDep, clock: ClockDep, _: AdminUser
+) -> Department:
+    department = await service.create_department(session, data, clock.now())
+    await session.commit()
+    return department
+
+
+@router.get("/departments", response_model=Page[DepartmentOut])
+async def list_departments(
+    session: SessionDep, _: CurrentUser, page: PageDep, org_unit_code: str | None = None
+) -> Page[DepartmentOut]:
+    query = select(Department).order_by(Department.code).limit(page.limit + 1)
+    if org_unit_code is not None:
+        query = query.where(Department.org_unit_code == org_unit_code)
+    if (after := page.after()) is not None:
+        query = query.where(Department.code > str(after))
+    rows = (await session.scalars(query)).all()
+    return page.page(rows, lambda d: d.code, DepartmentOut.model_validate)
+
+
+@router.get("/departments/{code}", response_model=DepartmentOut)
+async def get_department(code: str, session: SessionDep, _: CurrentUser) -> Department:
+    department = await session.get(Department, code)
+    if department is None:
+        raise NotFound(f"department {code!r} does not exist")
+    return department
+
+
+@router.post("/categories", status_code=status.HTTP_201_CREATED, response_model=CategoryOut)
+async def create_category(
+    data: CategoryIn, session: SessionDep, clock: ClockDep, _: AdminUser
+) -> CategoryOut:
+    category = await service.create_category(session, data, clock.now())
+    await session.commit()
+    return service.category_out(category)
+
+
+@router.get("/categories", response_model=Page[CategoryOut])
+async def list_categories(session: SessionDep, _: CurrentUser, page: PageDep) -> Page[CategoryOut]:
+    query = select(Category).order_by(Category.code).limit(page.limit + 1)
+    if (after := page.after()) is not None:
+        query = query.where(Category.code > str(after))
+    rows = (await session.scalars(query)).all()
+    return page.page(rows, lambda c: c.code, service.category_out)
+
+
+@router.get("/categories/{code}", response_model=CategoryOut)
+async def get_category(code: str, session: SessionDep, _: CurrentUser) -> CategoryOut:
+    category = await session.get(Category, code)
+    if category is None:
+        raise NotFound(f"category {code!r} does not exist")
+    return service.category_out(category)

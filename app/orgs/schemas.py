@@ -1,0 +1,60 @@
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.orgs.models import Level
+from app.timing.limits import TimeLimit
+
+Code = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,32}$"),
+    Field(description="unique code: letters, digits, '-' and '_' (at most 32)"),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class OrgUnitIn(BaseModel):
+    code: Code
+    name: Name
+    level: Level
+    parent_code: Code | None = None
+    boundary: dict[str, Any] | None = Field(
+        default=None, description="GeoJSON Polygon or MultiPolygon (WGS84); required for grids"
+    )
+
+
+class OrgUnitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    level: Level
+    parent_code: str | None
+    boundary: dict[str, Any] | None
+    created_at: datetime
+
+
+class DepartmentIn(BaseModel):
+    code: Code
+    name: Name
+    org_unit_code: Code
+
+
+class DepartmentOut(DepartmentIn):
+    model_config = ConfigDict(from_attributes=True)
+
+    created_at: datetime
+
+
+class CategoryIn(BaseModel):
+    code: Code
+    name: Name
+    time_limit: TimeLimit
+    urgent_time_limit: TimeLimit | None = None
+    default_department_code: Code | None = None
+    public: bool = Field(default=False, description="listed on the Open311 channel")
+
+
+class CategoryOut(CategoryIn):
+    created_at: datetime

@@ -1,0 +1,141 @@
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.errors import Conflict, Invalid, NotFound
+from app.orgs.geo import BoundaryError, parse_boundary
+from app.orgs.models import Category, Department, Level, OrgUnit
+from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn
+from app.timing.limits import TimeLimit
+
+
+def subtree_codes(path: str) -> Select[tuple[str]]:
+    """Codes of the unit with materialised `path` and of every unit below it."""
+    return select(OrgUnit.code).where(OrgUnit.path.startswith(path, autoescape=True))
+
+
+def in_subtree(column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
+               path: str) -> ColumnElement[bool]:
+    return column.in_(subtree_codes(path))
+
+
+def is_within(unit: OrgUnit, ancestor_path: str) -> bool:
+    return unit.path.startswith(ancestor_path)
+
+
+async def get_org_unit(session: AsyncSession, code: str) -> OrgUnit:
+    unit = await session.get(OrgUnit, code)
+    if unit is None:
+        raise NotFound(f"org unit {code!r} does not exist")
+    return unit
+
+
+async def find_org_unit(session: AsyncSession, code: str, loc: list[str | int]) -> OrgUnit:
+    """An org unit named in a request body: unknown is a validation error, not a 404."""
+    unit = await session.get(OrgUnit, code)
+    if unit is None:
+        raise Invalid(f"org unit {code!r} does not exist", loc=loc)
+    return unit
+
+
+async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
+    if await session.get(OrgUnit, data.code) is not None:
+        raise Conflict(f"org unit {data.code!r} already exists")
+    expected_parent_level = data.level.parent
+    if expected_parent_level is None:
+        if data.parent_code is not None:
+            raise Invalid("a district has no parent", loc=["body", "parent_code"])
+        path = f"/{data.code}/"
+    else:
+        if data.parent_code is None:
+            raise Invalid(
+                f"a {data.level} needs a parent {expected_parent_level}",
+                loc=["body", "parent_code"],
+            )
+        parent = await find_org_unit(session, data.parent_code, ["body", "parent_code"])
+        if parent.level != expected_parent_level:
+            raise Invalid(
+                f"the parent of a {data.level} must be a {expected_parent_level}, "
+                f"and {parent.code!r} is a {parent.level}",
+                loc=["body", "parent_code"],
+            )
+        path = f"{parent.path}{data.code}/"
+
+    unit = OrgUnit(
+        code=data.code, name=data.name, level=data.level, parent_code=data.parent_code,
+        path=path, created_at=now,
+    )
+    if data.level == Level.grid and data.boundary is None:
+        raise Invalid("a grid needs a boundary", loc=["body", "boundary"])
+    if data.boundary is not None:
+        try:
+            geometry = parse_boundary(data.boundary)
+        except BoundaryError as exc:
+            raise Invalid(str(exc), loc=["body", "boundary"]) from exc
+        unit.boundary = data.boundary
+        unit.min_lon, unit.min_lat, unit.max_lon, unit.max_lat = geometry.bounds
+    session.add(unit)
+    await session.flush()
+    return unit
+
+
+async def create_department(session: AsyncSession, data: DepartmentIn, now: datetime) -> Department:
+    if await session.get(Department, data.code) is not None:
+        raise Conflict(f"department {data.code!r} already exists")
+    unit = await find_org_unit(session, data.org_unit_code, ["body", "org_unit_code"])
+    if unit.level == Level.grid:
+        raise Invalid("a department belongs to a district, town or community, not a grid",
+                      loc=["body", "org_unit_code"])
+    department = Department(code=data.code, name=data.name, org_unit_code=data.org_unit_code,
+                            created_at=now)
+    session.add(department)
+    await session.flush()
+    return department
+
+
+async def find_department(session: AsyncSession, code: str, loc: list[str | int]) -> Department:
+    department = await session.get(Department, code)
+    if department is None:
+        raise Invalid(f"department {code!r} does not exist", loc=loc)
+    return department
+
+
+async def create_category(session: AsyncSession, data: CategoryIn, now: datetime) -> Category:
+    if await session.get(Category, data.code) is not None:
+        raise Conflict(f"category {data.code!r} already exists")
+    if data.default_department_code is not None:
+        await find_department(session, data.default_department_code,
+                              ["body", "default_department_code"])
+    urgent = data.urgent_time_limit
+    category = Category(
+        code=data.code, name=data.name,
+        time_limit_value=data.time_limit.value, time_limit_unit=data.time_limit.unit,
+        urgent_time_limit_value=urgent.value if urgent else None,
+        urgent_time_limit_unit=urgent.unit if urgent else None,
+        default_department_code=data.default_department_code, public=data.public,
+        created_at=now,
+    )
+    session.add(category)
+    await session.flush()
+    return category
+
+
+def category_limit(category: Category, urgent: bool) -> TimeLimit:
+    """The handling limit of a category: the urgent one for urgent tickets when it has one."""
+    urgent_limit = TimeLimit.of(category.urgent_time_limit_value, category.urgent_time_limit_unit)
+    if urgent and urgent_limit is not None:
+        return urgent_limit
+    return TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit)  # type: ignore[arg-type]
+
+
+def category_out(category: Category) -> CategoryOut:
+    return CategoryOut(
+        code=category.code, name=category.name,
+        time_limit=TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit),  # type: ignore[arg-type]
+        urgent_time_limit=TimeLimit.of(category.urgent_time_limit_value,
+                                       category.urgent_time_limit_unit),
+        default_department_code=category.default_department_code, public=category.public,
+        created_at=category.created_at,
+    )

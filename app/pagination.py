@@ -1,0 +1,56 @@
+"""Keyset pagination: `{"items": [...], "next_cursor": ...}` with an opaque cursor."""
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from app.errors import Invalid
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class PageParams(BaseModel):
+    limit: int
+    cursor: str | None
+
+    def after(self) -> Any:
+        """The key of the last item of the previous page, or None on the first page."""
+        if self.cursor is None:
+            return None
+        try:
+            return json.loads(base64.urlsafe_b64decode(self.cursor.encode()))["k"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
+
+    def page(self, rows: Sequence[R], key: Callable[[R], Any], render: Callable[[R], T]) -> Page[T]:
+        """Renders a page from up to `limit + 1` rows fetched in key order."""
+        more = len(rows) > self.limit
+        rows = rows[: self.limit]
+        cursor = None
+        if more and rows:
+            raw = json.dumps({"k": key(rows[-1])}).encode()
+            cursor = base64.urlsafe_b64encode(raw).decode()
+        return Page(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> PageParams:
+    return PageParams(limit=limit, cursor=cursor)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

@@ -1,0 +1,123 @@
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+# BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+STATUSES = (
+    "reported",
+    "dispatched",
+    "in_progress",
+    "suspended",
+    "feedback",
+    "closed",
+    "rated",
+    "rejected",
+    "merged",
+)
+
+
+class Ticket(Base):
+    """A work order (工单). Only `tickets.machine.apply_action` changes `status` after filing."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("reporter", "client_id"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status"
+        ),
+        CheckConstraint("level IN ('community', 'town', 'district')", name="level"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
+        Index("ix_tickets_status_deadline", "status", "deadline_at"),
+        Index("ix_tickets_owner_id", "owner_unit_code", "id"),
+        Index("ix_tickets_grid_id", "grid_code", "id"),
+        Index("ix_tickets_reporter_id", "reporter", "id"),
+        Index("ix_tickets_department_id", "department_code", "id"),
+        Index("ix_tickets_reported_at", "reported_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[UUID | None] = mapped_column(Uuid, default=None)
+    source: Mapped[str] = mapped_column(String(16), default="patrol")
+    status: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(16))
+    owner_unit_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    grid_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"), index=True)
+    department_code: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.code"), default=None
+    )
+    reporter: Mapped[str | None] = mapped_column(ForeignKey("users.username"), default=None)
+    description: Mapped[str] = mapped_column(Text)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    self_resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # The limit of the handling deadline (set by dispatch); the dispatch limit is a setting.
+    time_limit_value: Mapped[int | None] = mapped_column(Integer, default=None)
+    time_limit_unit: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The deadline now running (or paused while suspended): when it started, when it turns
+    # yellow, when it is due. Kept after it stops, for the record.
+    deadline_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    warning_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    escalation_count: Mapped[int] = mapped_column(Integer, default=0)
+    rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    pending_extension_value: Mapped[int | None] = mapped_column(Integer, default=None)
+    pending_extension_unit: Mapped[str | None] = mapped_column(String(16), default=None)
+
+    rating: Mapped[int | None] = mapped_column(Integer, default=None)
+    rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
+
+    version: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class TicketHistory(Base):
+    """One row per change of a ticket, append-only; `actor` is a username or `system`."""
+
+    __tablename__ = "ticket_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    to_status: Mapped[str] = mapped_column(String(16))
+    from_level: Mapped[str | None] = mapped_column(String(16), default=None)
+    to_level: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -1,0 +1,192 @@
+from datetime import date, datetime, time
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+from sqlalchemy import select
+
+from app.auth.models import Role, User
+from app.config import Settings
+from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
+from app.errors import Invalid, NotFound
+from app.orgs.models import Level
+from app.orgs.service import get_org_unit, in_subtree
+from app.pagination import Page, PageDep
+from app.tickets import deadlines, service
+from app.tickets.deadlines import WarningLevel
+from app.tickets.machine import Action, Status
+from app.tickets.models import Ticket, TicketHistory
+from app.tickets.schemas import ACTION_BODIES, ActionIn, EventIn, HistoryOut, TicketOut
+
+router = APIRouter(prefix="/api/v1", tags=["tickets"])
+GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker))]
+
+ACTION_DOCS = {
+    Action.dispatch: "Send to a handling department (派遣); starts the handling deadline.",
+    Action.reject: "Refuse to file the report (不予立案). `note` is required.",
+    Action.merge: "Mark as a duplicate of another ticket (`duplicate_of`).",
+    Action.claim: "The handling department signs for the ticket (签收).",
+    Action.return_: "The department sends the ticket back for re-dispatch (退单). `note` is required.",
+    Action.suspend: "Pause handling (挂起): the deadline clock stops.",
+    Action.resume: "Resume handling; the deadline moves by the time paused.",
+    Action.request_extension: "Ask for more time (`time_limit`); not once overdue.",
+    Action.approve_extension: "Grant the pending extension (at most two per ticket).",
+    Action.deny_extension: "Refuse the pending extension.",
+    Action.feedback: "Report the handling done (处置反馈); the deadline stops.",
+    Action.verify: "Check the result (核查): `passed` closes it, otherwise back to rework (返工).",
+    Action.rate: "Rate the handling (`score` 1-5).",
+    Action.escalate: "Pass the ticket one level up with a fresh deadline. `note` is required.",
+}
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TicketOut,
+    responses={200: {"model": TicketOut, "description": "a resend: the ticket filed before"}},
+)
+async def report_event(
+    data: EventIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: GridWorkerUser,
+) -> TicketOut:
+    """A grid worker reports an event; it becomes a ticket owned by the community whose grid
+    contains the point (a point up to 50 m outside a grid counts as in the nearest one)."""
+    now = clock.now()
+    ticket, created = await service.report_event(session, user, data, settings, now)
+    await session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return service.render(ticket, user, settings, now)
+
+
+def _day_start(value: date | datetime, settings: Settings) -> datetime:
+    """A date is the start of that day in the service's timezone; a date-time needs an offset."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise Invalid("a date-time needs a UTC offset", loc=["query"])
+        return value
+    return datetime.combine(value, time.min, tzinfo=ZoneInfo(settings.timezone))
+
+
+@router.get("/tickets", response_model=Page[TicketOut])
+async def list_tickets(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: CurrentUser,
+    page: PageDep,
+    status_: Annotated[list[Status] | None, Query(alias="status")] = None,
+    level: Annotated[list[Level] | None, Query()] = None,
+    org_unit: Annotated[str | None, Query(description="tickets of this unit's subtree")] = None,
+    category: str | None = None,
+    department: str | None = None,
+    overdue: bool | None = None,
+    warning: Annotated[WarningLevel | None, Query()] = None,
+    reported_from: Annotated[
+        date | datetime | None, Query(description="inclusive; a date is an Asia/Shanghai day")
+    ] = None,
+    reported_to: Annotated[
+        date | datetime | None, Query(description="exclusive; a date is an Asia/Shanghai day")
+    ] = None,
+) -> Page[TicketOut]:
+    """Tickets in the caller's scope, newest first. `status` and `level` may repeat."""
+    now = clock.now()
+    query = select(Ticket).where(service.visible_clause(user))
+    if status_:
+        query = query.where(Ticket.status.in_(status_))
+    if level:
+        query = query.where(Ticket.level.in_(level))
+    if org_unit is not None:
+        root = await get_org_unit(session, org_unit)
+        query = query.where(
+            in_subtree(Ticket.owner_unit_code, root.path) | in_subtree(Ticket.grid_code, root.path)
+        )
+    if category is not None:
+        query = query.where(Ticket.category_code == category)
+    if department is not None:
+        query = query.where(Ticket.department_code == department)
+    if overdue is not None:
+        query = query.where(deadlines.overdue_clause(overdue, now))
+    if warning is not None:
+        query = query.where(deadlines.warning_clause(warning, now))
+    if reported_from is not None:
+        query = query.where(Ticket.reported_at >= _day_start(reported_from, settings))
+    if reported_to is not None:
+        query = query.where(Ticket.reported_at < _day_start(reported_to, settings))
+    if (after := page.after()) is not None:
+        query = query.where(Ticket.id < int(after))
+    rows = (await session.scalars(query.order_by(Ticket.id.desc()).limit(page.limit + 1))).all()
+    return page.page(rows, lambda t: t.id, lambda t: service.render(t, user, settings, now))
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketOut)
+async def get_ticket(
+    ticket_id: int, session: SessionDep, settings: SettingsDep, clock: ClockDep, user: CurrentUser
+) -> TicketOut:
+    ticket = await service.get_visible_ticket(session, user, ticket_id)
+    return service.render(ticket, user, settings, clock.now())
+
+
+@router.get("/tickets/{ticket_id}/history", response_model=Page[HistoryOut])
+async def ticket_history(
+    ticket_id: int, session: SessionDep, user: CurrentUser, page: PageDep
+) -> Page[HistoryOut]:
+    """Every change of the ticket, oldest first."""
+    await service.get_visible_ticket(session, user, ticket_id)
+    query = select(TicketHistory).where(TicketHistory.ticket_id == ticket_id)
+    if (after := page.after()) is not None:
+        query = query.where(TicketHistory.id > int(after))
+    rows = (await session.scalars(query.order_by(TicketHistory.id).limit(page.limit + 1))).all()
+    return page.page(rows, lambda h: h.id, HistoryOut.model_validate)
+
+
+def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
+    required = any(f.is_required() for f in body_model.model_fields.values())
+    body_default: Any = ... if required else None
+
+    async def take_action(
+        ticket_id: int,
+        session: SessionDep,
+        settings: SettingsDep,
+        clock: ClockDep,
+        user: CurrentUser,
+        body: Annotated[body_model | None, Body()] = body_default,  # type: ignore[valid-type]
+    ) -> TicketOut:
+        now = clock.now()
+        ticket = await service.get_visible_ticket(session, user, ticket_id)
+        await service.authorize(session, user, ticket, action)
+        await service.apply_action(
+            session, ticket, action, body or body_model(),
+            actor=user.username, actor_role=Role(user.role),
+            visible=service.visible_clause(user), settings=settings, now=now,
+        )
+        await session.commit()
+        return service.render(ticket, user, settings, now)
+
+    take_action.__name__ = f"ticket_{action.value}"
+    return take_action
+
+
+for _action, _body in ACTION_BODIES.items():
+    router.add_api_route(
+        f"/tickets/{{ticket_id}}/actions/{_action.value}",
+        _action_route(_action, _body),
+        methods=["POST"],
+        response_model=TicketOut,
+        name=f"ticket_{_action.value}",
+        summary=f"Ticket action: {_action.value}",
+        description=ACTION_DOCS[_action]
+        + "\n\nRefused with 403 for a role that may not take it, 409 when the ticket's status"
+        " does not allow it (the problem lists `allowed_actions`) or `expected_version` is stale.",
+    )
+
+
+@router.post("/tickets/{ticket_id}/actions/{action}", include_in_schema=False)
+async def unknown_action(ticket_id: int, action: str) -> None:
+    raise NotFound(
+        f"there is no action {action!r}; actions are: " + ", ".join(a.value for a in Action)
+    )

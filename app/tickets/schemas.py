@@ -1,0 +1,149 @@
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.tickets.deadlines import WarningLevel
+from app.tickets.machine import Action, Status
+from app.timing.limits import TimeLimit
+
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, description="WGS84 degrees")]
+Longitude = Annotated[
+    float, Field(ge=-180, le=180, allow_inf_nan=False, description="WGS84 degrees")
+]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class EventIn(BaseModel):
+    client_id: UUID = Field(description="chosen by the phone; a resend returns the same ticket")
+    category_code: str
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)
+    ]
+    lat: Latitude
+    lon: Longitude
+    occurred_at: AwareDatetime | None = None
+    urgent: bool = False
+    resolved_on_site: bool = Field(
+        default=False, description="solved on the spot (自行处置): filed straight as closed"
+    )
+
+
+class DuplicateHint(BaseModel):
+    id: int
+    number: str
+    distance_m: float
+
+
+class TicketOut(BaseModel):
+    id: int
+    number: str = Field(description="human-facing ticket number")
+    status: Status
+    level: str = Field(description="community, town or district: who owns the ticket now")
+    owner_unit_code: str
+    grid_code: str
+    category_code: str
+    description: str
+    lat: float
+    lon: float
+    urgent: bool
+    reporter: str | None
+    department_code: str | None
+    source: str
+    self_resolved: bool
+    occurred_at: datetime | None
+    reported_at: datetime
+    dispatched_at: datetime | None
+    deadline_at: datetime | None
+    feedback_at: datetime | None
+    closed_at: datetime | None
+    time_limit: TimeLimit | None
+    overdue: bool = Field(description="the ticket has missed a deadline at least once")
+    warning: WarningLevel | None = Field(description="of the deadline now running")
+    escalation_count: int
+    rework_count: int
+    extension_count: int
+    pending_extension: TimeLimit | None
+    rating: int | None
+    rating_comment: str | None
+    duplicate_of: int | None
+    possible_duplicates: list[DuplicateHint]
+    allowed_actions: list[Action] = Field(
+        description="actions the caller's role may take in the ticket's current status"
+    )
+    version: int
+
+
+class HistoryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    action: str
+    from_status: Status | None
+    to_status: Status
+    from_level: str | None
+    to_level: str
+    note: str | None
+    details: dict[str, object] | None
+
+
+# Bodies of POST /tickets/{id}/actions/{action}.
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int | None = Field(
+        default=None, ge=1, description="the version the caller last saw: 409 when stale"
+    )
+    note: Note | None = None
+
+
+class NoteRequired(ActionIn):
+    note: Note
+
+
+class DispatchIn(ActionIn):
+    department_code: str | None = Field(
+        default=None, description="defaults to the category's default department"
+    )
+    time_limit: TimeLimit | None = Field(
+        default=None, description="defaults to the category's (urgent) time limit"
+    )
+
+
+class MergeIn(ActionIn):
+    duplicate_of: int = Field(description="id of the ticket this one duplicates")
+
+
+class ExtensionIn(ActionIn):
+    time_limit: TimeLimit = Field(description="how much more time")
+
+
+class VerifyIn(ActionIn):
+    passed: bool = Field(description="false sends the ticket back for rework (返工)")
+
+
+class RateIn(ActionIn):
+    score: int = Field(ge=1, le=5)
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+ACTION_BODIES: dict[Action, type[ActionIn]] = {
+    Action.dispatch: DispatchIn,
+    Action.reject: NoteRequired,
+    Action.merge: MergeIn,
+    Action.claim: ActionIn,
+    Action.return_: NoteRequired,
+    Action.suspend: ActionIn,
+    Action.resume: ActionIn,
+    Action.request_extension: ExtensionIn,
+    Action.approve_extension: ActionIn,
+    Action.deny_extension: ActionIn,
+    Action.feedback: ActionIn,
+    Action.verify: VerifyIn,
+    Action.rate: RateIn,
+    Action.escalate: NoteRequired,
+}

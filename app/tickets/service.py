@@ -1,0 +1,411 @@
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import Role, User
+from app.config import Settings
+from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
+from app.orgs.geo import locate_grid
+from app.orgs.models import Category, Level, OrgUnit
+from app.orgs.service import category_limit, find_department, in_subtree, is_within
+from app.tickets import deadlines
+from app.tickets.machine import (
+    ROLE_ACTIONS,
+    TRANSITIONS,
+    Action,
+    Status,
+    available_actions,
+)
+from app.tickets.models import Ticket, TicketHistory
+from app.tickets.schemas import (
+    ActionIn,
+    DispatchIn,
+    EventIn,
+    ExtensionIn,
+    MergeIn,
+    RateIn,
+    TicketOut,
+    VerifyIn,
+)
+from app.timing.limits import TimeLimit
+
+MAX_EXTENSIONS = 2
+SYSTEM_ACTOR = "system"
+
+
+def ticket_number(ticket: Ticket, prefix: str, tz: ZoneInfo) -> str:
+    """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
+    return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
+
+
+def parse_ticket_number(number: str) -> int | None:
+    _, _, tail = number.rpartition("-")
+    return int(tail) if tail.isdigit() else None
+
+
+# Scope ---------------------------------------------------------------------------------------
+
+
+def visible_clause(user: User) -> ColumnElement[bool]:
+    """The tickets a user may see (API.md, "Roles and scope")."""
+    role = Role(user.role)
+    if role == Role.admin:
+        return true()
+    if role == Role.grid_worker:
+        return Ticket.reporter == user.username
+    if role == Role.handler:
+        return Ticket.department_code == user.department_code
+    assert user.org_unit is not None
+    path = user.org_unit.path
+    return in_subtree(Ticket.owner_unit_code, path) | in_subtree(Ticket.grid_code, path)
+
+
+async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
+    ticket = await session.scalar(select(Ticket).where(Ticket.id == ticket_id, visible_clause(user)))
+    if ticket is None:
+        raise NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
+    return ticket
+
+
+async def authorize(session: AsyncSession, user: User, ticket: Ticket, action: Action) -> None:
+    """403 when the caller's role may never take `action`, or when a dispatcher sees the
+    ticket (it was reported in their area) but it is now owned above their unit."""
+    role = Role(user.role)
+    if action not in ROLE_ACTIONS[role]:
+        raise Forbidden(f"a {role} may not {action} tickets")
+    if role == Role.dispatcher:
+        owner = await session.get(OrgUnit, ticket.owner_unit_code)
+        assert owner is not None and user.org_unit is not None
+        if not is_within(owner, user.org_unit.path):
+            raise Forbidden(
+                f"the ticket is owned by {owner.code} ({owner.level}), above your unit"
+            )
+
+
+# Filing ---------------------------------------------------------------------------------------
+
+
+def _history(
+    ticket: Ticket, actor: str, action: str, at: datetime,
+    from_status: str | None, from_level: str | None,
+    note: str | None = None, details: dict[str, Any] | None = None,
+) -> TicketHistory:
+    return TicketHistory(
+        ticket_id=ticket.id, at=at, actor=actor, action=action,
+        from_status=from_status, to_status=ticket.status,
+        from_level=from_level, to_level=ticket.level, note=note, details=details,
+    )
+
+
+def _dispatch_limit(settings: Settings) -> TimeLimit:
+    return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")  # type: ignore[arg-type]
+
+
+async def _existing_report(session: AsyncSession, user: User, data: EventIn) -> Ticket | None:
+    return await session.scalar(
+        select(Ticket).where(Ticket.reporter == user.username, Ticket.client_id == data.client_id)
+    )
+
+
+async def report_event(
+    session: AsyncSession, user: User, data: EventIn, settings: Settings, now: datetime
+) -> tuple[Ticket, bool]:
+    """Files a grid worker's report as a ticket. Returns (ticket, created); a resend of the same
+    `client_id` returns the ticket filed the first time, also when both arrive at once."""
+    if (existing := await _existing_report(session, user, data)) is not None:
+        return existing, False
+    if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
+        raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
+    category = await session.get(Category, data.category_code)
+    if category is None:
+        raise Invalid(f"category {data.category_code!r} does not exist",
+                      loc=["body", "category_code"])
+    match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
+    if match is None:
+        raise Invalid(
+            f"the point is more than {settings.gps_drift_metres:g} m from every grid",
+            loc=["body", "lat"],
+        )
+    assert match.grid.parent_code is not None
+    ticket = Ticket(
+        client_id=data.client_id, source="patrol", level=Level.community,
+        owner_unit_code=match.grid.parent_code, grid_code=match.grid.code,
+        category_code=category.code, reporter=user.username, description=data.description,
+        lat=data.lat, lon=data.lon, urgent=data.urgent, self_resolved=data.resolved_on_site,
+        occurred_at=data.occurred_at, reported_at=now,
+    )
+    if data.resolved_on_site:
+        ticket.status, ticket.closed_at = Status.closed, now
+    else:
+        ticket.status = Status.reported
+        deadlines.start_deadline(ticket, now, _dispatch_limit(settings))
+    session.add(ticket)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        if (existing := await _existing_report(session, user, data)) is not None:
+            return existing, False
+        raise
+    details = {"grid_distance_m": round(match.distance_m, 1)} if match.distance_m else None
+    session.add(_history(ticket, user.username, "report", now, None, None, details=details))
+    return ticket, True
+
+
+# Transitions ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ActionContext:
+    session: AsyncSession
+    settings: Settings
+    now: datetime
+    actor: str
+    visible: ColumnElement[bool]  # tickets the actor may refer to (merge targets)
+    details: dict[str, Any]
+
+
+Effect = Callable[[ActionContext, Ticket, Any], Awaitable[Status | None]]
+
+
+async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> None:
+    category = await ctx.session.get(Category, ticket.category_code)
+    assert category is not None
+    department_code = body.department_code or category.default_department_code
+    if department_code is None:
+        raise Invalid("department_code is required: the category has no default department",
+                      loc=["body", "department_code"])
+    await find_department(ctx.session, department_code, ["body", "department_code"])
+    limit = body.time_limit or category_limit(category, ticket.urgent)
+    ticket.department_code = department_code
+    ticket.dispatched_at = ctx.now
+    ticket.time_limit_value, ticket.time_limit_unit = limit.value, limit.unit
+    ticket.pending_extension_value = ticket.pending_extension_unit = None
+    deadlines.start_deadline(ticket, ctx.now, limit)
+    ctx.details.update(department_code=department_code, time_limit=limit.model_dump(mode="json"))
+
+
+async def _reject(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    return None
+
+
+async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
+    if body.duplicate_of == ticket.id:
+        raise Invalid("a ticket cannot duplicate itself", loc=["body", "duplicate_of"])
+    original = await ctx.session.scalar(
+        select(Ticket).where(Ticket.id == body.duplicate_of, ctx.visible)
+    )
+    if original is None:
+        raise Invalid(f"ticket {body.duplicate_of} does not exist or is outside your scope",
+                      loc=["body", "duplicate_of"])
+    if original.status in (Status.rejected, Status.merged):
+        raise Invalid(f"ticket {original.id} is {original.status}: merge into a live ticket",
+                      loc=["body", "duplicate_of"])
+    ticket.duplicate_of = original.id
+
+
+async def _no_effect(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    return None
+
+
+async def _return(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    ctx.details.update(department_code=ticket.department_code)
+    ticket.department_code = None
+    ticket.pending_extension_value = ticket.pending_extension_unit = None
+    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings))
+
+
+async def _suspend(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    ticket.suspended_at = ctx.now
+
+
+async def _resume(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    assert ticket.suspended_at is not None
+    paused = ctx.now - ticket.suspended_at
+    deadlines.shift_deadline(ticket, paused)
+    ticket.suspended_at = None
+    ctx.details.update(paused_seconds=int(paused.total_seconds()))
+
+
+async def _request_extension(ctx: ActionContext, ticket: Ticket, body: ExtensionIn) -> None:
+    if deadlines.is_overdue(ticket, ctx.now):
+        raise Conflict("an overdue ticket cannot be extended")
+    if ticket.pending_extension_value is not None:
+        raise Conflict("an extension request is already waiting for a decision")
+    if ticket.extension_count >= MAX_EXTENSIONS:
+        raise Conflict(f"a ticket may be extended at most {MAX_EXTENSIONS} times")
+    ticket.pending_extension_value = body.time_limit.value
+    ticket.pending_extension_unit = body.time_limit.unit
+    ctx.details.update(time_limit=body.time_limit.model_dump(mode="json"))
+
+
+def _pending_extension(ticket: Ticket) -> TimeLimit:
+    pending = TimeLimit.of(ticket.pending_extension_value, ticket.pending_extension_unit)
+    if pending is None:
+        raise Conflict("there is no extension request to decide")
+    ticket.pending_extension_value = ticket.pending_extension_unit = None
+    return pending
+
+
+async def _approve_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    extension = _pending_extension(ticket)
+    deadlines.extend_deadline(ticket, extension)
+    ticket.extension_count += 1
+    ctx.details.update(time_limit=extension.model_dump(mode="json"))
+
+
+async def _deny_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    _pending_extension(ticket)
+
+
+async def _feedback(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    ticket.feedback_at = ctx.now
+
+
+async def _verify(ctx: ActionContext, ticket: Ticket, body: VerifyIn) -> Status:
+    ctx.details.update(passed=body.passed)
+    if body.passed:
+        ticket.closed_at = ctx.now
+        return Status.closed
+    ticket.rework_count += 1
+    limit = TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
+    assert limit is not None
+    deadlines.start_deadline(ticket, ctx.now, limit)
+    return Status.in_progress
+
+
+async def _rate(ctx: ActionContext, ticket: Ticket, body: RateIn) -> None:
+    ticket.rating, ticket.rating_comment = body.score, body.comment
+    ctx.details.update(score=body.score)
+
+
+async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    owner = await ctx.session.get(OrgUnit, ticket.owner_unit_code)
+    assert owner is not None
+    if owner.parent_code is None:
+        raise Conflict("the ticket is already owned at the district level")
+    parent = await ctx.session.get(OrgUnit, owner.parent_code)
+    assert parent is not None
+    ticket.owner_unit_code, ticket.level = parent.code, parent.level
+    ticket.escalation_count += 1
+    if deadlines.is_running(ticket):
+        limit = (
+            _dispatch_limit(ctx.settings)
+            if ticket.status == Status.reported
+            else TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
+        )
+        assert limit is not None
+        deadlines.start_deadline(ticket, ctx.now, limit)
+
+
+EFFECTS: dict[Action, Effect] = {
+    Action.dispatch: _dispatch,
+    Action.reject: _reject,
+    Action.merge: _merge,
+    Action.claim: _no_effect,
+    Action.return_: _return,
+    Action.suspend: _suspend,
+    Action.resume: _resume,
+    Action.request_extension: _request_extension,
+    Action.approve_extension: _approve_extension,
+    Action.deny_extension: _deny_extension,
+    Action.feedback: _feedback,
+    Action.verify: _verify,
+    Action.rate: _rate,
+    Action.escalate: _escalate,
+}
+
+
+async def apply_action(
+    session: AsyncSession,
+    ticket: Ticket,
+    action: Action,
+    body: ActionIn,
+    *,
+    actor: str,
+    actor_role: Role | None,
+    visible: ColumnElement[bool],
+    settings: Settings,
+    now: datetime,
+) -> Ticket:
+    """The one place a ticket changes status: checks the transition table, the version and the
+    action's own preconditions, applies its effect and appends a history row. The caller
+    commits; a concurrent change makes the flush fail with StaleDataError (409)."""
+    if body.expected_version is not None and body.expected_version != ticket.version:
+        raise StaleVersion(
+            f"the ticket is at version {ticket.version}, not {body.expected_version}",
+            current_version=ticket.version,
+        )
+    current = Status(ticket.status)
+    rule = TRANSITIONS.get((current, action))
+    if rule is None or (actor_role is not None and actor_role not in rule.roles):
+        allowed = available_actions(current, actor_role) if actor_role else []
+        raise IllegalTransition(
+            f"cannot {action} a ticket that is {current}",
+            current_status=current,
+            allowed_actions=allowed,
+        )
+    before_status, before_level = ticket.status, ticket.level
+    deadlines.note_missed_deadline(ticket, now)
+    ctx = ActionContext(session, settings, now, actor, visible, details={})
+    outcome = await EFFECTS[action](ctx, ticket, body)
+    ticket.status = outcome or rule.to or current
+    assert ticket.status in rule.targets(current)
+    session.add(
+        _history(ticket, actor, action, now, before_status, before_level, body.note,
+                 ctx.details or None)
+    )
+    await session.flush()
+    return ticket
+
+
+# Reading --------------------------------------------------------------------------------------
+
+
+def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> TicketOut:
+    tz = ZoneInfo(settings.timezone)
+    return TicketOut(
+        id=ticket.id,
+        number=ticket_number(ticket, settings.ticket_number_prefix, tz),
+        status=Status(ticket.status),
+        level=ticket.level,
+        owner_unit_code=ticket.owner_unit_code,
+        grid_code=ticket.grid_code,
+        category_code=ticket.category_code,
+        description=ticket.description,
+        lat=ticket.lat,
+        lon=ticket.lon,
+        urgent=ticket.urgent,
+        reporter=ticket.reporter,
+        department_code=ticket.department_code,
+        source=ticket.source,
+        self_resolved=ticket.self_resolved,
+        occurred_at=ticket.occurred_at,
+        reported_at=ticket.reported_at,
+        dispatched_at=ticket.dispatched_at,
+        deadline_at=ticket.deadline_at,
+        feedback_at=ticket.feedback_at,
+        closed_at=ticket.closed_at,
+        time_limit=TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit),
+        overdue=deadlines.is_overdue(ticket, now),
+        warning=deadlines.warning_of(ticket, now),
+        escalation_count=ticket.escalation_count,
+        rework_count=ticket.rework_count,
+        extension_count=ticket.extension_count,
+        pending_extension=TimeLimit.of(
+            ticket.pending_extension_value, ticket.pending_extension_unit
+        ),
+        rating=ticket.rating,
+        rating_comment=ticket.rating_comment,
+        duplicate_of=ticket.duplicate_of,
+        possible_duplicates=[],
+        allowed_actions=available_actions(Status(ticket.status), Role(user.role)),
+        version=ticket.version,
+    )
+

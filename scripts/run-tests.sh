@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the suite on SQLite, then on PostgreSQL when it answers.
+# The PostgreSQL run creates (and drops) a fresh database of its own; it is required when CI=true.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_ADMIN_URL="${GRIDWORK_TEST_PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}"
+
+echo "== test suite on SQLite"
+TEST_DATABASE_URL="sqlite+aiosqlite://" python -m pytest "$@"
+
+if python scripts/pg_reachable.py "$PG_ADMIN_URL"; then
+    echo "== test suite on PostgreSQL"
+    TEST_DATABASE_URL="$PG_ADMIN_URL" python -m pytest "$@"
+elif [ "${CI:-}" = "true" ]; then
+    echo "PostgreSQL is not reachable at $PG_ADMIN_URL, and CI requires the PostgreSQL run." >&2
+    exit 1
+else
+    echo "== PostgreSQL not reachable at $PG_ADMIN_URL: skipped the PostgreSQL run"
+fi
