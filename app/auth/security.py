@@ -59,7 +59,7 @@ def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | 
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp", "gen"], "verify_exp": False},
+            options={"require": ["sub", "exp", "gen"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.PyJWTError:
         return None
