@@ -148,8 +148,9 @@ async def report_event(
     session.add(ticket)
     try:
         await session.flush()
-    except IntegrityError:
+    except IntegrityError:  # the same report, filed by a concurrent request
         await session.rollback()
+        await session.refresh(user)
         if (existing := await _existing_report(session, user, data)) is not None:
             return existing, False
         raise

@@ -24,7 +24,11 @@ EXTRA_USERS = [  # beyond the demo's: people outside the demo tickets' scope
 
 @pytest.fixture
 def settings(database: Database) -> Settings:
-    return Settings(env="test", database_url=database.url, secret_key=TEST_SECRET)
+    # Long-lived access tokens, so tests may move the clock by days; test_auth shortens them.
+    return Settings(
+        env="test", database_url=database.url, secret_key=TEST_SECRET,
+        access_token_minutes=60 * 24 * 365,
+    )
 
 
 @pytest.fixture
