@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -144,31 +145,48 @@ async def ticket_history(
     return page.page(rows, lambda h: h.id, HistoryOut.model_validate)
 
 
+@dataclass
+class Caller:
+    session: SessionDep
+    settings: SettingsDep
+    clock: ClockDep
+    user: CurrentUser
+
+
+CallerDep = Annotated[Caller, Depends()]
+
+
+async def _take_action(caller: Caller, ticket_id: int, action: Action, body: ActionIn) -> TicketOut:
+    session, user, now = caller.session, caller.user, caller.clock.now()
+    ticket = await service.get_visible_ticket(session, user, ticket_id)
+    await service.authorize(session, user, ticket, action)
+    await service.apply_action(
+        session, ticket, action, body,
+        actor=user.username, actor_role=Role(user.role),
+        visible=service.visible_clause(user), settings=caller.settings, now=now,
+    )
+    await session.commit()
+    return service.render(ticket, user, caller.settings, now)
+
+
 def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
-    required = any(f.is_required() for f in body_model.model_fields.values())
-    body_default: Any = ... if required else None
+    """An endpoint for one action, so that OpenAPI documents each action's own body."""
+    if any(f.is_required() for f in body_model.model_fields.values()):
 
-    async def take_action(
-        ticket_id: int,
-        session: SessionDep,
-        settings: SettingsDep,
-        clock: ClockDep,
-        user: CurrentUser,
-        body: Annotated[body_model | None, Body()] = body_default,  # type: ignore[valid-type]
+        async def with_body(
+            ticket_id: int, body: Annotated[body_model, Body()], caller: CallerDep  # type: ignore[valid-type]
+        ) -> TicketOut:
+            return await _take_action(caller, ticket_id, action, body)
+
+        return with_body
+
+    async def optional_body(
+        ticket_id: int, caller: CallerDep,
+        body: Annotated[body_model | None, Body()] = None,  # type: ignore[valid-type]
     ) -> TicketOut:
-        now = clock.now()
-        ticket = await service.get_visible_ticket(session, user, ticket_id)
-        await service.authorize(session, user, ticket, action)
-        await service.apply_action(
-            session, ticket, action, body or body_model(),
-            actor=user.username, actor_role=Role(user.role),
-            visible=service.visible_clause(user), settings=settings, now=now,
-        )
-        await session.commit()
-        return service.render(ticket, user, settings, now)
+        return await _take_action(caller, ticket_id, action, body or body_model())
 
-    take_action.__name__ = f"ticket_{action.value}"
-    return take_action
+    return optional_body
 
 
 for _action, _body in ACTION_BODIES.items():

@@ -1,0 +1,138 @@
+"""Bad input gets a 4xx problem response and writes nothing."""
+
+import uuid
+from typing import Any
+
+import pytest
+
+from app.db import Database
+from app.tickets.models import Ticket, TicketHistory
+from tests.helpers import IN_GC01_1, Api, count
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_id": str(uuid.uuid4()), "category_code": "garbage", "description": "垃圾",
+        "lat": IN_GC01_1[0], "lon": IN_GC01_1[1],
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+BAD_EVENTS = {
+    "lat as text": (event(lat="north"), ["body", "lat"]),
+    "urgent as a list": (event(urgent=[1]), ["body", "urgent"]),
+    "missing category": (event(category_code=None), ["body", "category_code"]),
+    "missing client_id": (event(client_id=None), ["body", "client_id"]),
+    "client_id not a uuid": (event(client_id="abc"), ["body", "client_id"]),
+    "latitude out of range": (event(lat=91.0), ["body", "lat"]),
+    "longitude out of range": (event(lon=-181.0), ["body", "lon"]),
+    "unknown category": (event(category_code="no_such"), ["body", "category_code"]),
+    "point outside every grid": (event(lat=23.2, lon=113.3), ["body", "lat"]),
+    "description too long": (event(description="长" * 4001), ["body", "description"]),
+    "blank description": (event(description="   "), ["body", "description"]),
+    "occurred in the future": (
+        event(occurred_at="2026-11-24T10:00:00+08:00"), ["body", "occurred_at"]
+    ),
+    "occurred_at without offset": (
+        event(occurred_at="2026-11-23T09:00:00"), ["body", "occurred_at"]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EVENTS))
+async def test_bad_event_is_422_and_writes_nothing(api: Api, world: Database, case: str) -> None:
+    body, loc = BAD_EVENTS[case]
+
+    response = await api.post("/api/v1/events", "worker", body)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["title"] and problem["detail"]
+    assert loc in [e["loc"][: len(loc)] for e in problem["errors"]]
+    assert await count(world, Ticket) == 0
+    assert await count(world, TicketHistory) == 0
+
+
+async def test_body_that_is_not_json_is_422(api: Api, world: Database) -> None:
+    response = await api.client.post(
+        "/api/v1/events", content=b"{not json", headers={
+            **(await api.headers("worker")), "content-type": "application/json"
+        },
+    )
+    assert response.status_code == 422
+    assert await count(world, Ticket) == 0
+
+
+async def test_point_just_outside_a_grid_snaps_to_it(api: Api) -> None:
+    # 30 m south of GC01-1's southern edge (23.03 N).
+    ticket = await api.report(at=(23.03 - 30 / 111_195, 113.105))
+    assert ticket["grid_code"] == "GC01-1"
+
+
+async def test_unknown_ticket_is_404(api: Api) -> None:
+    for path in ("/api/v1/tickets/999999", "/api/v1/tickets/999999/history"):
+        response = await api.get(path, "admin")
+        assert response.status_code == 404
+        assert response.json()["type"] == "/problems/not-found"
+    response = await api.act(999999, "claim", "admin")
+    assert response.status_code == 404
+
+
+async def test_ticket_id_not_a_number_is_422(api: Api) -> None:
+    response = await api.get("/api/v1/tickets/abc", "admin")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["path", "ticket_id"]
+
+
+BAD_ACTIONS = [
+    ("dispatch", {"department_code": "NO-SUCH"}, 422),
+    ("dispatch", {"department_code": "NH-CG", "time_limit": {"value": 0, "unit": "hours"}}, 422),
+    ("dispatch", {"department_code": "NH-CG", "time_limit": {"value": 2, "unit": "weeks"}}, 422),
+    ("dispatch", {"department_code": "NH-CG", "expected_version": "one"}, 422),
+    ("dispatch", {"department_code": "NH-CG", "surprise": True}, 422),
+    ("reject", {}, 422),
+    ("reject", {"note": "   "}, 422),
+    ("merge", {"duplicate_of": 999999}, 422),
+    ("merge", {}, 422),
+    ("escalate", None, 422),
+]
+
+
+@pytest.mark.parametrize(("action", "body", "expected"), BAD_ACTIONS)
+async def test_bad_action_body_changes_nothing(
+    api: Api, action: str, body: dict[str, Any] | None, expected: int
+) -> None:
+    ticket = await api.ticket_in("reported")
+
+    response = await api.act(ticket["id"], action, "dispatcher", body)
+
+    assert response.status_code == expected, response.text
+    after = (await api.get(f"/api/v1/tickets/{ticket['id']}", "admin")).json()
+    assert after["version"] == ticket["version"]
+    assert len(await api.history(ticket["id"])) == 1
+
+
+async def test_merge_into_itself_is_422(api: Api) -> None:
+    ticket = await api.ticket_in("reported")
+    response = await api.act(ticket["id"], "merge", "dispatcher", {"duplicate_of": ticket["id"]})
+    assert response.status_code == 422
+
+
+async def test_rate_score_out_of_range_is_422(api: Api) -> None:
+    ticket = await api.ticket_in("closed")
+    for score in (0, 6, "five"):
+        response = await api.act(ticket["id"], "rate", "worker", {"score": score})
+        assert response.status_code == 422
+    assert len(await api.history(ticket["id"])) == 5
+
+
+async def test_bad_list_parameters(api: Api) -> None:
+    for query in ("limit=0", "limit=501", "cursor=garbage", "status=lost", "warning=blue",
+                  "reported_from=yesterday", "overdue=maybe"):
+        response = await api.get(f"/api/v1/tickets?{query}", "admin")
+        assert response.status_code == 422, query
+        assert response.headers["content-type"] == "application/problem+json"
+    response = await api.get("/api/v1/tickets?org_unit=NOPE", "admin")
+    assert response.status_code == 404
