@@ -1,0 +1,106 @@
+"""Deadlines of the state machine on the natural clock."""
+
+from datetime import timedelta
+
+from app.clock import FrozenClock
+from tests.helpers import Api
+
+EXTEND_1H = {"time_limit": {"value": 1, "unit": "hours"}, "note": "需要协调车辆"}
+
+
+async def test_suspension_stops_the_clock(api: Api, clock: FrozenClock) -> None:
+    ticket = await api.ticket_in("in_progress")  # due 4 hours after dispatch, at 06:00Z
+    assert ticket["deadline_at"] == "2026-11-23T06:00:00Z"
+
+    clock.advance(timedelta(hours=1))
+    suspended = await api.must(ticket["id"], "suspend", "handler", {"note": "等待业主"})
+    assert suspended["warning"] is None
+    clock.advance(timedelta(hours=5))  # well past the old deadline, but paused
+    resumed = await api.must(ticket["id"], "resume", "handler")
+
+    assert resumed["deadline_at"] == "2026-11-23T11:00:00Z"
+    assert resumed["overdue"] is False and resumed["warning"] == "green"
+    assert (await api.history(ticket["id"]))[-1]["details"] == {"paused_seconds": 5 * 3600}
+
+
+async def test_extension_moves_the_deadline_at_most_twice(api: Api, clock: FrozenClock) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+
+    pending = await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    assert pending["pending_extension"] == {"value": 1, "unit": "hours"}
+    again = await api.act(tid, "request_extension", "handler", EXTEND_1H)
+    assert again.status_code == 409
+    first = await api.must(tid, "approve_extension", "dispatcher")
+    assert first["deadline_at"] == "2026-11-23T07:00:00Z" and first["extension_count"] == 1
+    assert first["pending_extension"] is None
+
+    await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    denied = await api.must(tid, "deny_extension", "dispatcher")
+    assert denied["deadline_at"] == "2026-11-23T07:00:00Z" and denied["extension_count"] == 1
+    assert (await api.act(tid, "approve_extension", "dispatcher")).status_code == 409
+
+    await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    second = await api.must(tid, "approve_extension", "dispatcher")
+    assert second["deadline_at"] == "2026-11-23T08:00:00Z" and second["extension_count"] == 2
+    third = await api.act(tid, "request_extension", "handler", EXTEND_1H)
+    assert third.status_code == 409 and "at most 2" in third.json()["detail"]
+
+
+async def test_no_extension_once_overdue(api: Api, clock: FrozenClock) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+    clock.advance(timedelta(hours=4, minutes=1))
+
+    response = await api.act(tid, "request_extension", "handler", EXTEND_1H)
+
+    assert response.status_code == 409
+    ticket = (await api.get(f"/api/v1/tickets/{tid}", "handler")).json()
+    assert (ticket["overdue"], ticket["warning"]) == (True, "red")
+
+
+async def test_missed_deadline_stays_on_the_record(api: Api, clock: FrozenClock) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+    clock.advance(timedelta(hours=5))
+    await api.must(tid, "feedback", "handler", {"note": "迟到的处置"})
+    closed = await api.must(tid, "verify", "worker", {"passed": True})
+    assert closed["overdue"] is True and closed["warning"] is None
+
+
+async def test_urgent_ticket_uses_the_urgent_limit(api: Api) -> None:
+    ticket = await api.ticket_in("dispatched", urgent=True)  # garbage urgent: 2 hours
+    assert ticket["time_limit"] == {"value": 2, "unit": "hours"}
+    assert ticket["deadline_at"] == "2026-11-23T04:00:00Z"
+
+
+async def test_dispatch_with_an_explicit_limit(api: Api) -> None:
+    tid = (await api.report())["id"]
+    ticket = await api.must(tid, "dispatch", "dispatcher", {
+        "department_code": "NH-SZ", "time_limit": {"value": 90, "unit": "minutes"}})
+    assert ticket["deadline_at"] == "2026-11-23T03:30:00Z"
+    assert ticket["department_code"] == "NH-SZ"
+
+
+async def test_escalation_climbs_to_the_district_and_stops(api: Api, clock: FrozenClock) -> None:
+    tid = (await api.ticket_in("dispatched"))["id"]
+    clock.advance(timedelta(hours=1))
+
+    town = await api.must(tid, "escalate", "dispatcher", {"note": "社区无法协调"})
+    assert (town["level"], town["owner_unit_code"], town["escalation_count"]) == ("town", "GC", 1)
+    assert town["status"] == "dispatched" and town["department_code"] == "NH-CG"
+    assert town["deadline_at"] == "2026-11-23T07:00:00Z"  # a fresh 4-hour deadline
+    district = await api.must(tid, "escalate", "town_dispatcher", {"note": "需区级协调"})
+    assert (district["level"], district["owner_unit_code"]) == ("district", "NH")
+    top = await api.act(tid, "escalate", "district_dispatcher", {"note": "再升级"})
+    assert top.status_code == 409
+
+    levels = [(h["from_level"], h["to_level"]) for h in await api.history(tid)
+              if h["action"] == "escalate"]
+    assert levels == [("community", "town"), ("town", "district")]
+
+
+async def test_return_goes_back_to_the_dispatch_queue(api: Api, clock: FrozenClock) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+    clock.advance(timedelta(minutes=20))
+    returned = await api.must(tid, "return", "handler", {"note": "不属于本部门"})
+    assert returned["status"] == "reported" and returned["department_code"] is None
+    assert returned["deadline_at"] == "2026-11-23T03:20:00Z"  # the 60-minute dispatch limit
+    assert (await api.get(f"/api/v1/tickets/{tid}", "handler")).status_code == 404
