@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 
 class AppError(Exception):
     status: int = 500
@@ -70,3 +72,35 @@ class TooManyRequests(AppError):
 
 class ServiceUnavailable(AppError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response under /api/v1."""
+
+    type: str = Field(examples=["/problems/illegal-transition"])
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = Field(default=None, description="validation failures")
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {"application/problem+json": {}},
+    }
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem_response("missing, invalid or revoked bearer token"),
+    403: _problem_response("the caller's role may not do this"),
+    404: _problem_response("unknown id, or outside the caller's scope"),
+    409: _problem_response("illegal transition, stale expected_version or duplicate code"),
+    422: _problem_response("invalid request"),
+}

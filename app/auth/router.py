@@ -7,11 +7,11 @@ from app.auth import service
 from app.auth.models import Role, User
 from app.auth.schemas import TokenOut, UserCreate, UserOut, UserUpdate
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
-from app.errors import AppError, Invalid, NotFound
+from app.errors import PROBLEM_RESPONSES, AppError, Invalid, NotFound
 from app.orgs.service import get_org_unit, in_subtree
 from app.pagination import Page, PageDep
 
-router = APIRouter(prefix="/api/v1", tags=["auth and users"])
+router = APIRouter(prefix="/api/v1", tags=["auth and users"], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/auth/token", response_model=TokenOut)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep
-from app.errors import NotFound
+from app.errors import PROBLEM_RESPONSES, NotFound
 from app.orgs import service
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.schemas import (
@@ -17,7 +17,7 @@ from app.orgs.schemas import (
 )
 from app.pagination import Page, PageDep
 
-router = APIRouter(prefix="/api/v1", tags=["reference data"])
+router = APIRouter(prefix="/api/v1", tags=["reference data"], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/org-units", status_code=status.HTTP_201_CREATED, response_model=OrgUnitOut)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.auth.models import Role, User
 from app.config import Settings
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
-from app.errors import Invalid, NotFound
+from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
 from app.orgs.models import Level
 from app.orgs.service import get_org_unit, in_subtree
 from app.pagination import Page, PageDep
@@ -19,7 +19,7 @@ from app.tickets.machine import Action, Status
 from app.tickets.models import Ticket, TicketHistory
 from app.tickets.schemas import ACTION_BODIES, ActionIn, EventIn, HistoryOut, TicketOut
 
-router = APIRouter(prefix="/api/v1", tags=["tickets"])
+router = APIRouter(prefix="/api/v1", tags=["tickets"], responses=PROBLEM_RESPONSES)
 GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker))]
 
 ACTION_DOCS = {

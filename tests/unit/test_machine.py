@@ -1,0 +1,61 @@
+from app.auth.models import Role
+from app.tickets.machine import (
+    CLOSED_STATUSES,
+    DEADLINE_RUNNING,
+    OPEN_STATUSES,
+    ROLE_ACTIONS,
+    TRANSITIONS,
+    Action,
+    Status,
+    available_actions,
+)
+from app.tickets.schemas import ACTION_BODIES
+from app.tickets.service import EFFECTS
+
+
+def test_every_action_has_a_body_an_effect_and_a_rule() -> None:
+    assert set(ACTION_BODIES) == set(EFFECTS) == set(Action)
+    assert {a for (_, a) in TRANSITIONS} == set(Action)
+
+
+def test_dead_ends_have_no_way_out() -> None:
+    for status in (Status.rated, Status.rejected, Status.merged):
+        assert not [a for (s, a) in TRANSITIONS if s == status]
+
+
+def test_escalate_from_every_open_status_and_nowhere_else() -> None:
+    assert {s for (s, a) in TRANSITIONS if a == Action.escalate} == OPEN_STATUSES
+
+
+def test_statuses_partition() -> None:
+    assert DEADLINE_RUNNING < OPEN_STATUSES
+    assert not OPEN_STATUSES & CLOSED_STATUSES
+
+
+def test_roles_match_the_contract() -> None:
+    assert ROLE_ACTIONS[Role.supervisor] == frozenset()
+    assert ROLE_ACTIONS[Role.grid_worker] == {Action.verify, Action.rate}
+    assert ROLE_ACTIONS[Role.handler] == {
+        Action.claim, Action.return_, Action.suspend, Action.resume,
+        Action.request_extension, Action.feedback,
+    }
+    assert ROLE_ACTIONS[Role.dispatcher] == {
+        Action.dispatch, Action.reject, Action.merge, Action.escalate,
+        Action.approve_extension, Action.deny_extension, Action.verify,
+    }
+    assert ROLE_ACTIONS[Role.admin] == set(Action)
+
+
+def test_verify_has_two_outcomes() -> None:
+    rule = TRANSITIONS[(Status.feedback, Action.verify)]
+    assert rule.targets(Status.feedback) == {Status.closed, Status.in_progress}
+
+
+def test_available_actions() -> None:
+    assert available_actions(Status.reported, Role.dispatcher) == [
+        Action.dispatch, Action.reject, Action.merge, Action.escalate
+    ]
+    assert available_actions(Status.in_progress, Role.handler) == [
+        Action.return_, Action.suspend, Action.request_extension, Action.feedback
+    ]
+    assert available_actions(Status.closed, Role.grid_worker) == [Action.rate]
