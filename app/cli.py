@@ -86,15 +86,20 @@ def create_user(
     department: Annotated[str | None, typer.Option(help="department code (handlers)")] = None,
     display_name: Annotated[str | None, typer.Option()] = None,
     password: Annotated[
-        str | None, typer.Option(help="read from a prompt when not given", envvar="GRIDWORK_NEW_PASSWORD")
+        str | None,
+        typer.Option(help="read from a prompt when not given", envvar="GRIDWORK_NEW_PASSWORD"),
     ] = None,
 ) -> None:
     """Create a user (an admin needs no org unit)."""
     secret = password or getpass.getpass("password: ")
     try:
         data = UserCreate(
-            username=username, password=secret, display_name=display_name or username,
-            role=role, org_unit_code=org_unit, department_code=department,
+            username=username,
+            password=secret,
+            display_name=display_name or username,
+            role=role,
+            org_unit_code=org_unit,
+            department_code=department,
         )
         asyncio.run(_create_user(data))
     except AppError as exc:

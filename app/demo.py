@@ -72,7 +72,7 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
         return False
 
     async def unit(code: str, name: str, level: Level, parent: str | None, **kw: object) -> None:
-        data = OrgUnitIn(code=code, name=name, level=level, parent_code=parent, **kw)  # type: ignore[arg-type]
+        data = OrgUnitIn(code=code, name=name, level=level, parent_code=parent, **kw)
         await create_org_unit(session, data, now)
 
     await unit(DISTRICT, "南海区", Level.district, None)
@@ -84,7 +84,9 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
         name = f"{COMMUNITIES[community][0]}第{code[-1]}网格"
         await unit(code, name, Level.grid, community, boundary=grid_square(index))
     for code, (name, org_unit) in DEPARTMENTS.items():
-        await create_department(session, DepartmentIn(code=code, name=name, org_unit_code=org_unit), now)
+        await create_department(
+            session, DepartmentIn(code=code, name=name, org_unit_code=org_unit), now
+        )
     for code, name, limit, urgent, department in CATEGORIES:
         await create_category(
             session,
@@ -98,12 +100,16 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
             ),
             now,
         )
-    for username, display_name, role, org_unit, department in USERS:
+    for username, display_name, role, org_unit, user_department in USERS:
         await create_user(
             session,
             UserCreate(
-                username=username, password=DEMO_PASSWORD, display_name=display_name, role=role,
-                org_unit_code=org_unit, department_code=department,
+                username=username,
+                password=DEMO_PASSWORD,
+                display_name=display_name,
+                role=role,
+                org_unit_code=org_unit,
+                department_code=user_department,
             ),
             now,
         )

@@ -1,5 +1,5 @@
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,7 +31,7 @@ def problem(
     detail: str,
     type_: str = "about:blank",
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
@@ -43,7 +43,12 @@ def problem(
 
 def render_app_error(error: AppError) -> JSONResponse:
     return problem(
-        error.status, error.title, error.detail, error.type, error.errors, error.headers,
+        error.status,
+        error.title,
+        error.detail,
+        error.type,
+        error.errors,
+        error.headers,
         **error.extensions,
     )
 

@@ -5,5 +5,13 @@ from app.db import Base
 from app.orgs.models import Category, Department, OrgUnit
 from app.tickets.models import Ticket, TicketHistory
 
-__all__ = ["Base", "Category", "Department", "OrgUnit", "RefreshToken", "Ticket",
-           "TicketHistory", "User"]
+__all__ = [
+    "Base",
+    "Category",
+    "Department",
+    "OrgUnit",
+    "RefreshToken",
+    "Ticket",
+    "TicketHistory",
+    "User",
+]

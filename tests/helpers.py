@@ -18,14 +18,24 @@ IN_DL01_1 = (23.035, 113.145)  # grid DL01-1, community DL01, town DL
 
 
 async def add_user(
-    session: AsyncSession, username: str, role: Role, org_unit: str | None,
-    department: str | None, now: datetime,
+    session: AsyncSession,
+    username: str,
+    role: Role,
+    org_unit: str | None,
+    department: str | None,
+    now: datetime,
 ) -> None:
     session.add(
         User(
-            username=username, password_hash=hash_password_sync(DEMO_PASSWORD),
-            display_name=username, role=role, org_unit_code=org_unit,
-            department_code=department, is_active=True, token_generation=0, failed_logins=0,
+            username=username,
+            password_hash=hash_password_sync(DEMO_PASSWORD),
+            display_name=username,
+            role=role,
+            org_unit_code=org_unit,
+            department_code=department,
+            is_active=True,
+            token_generation=0,
+            failed_logins=0,
             created_at=now,
         )
     )

@@ -57,9 +57,7 @@ async def _get_user(session: SessionDep, username: str) -> User:
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def create_user(
-    data: UserCreate, session: SessionDep, clock: ClockDep, _: AdminUser
-) -> User:
+async def create_user(data: UserCreate, session: SessionDep, clock: ClockDep, _: AdminUser) -> User:
     user = await service.create_user(session, data, clock.now())
     await session.commit()
     return user

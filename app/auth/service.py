@@ -96,12 +96,12 @@ async def login(
     return await issue_tokens(session, user, settings, now)
 
 
-async def refresh(
-    session: AsyncSession, token: str, settings: Settings, now: datetime
-) -> TokenOut:
+async def refresh(session: AsyncSession, token: str, settings: Settings, now: datetime) -> TokenOut:
     """Refresh-token grant with rotation. Presenting a token already used revokes every
     refresh token of its user: one of the two holders is not the phone it was issued to."""
-    stored = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token)))
+    stored = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest(token))
+    )
     if stored is None or stored.expires_at <= now:
         raise Unauthorized("the refresh token is invalid or has expired")
     if stored.revoked_at is not None:

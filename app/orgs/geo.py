@@ -45,7 +45,8 @@ def _check_ring(ring: Any, where: str) -> None:
 def parse_boundary(geojson: dict[str, Any]) -> BaseGeometry:
     """Validates a GeoJSON Polygon or MultiPolygon and returns it as a shapely geometry."""
     kind = geojson.get("type")
-    coordinates = geojson.get("coordinates")
+    coordinates: Any = geojson.get("coordinates")
+    polygons: Any
     if kind == "Polygon":
         polygons = [coordinates]
     elif kind == "MultiPolygon":

@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,13 +12,14 @@ from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn
 from app.timing.limits import TimeLimit
 
 
-def subtree_codes(path: str) -> Select[tuple[str]]:
+def subtree_codes(path: str) -> Select[Any]:
     """Codes of the unit with materialised `path` and of every unit below it."""
     return select(OrgUnit.code).where(OrgUnit.path.startswith(path, autoescape=True))
 
 
-def in_subtree(column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
-               path: str) -> ColumnElement[bool]:
+def in_subtree(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], path: str
+) -> ColumnElement[bool]:
     return column.in_(subtree_codes(path))
 
 
@@ -64,8 +66,12 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
         path = f"{parent.path}{data.code}/"
 
     unit = OrgUnit(
-        code=data.code, name=data.name, level=data.level, parent_code=data.parent_code,
-        path=path, created_at=now,
+        code=data.code,
+        name=data.name,
+        level=data.level,
+        parent_code=data.parent_code,
+        path=path,
+        created_at=now,
     )
     if data.level == Level.grid and data.boundary is None:
         raise Invalid("a grid needs a boundary", loc=["body", "boundary"])
@@ -86,10 +92,13 @@ async def create_department(session: AsyncSession, data: DepartmentIn, now: date
         raise Conflict(f"department {data.code!r} already exists")
     unit = await find_org_unit(session, data.org_unit_code, ["body", "org_unit_code"])
     if unit.level == Level.grid:
-        raise Invalid("a department belongs to a district, town or community, not a grid",
-                      loc=["body", "org_unit_code"])
-    department = Department(code=data.code, name=data.name, org_unit_code=data.org_unit_code,
-                            created_at=now)
+        raise Invalid(
+            "a department belongs to a district, town or community, not a grid",
+            loc=["body", "org_unit_code"],
+        )
+    department = Department(
+        code=data.code, name=data.name, org_unit_code=data.org_unit_code, created_at=now
+    )
     session.add(department)
     await session.flush()
     return department
@@ -106,15 +115,19 @@ async def create_category(session: AsyncSession, data: CategoryIn, now: datetime
     if await session.get(Category, data.code) is not None:
         raise Conflict(f"category {data.code!r} already exists")
     if data.default_department_code is not None:
-        await find_department(session, data.default_department_code,
-                              ["body", "default_department_code"])
+        await find_department(
+            session, data.default_department_code, ["body", "default_department_code"]
+        )
     urgent = data.urgent_time_limit
     category = Category(
-        code=data.code, name=data.name,
-        time_limit_value=data.time_limit.value, time_limit_unit=data.time_limit.unit,
+        code=data.code,
+        name=data.name,
+        time_limit_value=data.time_limit.value,
+        time_limit_unit=data.time_limit.unit,
         urgent_time_limit_value=urgent.value if urgent else None,
         urgent_time_limit_unit=urgent.unit if urgent else None,
-        default_department_code=data.default_department_code, public=data.public,
+        default_department_code=data.default_department_code,
+        public=data.public,
         created_at=now,
     )
     session.add(category)
@@ -127,15 +140,18 @@ def category_limit(category: Category, urgent: bool) -> TimeLimit:
     urgent_limit = TimeLimit.of(category.urgent_time_limit_value, category.urgent_time_limit_unit)
     if urgent and urgent_limit is not None:
         return urgent_limit
-    return TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit)  # type: ignore[arg-type]
+    return TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit)
 
 
 def category_out(category: Category) -> CategoryOut:
     return CategoryOut(
-        code=category.code, name=category.name,
-        time_limit=TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit),  # type: ignore[arg-type]
-        urgent_time_limit=TimeLimit.of(category.urgent_time_limit_value,
-                                       category.urgent_time_limit_unit),
-        default_department_code=category.default_department_code, public=category.public,
+        code=category.code,
+        name=category.name,
+        time_limit=TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit),
+        urgent_time_limit=TimeLimit.of(
+            category.urgent_time_limit_value, category.urgent_time_limit_unit
+        ),
+        default_department_code=category.default_department_code,
+        public=category.public,
         created_at=category.created_at,
     )

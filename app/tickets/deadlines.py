@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_, false, or_
 
-from app.tickets.machine import DEADLINE_RUNNING, Status
+from app.tickets.machine import DEADLINE_RUNNING
 from app.tickets.models import Ticket
 from app.timing.limits import TimeLimit, add_limit, warning_threshold
 

@@ -27,7 +27,7 @@ ACTION_DOCS = {
     Action.reject: "Refuse to file the report (不予立案). `note` is required.",
     Action.merge: "Mark as a duplicate of another ticket (`duplicate_of`).",
     Action.claim: "The handling department signs for the ticket (签收).",
-    Action.return_: "The department sends the ticket back for re-dispatch (退单). `note` is required.",
+    Action.return_: "Send the ticket back for re-dispatch (退单). `note` is required.",
     Action.suspend: "Pause handling (挂起): the deadline clock stops.",
     Action.resume: "Resume handling; the deadline moves by the time paused.",
     Action.request_extension: "Ask for more time (`time_limit`); not once overdue.",
@@ -161,9 +161,15 @@ async def _take_action(caller: Caller, ticket_id: int, action: Action, body: Act
     ticket = await service.get_visible_ticket(session, user, ticket_id)
     await service.authorize(session, user, ticket, action)
     await service.apply_action(
-        session, ticket, action, body,
-        actor=user.username, actor_role=Role(user.role),
-        visible=service.visible_clause(user), settings=caller.settings, now=now,
+        session,
+        ticket,
+        action,
+        body,
+        actor=user.username,
+        actor_role=Role(user.role),
+        visible=service.visible_clause(user),
+        settings=caller.settings,
+        now=now,
     )
     await session.commit()
     return service.render(ticket, user, caller.settings, now)
@@ -174,14 +180,17 @@ def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
     if any(f.is_required() for f in body_model.model_fields.values()):
 
         async def with_body(
-            ticket_id: int, body: Annotated[body_model, Body()], caller: CallerDep  # type: ignore[valid-type]
+            ticket_id: int,
+            body: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            caller: CallerDep,
         ) -> TicketOut:
             return await _take_action(caller, ticket_id, action, body)
 
         return with_body
 
     async def optional_body(
-        ticket_id: int, caller: CallerDep,
+        ticket_id: int,
+        caller: CallerDep,
         body: Annotated[body_model | None, Body()] = None,  # type: ignore[valid-type]
     ) -> TicketOut:
         return await _take_action(caller, ticket_id, action, body or body_model())

@@ -67,7 +67,9 @@ def visible_clause(user: User) -> ColumnElement[bool]:
 
 
 async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
-    ticket = await session.scalar(select(Ticket).where(Ticket.id == ticket_id, visible_clause(user)))
+    ticket = await session.scalar(
+        select(Ticket).where(Ticket.id == ticket_id, visible_clause(user))
+    )
     if ticket is None:
         raise NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
     return ticket
@@ -83,28 +85,38 @@ async def authorize(session: AsyncSession, user: User, ticket: Ticket, action: A
         owner = await session.get(OrgUnit, ticket.owner_unit_code)
         assert owner is not None and user.org_unit is not None
         if not is_within(owner, user.org_unit.path):
-            raise Forbidden(
-                f"the ticket is owned by {owner.code} ({owner.level}), above your unit"
-            )
+            raise Forbidden(f"the ticket is owned by {owner.code} ({owner.level}), above your unit")
 
 
 # Filing ---------------------------------------------------------------------------------------
 
 
 def _history(
-    ticket: Ticket, actor: str, action: str, at: datetime,
-    from_status: str | None, from_level: str | None,
-    note: str | None = None, details: dict[str, Any] | None = None,
+    ticket: Ticket,
+    actor: str,
+    action: str,
+    at: datetime,
+    from_status: str | None,
+    from_level: str | None,
+    note: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> TicketHistory:
     return TicketHistory(
-        ticket_id=ticket.id, at=at, actor=actor, action=action,
-        from_status=from_status, to_status=ticket.status,
-        from_level=from_level, to_level=ticket.level, note=note, details=details,
+        ticket_id=ticket.id,
+        at=at,
+        actor=actor,
+        action=action,
+        from_status=from_status,
+        to_status=ticket.status,
+        from_level=from_level,
+        to_level=ticket.level,
+        note=note,
+        details=details,
     )
 
 
 def _dispatch_limit(settings: Settings) -> TimeLimit:
-    return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")  # type: ignore[arg-type]
+    return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
 
 
 async def _existing_report(session: AsyncSession, user: User, data: EventIn) -> Ticket | None:
@@ -124,8 +136,9 @@ async def report_event(
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
     category = await session.get(Category, data.category_code)
     if category is None:
-        raise Invalid(f"category {data.category_code!r} does not exist",
-                      loc=["body", "category_code"])
+        raise Invalid(
+            f"category {data.category_code!r} does not exist", loc=["body", "category_code"]
+        )
     match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
     if match is None:
         raise Invalid(
@@ -134,11 +147,20 @@ async def report_event(
         )
     assert match.grid.parent_code is not None
     ticket = Ticket(
-        client_id=data.client_id, source="patrol", level=Level.community,
-        owner_unit_code=match.grid.parent_code, grid_code=match.grid.code,
-        category_code=category.code, reporter=user.username, description=data.description,
-        lat=data.lat, lon=data.lon, urgent=data.urgent, self_resolved=data.resolved_on_site,
-        occurred_at=data.occurred_at, reported_at=now,
+        client_id=data.client_id,
+        source="patrol",
+        level=Level.community,
+        owner_unit_code=match.grid.parent_code,
+        grid_code=match.grid.code,
+        category_code=category.code,
+        reporter=user.username,
+        description=data.description,
+        lat=data.lat,
+        lon=data.lon,
+        urgent=data.urgent,
+        self_resolved=data.resolved_on_site,
+        occurred_at=data.occurred_at,
+        reported_at=now,
     )
     if data.resolved_on_site:
         ticket.status, ticket.closed_at = Status.closed, now
@@ -180,8 +202,10 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
     assert category is not None
     department_code = body.department_code or category.default_department_code
     if department_code is None:
-        raise Invalid("department_code is required: the category has no default department",
-                      loc=["body", "department_code"])
+        raise Invalid(
+            "department_code is required: the category has no default department",
+            loc=["body", "department_code"],
+        )
     await find_department(ctx.session, department_code, ["body", "department_code"])
     limit = body.time_limit or category_limit(category, ticket.urgent)
     ticket.department_code = department_code
@@ -203,11 +227,15 @@ async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
         select(Ticket).where(Ticket.id == body.duplicate_of, ctx.visible)
     )
     if original is None:
-        raise Invalid(f"ticket {body.duplicate_of} does not exist or is outside your scope",
-                      loc=["body", "duplicate_of"])
+        raise Invalid(
+            f"ticket {body.duplicate_of} does not exist or is outside your scope",
+            loc=["body", "duplicate_of"],
+        )
     if original.status in (Status.rejected, Status.merged):
-        raise Invalid(f"ticket {original.id} is {original.status}: merge into a live ticket",
-                      loc=["body", "duplicate_of"])
+        raise Invalid(
+            f"ticket {original.id} is {original.status}: merge into a live ticket",
+            loc=["body", "duplicate_of"],
+        )
     ticket.duplicate_of = original.id
 
 
@@ -359,8 +387,9 @@ async def apply_action(
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
     session.add(
-        _history(ticket, actor, action, now, before_status, before_level, body.note,
-                 ctx.details or None)
+        _history(
+            ticket, actor, action, now, before_status, before_level, body.note, ctx.details or None
+        )
     )
     await session.flush()
     return ticket
@@ -409,4 +438,3 @@ def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> Tic
         allowed_actions=available_actions(Status(ticket.status), Role(user.role)),
         version=ticket.version,
     )
-

@@ -26,7 +26,9 @@ EXTRA_USERS = [  # beyond the demo's: people outside the demo tickets' scope
 def settings(database: Database) -> Settings:
     # Long-lived access tokens, so tests may move the clock by days; test_auth shortens them.
     return Settings(
-        env="test", database_url=database.url, secret_key=TEST_SECRET,
+        env="test",
+        database_url=database.url,
+        secret_key=TEST_SECRET,
         access_token_minutes=60 * 24 * 365,
     )
 

@@ -13,8 +13,9 @@ from tests.helpers import Api
 
 @pytest.fixture
 def settings(database: Database) -> Settings:
-    return Settings(env="test", database_url=database.url,
-                    secret_key="another-test-secret-key-of-enough-length")
+    return Settings(
+        env="test", database_url=database.url, secret_key="another-test-secret-key-of-enough-length"
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -41,8 +42,9 @@ async def test_password_grant_and_me(api: Api) -> None:
     assert "password" not in str(caller.json())
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"},
-                                     {"Authorization": "Basic d29ya2VyOng="}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic d29ya2VyOng="}]
+)
 async def test_missing_or_bad_token_is_401(api: Api, headers: dict[str, str]) -> None:
     response = await api.client.get("/api/v1/tickets", headers=headers)
     assert response.status_code == 401
@@ -68,11 +70,16 @@ async def test_access_token_expires(api: Api, clock: FrozenClock) -> None:
 async def test_token_signed_with_another_key_is_refused(
     api: Api, world: Database, clock: FrozenClock
 ) -> None:
-    other = create_app(Settings(env="test", database_url=world.url,
-                                secret_key="a-different-secret-of-sufficient-size"),
-                       database=world, clock=clock)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other),
-                                 base_url="http://other") as client:
+    other = create_app(
+        Settings(
+            env="test", database_url=world.url, secret_key="a-different-secret-of-sufficient-size"
+        ),
+        database=world,
+        clock=clock,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=other), base_url="http://other"
+    ) as client:
         foreign = await Api(client).login("worker")
     assert (await me(api, foreign.json()["access_token"])).status_code == 401
 
@@ -80,17 +87,23 @@ async def test_token_signed_with_another_key_is_refused(
 async def test_refresh_rotates_and_reuse_revokes(api: Api) -> None:
     first = (await api.login("worker")).json()
 
-    second = await api.client.post("/api/v1/auth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    second = await api.client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
     assert second.status_code == 200
     assert (await me(api, second.json()["access_token"])).status_code == 200
 
-    replay = await api.client.post("/api/v1/auth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    replay = await api.client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
     assert replay.status_code == 401
     # The replay of a used token revoked the family, including the newest refresh token.
-    newest = await api.client.post("/api/v1/auth/token", data={
-        "grant_type": "refresh_token", "refresh_token": second.json()["refresh_token"]})
+    newest = await api.client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": second.json()["refresh_token"]},
+    )
     assert newest.status_code == 401
 
 
@@ -101,8 +114,10 @@ async def test_admin_revokes_a_lost_phone(api: Api) -> None:
 
     assert revoked.status_code == 204
     assert (await me(api, phone["access_token"])).status_code == 401
-    refresh = await api.client.post("/api/v1/auth/token", data={
-        "grant_type": "refresh_token", "refresh_token": phone["refresh_token"]})
+    refresh = await api.client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": phone["refresh_token"]},
+    )
     assert refresh.status_code == 401
     assert (await api.login("worker")).status_code == 200  # the password still works
 
@@ -111,7 +126,8 @@ async def test_disabled_user_is_signed_out(api: Api) -> None:
     token = (await api.login("handler")).json()["access_token"]
 
     response = await api.client.patch(
-        "/api/v1/users/handler", json={"is_active": False}, headers=await api.headers("admin"))
+        "/api/v1/users/handler", json={"is_active": False}, headers=await api.headers("admin")
+    )
 
     assert response.status_code == 200 and response.json()["is_active"] is False
     assert (await me(api, token)).status_code == 401
@@ -144,8 +160,13 @@ async def test_failures_outside_the_window_do_not_add_up(api: Api, clock: Frozen
 
 
 async def test_only_admins_manage_users(api: Api) -> None:
-    body = {"username": "newworker", "password": "long-enough-pw", "display_name": "新网格员",
-            "role": "grid_worker", "org_unit_code": "GC02-1"}
+    body = {
+        "username": "newworker",
+        "password": "long-enough-pw",
+        "display_name": "新网格员",
+        "role": "grid_worker",
+        "org_unit_code": "GC02-1",
+    }
     assert (await api.post("/api/v1/users", "dispatcher", body)).status_code == 403
     assert (await api.get("/api/v1/users", "supervisor")).status_code == 403
 
@@ -159,16 +180,22 @@ async def test_only_admins_manage_users(api: Api) -> None:
     assert [u["username"] for u in listed.json()["items"]] == ["newworker", "worker"]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"role": "grid_worker", "org_unit_code": "GC01"}, "org_unit_code"),
-    ({"role": "handler", "org_unit_code": "NH"}, "department_code"),
-    ({"role": "dispatcher", "org_unit_code": "GC01-1"}, "org_unit_code"),
-    ({"role": "dispatcher", "org_unit_code": "NOPE"}, "org_unit_code"),
-    ({"role": "supervisor", "org_unit_code": "NH", "department_code": "NH-CG"}, "department_code"),
-    ({"role": "captain", "org_unit_code": "NH"}, "role"),
-    ({"role": "dispatcher", "org_unit_code": "NH", "password": "short"}, "password"),
-    ({"role": "dispatcher", "org_unit_code": "NH", "username": "a b"}, "username"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"role": "grid_worker", "org_unit_code": "GC01"}, "org_unit_code"),
+        ({"role": "handler", "org_unit_code": "NH"}, "department_code"),
+        ({"role": "dispatcher", "org_unit_code": "GC01-1"}, "org_unit_code"),
+        ({"role": "dispatcher", "org_unit_code": "NOPE"}, "org_unit_code"),
+        (
+            {"role": "supervisor", "org_unit_code": "NH", "department_code": "NH-CG"},
+            "department_code",
+        ),
+        ({"role": "captain", "org_unit_code": "NH"}, "role"),
+        ({"role": "dispatcher", "org_unit_code": "NH", "password": "short"}, "password"),
+        ({"role": "dispatcher", "org_unit_code": "NH", "username": "a b"}, "username"),
+    ],
+)
 async def test_user_validation(api: Api, change: dict[str, str], field: str) -> None:
     body = {"username": "someone", "password": "long-enough-pw", "display_name": "x", **change}
     response = await api.post("/api/v1/users", "admin", body)
@@ -177,21 +204,25 @@ async def test_user_validation(api: Api, change: dict[str, str], field: str) -> 
     assert (await api.get("/api/v1/users/someone", "admin")).status_code == 404
 
 
-async def test_bootstrap_admin_on_an_empty_database(
-    empty_db: Database, clock: FrozenClock
-) -> None:
+async def test_bootstrap_admin_on_an_empty_database(empty_db: Database, clock: FrozenClock) -> None:
     app: FastAPI = create_app(
-        Settings(env="test", database_url=empty_db.url, secret_key="k" * 40,
-                 bootstrap_admin="root:first-password"),
-        database=empty_db, clock=clock,
+        Settings(
+            env="test",
+            database_url=empty_db.url,
+            secret_key="k" * 40,
+            bootstrap_admin="root:first-password",
+        ),
+        database=empty_db,
+        clock=clock,
     )
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
         async with client:
             response = await Api(client).login("root", "first-password")
             assert response.status_code == 200
-            me_ = await client.get("/api/v1/users/me",
-                                   headers=bearer(response.json()["access_token"]))
+            me_ = await client.get(
+                "/api/v1/users/me", headers=bearer(response.json()["access_token"])
+            )
             assert me_.json()["role"] == "admin"
     async with app.router.lifespan_context(app):  # a second start creates nobody
         pass

@@ -12,8 +12,11 @@ from tests.helpers import IN_GC01_1, Api, count
 
 def event(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "client_id": str(uuid.uuid4()), "category_code": "garbage", "description": "垃圾",
-        "lat": IN_GC01_1[0], "lon": IN_GC01_1[1],
+        "client_id": str(uuid.uuid4()),
+        "category_code": "garbage",
+        "description": "垃圾",
+        "lat": IN_GC01_1[0],
+        "lon": IN_GC01_1[1],
     }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
@@ -32,10 +35,12 @@ BAD_EVENTS = {
     "description too long": (event(description="长" * 4001), ["body", "description"]),
     "blank description": (event(description="   "), ["body", "description"]),
     "occurred in the future": (
-        event(occurred_at="2026-11-24T10:00:00+08:00"), ["body", "occurred_at"]
+        event(occurred_at="2026-11-24T10:00:00+08:00"),
+        ["body", "occurred_at"],
     ),
     "occurred_at without offset": (
-        event(occurred_at="2026-11-23T09:00:00"), ["body", "occurred_at"]
+        event(occurred_at="2026-11-23T09:00:00"),
+        ["body", "occurred_at"],
     ),
 }
 
@@ -57,9 +62,9 @@ async def test_bad_event_is_422_and_writes_nothing(api: Api, world: Database, ca
 
 async def test_body_that_is_not_json_is_422(api: Api, world: Database) -> None:
     response = await api.client.post(
-        "/api/v1/events", content=b"{not json", headers={
-            **(await api.headers("worker")), "content-type": "application/json"
-        },
+        "/api/v1/events",
+        content=b"{not json",
+        headers={**(await api.headers("worker")), "content-type": "application/json"},
     )
     assert response.status_code == 422
     assert await count(world, Ticket) == 0
@@ -129,8 +134,15 @@ async def test_rate_score_out_of_range_is_422(api: Api) -> None:
 
 
 async def test_bad_list_parameters(api: Api) -> None:
-    for query in ("limit=0", "limit=501", "cursor=garbage", "status=lost", "warning=blue",
-                  "reported_from=yesterday", "overdue=maybe"):
+    for query in (
+        "limit=0",
+        "limit=501",
+        "cursor=garbage",
+        "status=lost",
+        "warning=blue",
+        "reported_from=yesterday",
+        "overdue=maybe",
+    ):
         response = await api.get(f"/api/v1/tickets?{query}", "admin")
         assert response.status_code == 422, query
         assert response.headers["content-type"] == "application/problem+json"

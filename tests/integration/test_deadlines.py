@@ -73,8 +73,12 @@ async def test_urgent_ticket_uses_the_urgent_limit(api: Api) -> None:
 
 async def test_dispatch_with_an_explicit_limit(api: Api) -> None:
     tid = (await api.report())["id"]
-    ticket = await api.must(tid, "dispatch", "dispatcher", {
-        "department_code": "NH-SZ", "time_limit": {"value": 90, "unit": "minutes"}})
+    ticket = await api.must(
+        tid,
+        "dispatch",
+        "dispatcher",
+        {"department_code": "NH-SZ", "time_limit": {"value": 90, "unit": "minutes"}},
+    )
     assert ticket["deadline_at"] == "2026-11-23T03:30:00Z"
     assert ticket["department_code"] == "NH-SZ"
 
@@ -92,8 +96,11 @@ async def test_escalation_climbs_to_the_district_and_stops(api: Api, clock: Froz
     top = await api.act(tid, "escalate", "district_dispatcher", {"note": "再升级"})
     assert top.status_code == 409
 
-    levels = [(h["from_level"], h["to_level"]) for h in await api.history(tid)
-              if h["action"] == "escalate"]
+    levels = [
+        (h["from_level"], h["to_level"])
+        for h in await api.history(tid)
+        if h["action"] == "escalate"
+    ]
     assert levels == [("community", "town"), ("town", "district")]
 
 

@@ -40,17 +40,22 @@ async def test_filters(api: Api, clock: FrozenClock) -> None:
 
     assert await ids(api, "admin", "status=dispatched") == [dispatched["id"]]
     assert await ids(api, "admin", "status=dispatched&status=reported") == [
-        escalated["id"], dispatched["id"], old["id"]
+        escalated["id"],
+        dispatched["id"],
+        old["id"],
     ]
     assert await ids(api, "admin", "level=town") == [escalated["id"]]
     assert await ids(api, "admin", "org_unit=GC02") == [escalated["id"]]
     assert await ids(api, "admin", "category=manhole") == [old["id"]]
     assert await ids(api, "admin", "department=NH-CG") == [dispatched["id"]]
     assert await ids(api, "admin", "reported_to=2026-11-24") == [old["id"]]
-    assert await ids(api, "admin", "reported_from=2026-11-24") == [escalated["id"],
-                                                                    dispatched["id"]]
+    assert await ids(api, "admin", "reported_from=2026-11-24") == [
+        escalated["id"],
+        dispatched["id"],
+    ]
     assert await ids(api, "admin", "reported_from=2026-11-24T02:00:00%2B00:00") == [
-        escalated["id"], dispatched["id"]
+        escalated["id"],
+        dispatched["id"],
     ]
 
 

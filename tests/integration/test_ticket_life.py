@@ -7,13 +7,13 @@ from sqlalchemy import true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.clock import FrozenClock
 from app.config import Settings
+from app.db import Database
 from app.tickets.machine import Action
+from app.tickets.models import Ticket, TicketHistory
 from app.tickets.schemas import ActionIn
 from app.tickets.service import apply_action
-from app.clock import FrozenClock
-from app.db import Database
-from app.tickets.models import Ticket, TicketHistory
 from tests.helpers import IN_DL01_1, IN_GC01_1, Api, count
 
 
@@ -26,7 +26,9 @@ async def test_full_life_of_a_ticket(api: Api, clock: FrozenClock) -> None:
     tid = ticket["id"]
     assert ticket["status"] == "reported"
     assert (ticket["owner_unit_code"], ticket["grid_code"], ticket["level"]) == (
-        "GC01", "GC01-1", "community"
+        "GC01",
+        "GC01-1",
+        "community",
     )
     assert ticket["number"] == f"NH-20261123-{tid:06d}"
     assert ticket["deadline_at"] is not None  # the dispatch limit runs
@@ -62,7 +64,14 @@ async def test_full_life_of_a_ticket(api: Api, clock: FrozenClock) -> None:
         ("rate", "rated"),
     ]
     assert [h["actor"] for h in history] == [
-        "worker", "dispatcher", "handler", "handler", "worker", "handler", "worker", "worker"
+        "worker",
+        "dispatcher",
+        "handler",
+        "handler",
+        "worker",
+        "handler",
+        "worker",
+        "worker",
     ]
     assert rated["version"] == len(history)
 
@@ -78,14 +87,18 @@ async def test_resolved_on_site_is_filed_closed(api: Api) -> None:
 async def test_resend_of_a_report_returns_the_same_ticket(api: Api, world: Database) -> None:
     first = await api.report()
     body = {
-        "client_id": str(uuid.uuid4()), "category_code": "garbage", "description": "x",
-        "lat": IN_GC01_1[0], "lon": IN_GC01_1[1],
+        "client_id": str(uuid.uuid4()),
+        "category_code": "garbage",
+        "description": "x",
+        "lat": IN_GC01_1[0],
+        "lon": IN_GC01_1[1],
     }
     created = await api.post("/api/v1/events", "worker", body)
     again = await api.post("/api/v1/events", "worker", body)
     # The same client_id from another worker is another report.
-    other = await api.post("/api/v1/events", "worker2", {**body, "lat": IN_DL01_1[0],
-                                                         "lon": IN_DL01_1[1]})
+    other = await api.post(
+        "/api/v1/events", "worker2", {**body, "lat": IN_DL01_1[0], "lon": IN_DL01_1[1]}
+    )
 
     assert (created.status_code, again.status_code, other.status_code) == (201, 200, 201)
     assert again.json()["id"] == created.json()["id"] != first["id"]
@@ -95,8 +108,11 @@ async def test_resend_of_a_report_returns_the_same_ticket(api: Api, world: Datab
 
 async def test_concurrent_identical_reports_make_one_ticket(api: Api, world: Database) -> None:
     body = {
-        "client_id": str(uuid.uuid4()), "category_code": "garbage", "description": "x",
-        "lat": IN_GC01_1[0], "lon": IN_GC01_1[1],
+        "client_id": str(uuid.uuid4()),
+        "category_code": "garbage",
+        "description": "x",
+        "lat": IN_GC01_1[0],
+        "lon": IN_GC01_1[1],
     }
     await api.headers("worker")
 
@@ -132,8 +148,12 @@ async def test_concurrent_dispatches_one_wins(api: Api) -> None:
 
     responses = await asyncio.gather(
         *(
-            api.act(ticket["id"], "dispatch", user,
-                    {"department_code": "NH-CG", "expected_version": version})
+            api.act(
+                ticket["id"],
+                "dispatch",
+                user,
+                {"department_code": "NH-CG", "expected_version": version},
+            )
             for user in ("dispatcher", "town_dispatcher", "district_dispatcher")
         )
     )
@@ -147,8 +167,9 @@ async def test_concurrent_dispatches_one_wins(api: Api) -> None:
 
 async def test_stale_expected_version_is_409(api: Api) -> None:
     ticket = await api.ticket_in("dispatched")
-    response = await api.act(ticket["id"], "claim", "handler",
-                             {"expected_version": ticket["version"] - 1})
+    response = await api.act(
+        ticket["id"], "claim", "handler", {"expected_version": ticket["version"] - 1}
+    )
     assert response.status_code == 409
     assert response.json()["type"] == "/problems/stale-version"
     assert response.json()["current_version"] == ticket["version"]
@@ -163,8 +184,15 @@ async def test_lost_update_is_refused_even_without_expected_version(
 
     async def claim(session: AsyncSession, target: Ticket) -> None:
         await apply_action(
-            session, target, Action.claim, ActionIn(), actor="admin", actor_role=None,
-            visible=true(), settings=settings, now=target.reported_at,
+            session,
+            target,
+            Action.claim,
+            ActionIn(),
+            actor="admin",
+            actor_role=None,
+            visible=true(),
+            settings=settings,
+            now=target.reported_at,
         )
         await session.commit()
 

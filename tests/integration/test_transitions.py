@@ -51,8 +51,12 @@ def first_status(action: Action) -> Status:
 async def prepare(api: Api, status: Status, action: Action) -> tuple[int, dict[str, Any] | None]:
     ticket = await api.ticket_in(status)
     if action in (Action.approve_extension, Action.deny_extension) and status == Status.in_progress:
-        await api.must(ticket["id"], "request_extension", "handler",
-                       {"time_limit": {"value": 1, "unit": "hours"}})
+        await api.must(
+            ticket["id"],
+            "request_extension",
+            "handler",
+            {"time_limit": {"value": 1, "unit": "hours"}},
+        )
     body = ACTORS[action][1]
     if action == Action.merge:
         body = {"duplicate_of": (await api.report())["id"]}
@@ -72,7 +76,9 @@ async def test_allowed(api: Api, status: Status, action: Action) -> None:
     assert ticket["version"] == before["version"] + 1
     last = (await api.history(tid))[-1]
     assert (last["action"], last["from_status"], last["to_status"]) == (
-        action, status, ticket["status"]
+        action,
+        status,
+        ticket["status"],
     )
 
 
@@ -126,8 +132,9 @@ async def test_refused_in_wrong_status(api: Api, action: Action, wrong: str) -> 
 async def test_failed_verification_sends_back_for_rework(api: Api) -> None:
     ticket = await api.ticket_in("feedback")
 
-    reworked = await api.must(ticket["id"], "verify", "dispatcher", {"passed": False,
-                                                                     "note": "垃圾未清完"})
+    reworked = await api.must(
+        ticket["id"], "verify", "dispatcher", {"passed": False, "note": "垃圾未清完"}
+    )
 
     assert reworked["status"] == "in_progress"
     assert reworked["rework_count"] == 1
@@ -141,8 +148,9 @@ async def test_dispatcher_sees_but_cannot_act_on_a_ticket_escalated_above_them(a
 
     seen = await api.get(f"/api/v1/tickets/{ticket['id']}", "dispatcher")
     refused = await api.act(ticket["id"], "dispatch", "dispatcher", {"department_code": "NH-CG"})
-    by_town = await api.act(ticket["id"], "dispatch", "town_dispatcher",
-                            {"department_code": "NH-CG"})
+    by_town = await api.act(
+        ticket["id"], "dispatch", "town_dispatcher", {"department_code": "NH-CG"}
+    )
 
     assert seen.status_code == 200
     assert refused.status_code == 403

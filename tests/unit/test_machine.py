@@ -36,12 +36,21 @@ def test_roles_match_the_contract() -> None:
     assert ROLE_ACTIONS[Role.supervisor] == frozenset()
     assert ROLE_ACTIONS[Role.grid_worker] == {Action.verify, Action.rate}
     assert ROLE_ACTIONS[Role.handler] == {
-        Action.claim, Action.return_, Action.suspend, Action.resume,
-        Action.request_extension, Action.feedback,
+        Action.claim,
+        Action.return_,
+        Action.suspend,
+        Action.resume,
+        Action.request_extension,
+        Action.feedback,
     }
     assert ROLE_ACTIONS[Role.dispatcher] == {
-        Action.dispatch, Action.reject, Action.merge, Action.escalate,
-        Action.approve_extension, Action.deny_extension, Action.verify,
+        Action.dispatch,
+        Action.reject,
+        Action.merge,
+        Action.escalate,
+        Action.approve_extension,
+        Action.deny_extension,
+        Action.verify,
     }
     assert ROLE_ACTIONS[Role.admin] == set(Action)
 
@@ -53,9 +62,15 @@ def test_verify_has_two_outcomes() -> None:
 
 def test_available_actions() -> None:
     assert available_actions(Status.reported, Role.dispatcher) == [
-        Action.dispatch, Action.reject, Action.merge, Action.escalate
+        Action.dispatch,
+        Action.reject,
+        Action.merge,
+        Action.escalate,
     ]
     assert available_actions(Status.in_progress, Role.handler) == [
-        Action.return_, Action.suspend, Action.request_extension, Action.feedback
+        Action.return_,
+        Action.suspend,
+        Action.request_extension,
+        Action.feedback,
     ]
     assert available_actions(Status.closed, Role.grid_worker) == [Action.rate]

@@ -29,8 +29,7 @@ def test_ticket_number_uses_the_local_day() -> None:
 
 
 def test_level_parents() -> None:
-    assert [level.parent for level in Level] == [None, Level.district, Level.town,
-                                                  Level.community]
+    assert [level.parent for level in Level] == [None, Level.district, Level.town, Level.community]
 
 
 def test_natural_limits() -> None:
@@ -89,17 +88,24 @@ def test_valid_boundaries() -> None:
     assert multi.area < 0.01
 
 
-@pytest.mark.parametrize("geojson", [
-    {"type": "Polygon", "coordinates": [SQUARE[:-1]]},
-    {"type": "Polygon", "coordinates": [[[113.1, 23.0], [113.2, 23.0], [113.1, 23.0]]]},
-    {"type": "Polygon", "coordinates": [[[113.1, 23.1], [113.2, 23.2], [113.2, 23.1],
-                                         [113.1, 23.2], [113.1, 23.1]]]},
-    {"type": "Polygon", "coordinates": [[[200, 23.0], [201, 23.0], [201, 24], [200, 23.0]]]},
-    {"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4], ["a", "b"]]]},
-    {"type": "Polygon", "coordinates": []},
-    {"type": "LineString", "coordinates": SQUARE},
-    {"coordinates": [SQUARE]},
-])
+@pytest.mark.parametrize(
+    "geojson",
+    [
+        {"type": "Polygon", "coordinates": [SQUARE[:-1]]},
+        {"type": "Polygon", "coordinates": [[[113.1, 23.0], [113.2, 23.0], [113.1, 23.0]]]},
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [[113.1, 23.1], [113.2, 23.2], [113.2, 23.1], [113.1, 23.2], [113.1, 23.1]]
+            ],
+        },
+        {"type": "Polygon", "coordinates": [[[200, 23.0], [201, 23.0], [201, 24], [200, 23.0]]]},
+        {"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4], ["a", "b"]]]},
+        {"type": "Polygon", "coordinates": []},
+        {"type": "LineString", "coordinates": SQUARE},
+        {"coordinates": [SQUARE]},
+    ],
+)
 def test_invalid_boundaries(geojson: dict[str, object]) -> None:
     with pytest.raises(BoundaryError):
         parse_boundary(geojson)
@@ -117,14 +123,16 @@ def test_cursor_round_trip_and_tampering() -> None:
 
 def test_bootstrap_admin_setting() -> None:
     assert Settings(bootstrap_admin="root:pw:with:colons").bootstrap_credentials == (
-        "root", "pw:with:colons")
+        "root",
+        "pw:with:colons",
+    )
     with pytest.raises(ValueError):
         _ = Settings(bootstrap_admin="root").bootstrap_credentials
 
 
 def test_frozen_clock_needs_an_aware_time() -> None:
     with pytest.raises(ValueError):
-        FrozenClock(datetime(2026, 1, 1))  # noqa: DTZ001
+        FrozenClock(datetime(2026, 1, 1))
     clock = FrozenClock(T0)
     clock.advance(timedelta(minutes=5))
     assert clock.now() == T0 + timedelta(minutes=5)
