@@ -82,9 +82,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return render_app_error(Conflict("the change conflicts with data stored meanwhile"))
 
     @app.exception_handler(DBAPIError)
-    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:
         if not exc.connection_invalidated and "locked" not in str(exc.orig):
-            raise exc
+            return await unexpected(request, exc)
         log.warning("database unavailable: %s", exc.orig)
         error = ServiceUnavailable("the database is unavailable; try again shortly")
         error.headers = {"Retry-After": "5"}

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
 from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
 from app.orgs.models import Level
-from app.orgs.service import get_org_unit, in_subtree
+from app.orgs.service import get_org_unit
 from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
@@ -103,9 +103,7 @@ async def list_tickets(
         query = query.where(Ticket.level.in_(level))
     if org_unit is not None:
         root = await get_org_unit(session, org_unit)
-        query = query.where(
-            in_subtree(Ticket.owner_unit_code, root.path) | in_subtree(Ticket.grid_code, root.path)
-        )
+        query = query.where(service.in_area(root.path))
     if category is not None:
         query = query.where(Ticket.category_code == category)
     if department is not None:

@@ -62,8 +62,14 @@ def visible_clause(user: User) -> ColumnElement[bool]:
     if role == Role.handler:
         return Ticket.department_code == user.department_code
     assert user.org_unit is not None
-    path = user.org_unit.path
-    return in_subtree(Ticket.owner_unit_code, path) | in_subtree(Ticket.grid_code, path)
+    return in_area(user.org_unit.path)
+
+
+def in_area(path: str) -> ColumnElement[bool]:
+    """Tickets whose owner unit or grid lies in the subtree at `path`. The owner is always the
+    grid's community or one of its ancestors (escalation only moves it up), so an owner in the
+    subtree implies a grid in it, and the grid alone decides."""
+    return in_subtree(Ticket.grid_code, path)
 
 
 async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
