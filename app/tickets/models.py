@@ -45,12 +45,15 @@ class Ticket(Base):
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status"),
         CheckConstraint("level IN ('community', 'town', 'district')", name="level"),
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
+        # Lists run newest first, (reported_at, id) descending, optionally narrowed by one of
+        # these leading columns.
+        Index("ix_tickets_listing", "reported_at", "id"),
+        Index("ix_tickets_community_listing", "community_code", "reported_at", "id"),
+        Index("ix_tickets_town_listing", "town_code", "reported_at", "id"),
+        Index("ix_tickets_department_listing", "department_code", "reported_at", "id"),
+        Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
+        Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
         Index("ix_tickets_status_deadline", "status", "deadline_at"),
-        Index("ix_tickets_owner_id", "owner_unit_code", "id"),
-        Index("ix_tickets_grid_id", "grid_code", "id"),
-        Index("ix_tickets_reporter_id", "reporter", "id"),
-        Index("ix_tickets_department_id", "department_code", "id"),
-        Index("ix_tickets_reported_at", "reported_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -60,7 +63,12 @@ class Ticket(Base):
     level: Mapped[str] = mapped_column(String(16))
     owner_unit_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
     grid_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
-    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"), index=True)
+    # The ancestors of the grid where the ticket was reported: scope and area filters become an
+    # equality on one indexed column. Whoever moves an org unit must update these.
+    community_code: Mapped[str] = mapped_column(String(32))
+    town_code: Mapped[str] = mapped_column(String(32))
+    district_code: Mapped[str] = mapped_column(String(32))
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"))
     department_code: Mapped[str | None] = mapped_column(
         ForeignKey("departments.code"), default=None
     )

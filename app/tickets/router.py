@@ -4,7 +4,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Query, Response, status
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from app.auth.models import Role, User
 from app.config import Settings
@@ -94,7 +94,8 @@ async def list_tickets(
         date | datetime | None, Query(description="exclusive; a date is an Asia/Shanghai day")
     ] = None,
 ) -> Page[TicketOut]:
-    """Tickets in the caller's scope, newest first. `status` and `level` may repeat."""
+    """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
+    may repeat."""
     now = clock.now()
     query = select(Ticket).where(service.visible_clause(user))
     if status_:
@@ -103,7 +104,7 @@ async def list_tickets(
         query = query.where(Ticket.level.in_(level))
     if org_unit is not None:
         root = await get_org_unit(session, org_unit)
-        query = query.where(service.in_area(root.path))
+        query = query.where(service.in_area(root))
     if category is not None:
         query = query.where(Ticket.category_code == category)
     if department is not None:
@@ -117,9 +118,23 @@ async def list_tickets(
     if reported_to is not None:
         query = query.where(Ticket.reported_at < _day_start(reported_to, settings))
     if (after := page.after()) is not None:
-        query = query.where(Ticket.id < int(after))
-    rows = (await session.scalars(query.order_by(Ticket.id.desc()).limit(page.limit + 1))).all()
-    return page.page(rows, lambda t: t.id, lambda t: service.render(t, user, settings, now))
+        reported_at, ticket_id = _cursor_key(after)
+        query = query.where(tuple_(Ticket.reported_at, Ticket.id) < tuple_(reported_at, ticket_id))
+    query = query.order_by(Ticket.reported_at.desc(), Ticket.id.desc()).limit(page.limit + 1)
+    rows = (await session.scalars(query)).all()
+    return page.page(
+        rows,
+        lambda t: [t.reported_at.isoformat(), t.id],
+        lambda t: service.render(t, user, settings, now),
+    )
+
+
+def _cursor_key(after: Any) -> tuple[datetime, int]:
+    try:
+        reported_at, ticket_id = after
+        return datetime.fromisoformat(reported_at), int(ticket_id)
+    except (TypeError, ValueError) as exc:
+        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)

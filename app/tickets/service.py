@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.orgs.geo import locate_grid
 from app.orgs.models import Category, Level, OrgUnit
-from app.orgs.service import category_limit, find_department, in_subtree, is_within
+from app.orgs.service import category_limit, find_department, is_within
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,
@@ -62,14 +62,22 @@ def visible_clause(user: User) -> ColumnElement[bool]:
     if role == Role.handler:
         return Ticket.department_code == user.department_code
     assert user.org_unit is not None
-    return in_area(user.org_unit.path)
+    return in_area(user.org_unit)
 
 
-def in_area(path: str) -> ColumnElement[bool]:
-    """Tickets whose owner unit or grid lies in the subtree at `path`. The owner is always the
+AREA_COLUMNS = {
+    Level.district: Ticket.district_code,
+    Level.town: Ticket.town_code,
+    Level.community: Ticket.community_code,
+    Level.grid: Ticket.grid_code,
+}
+
+
+def in_area(unit: OrgUnit) -> ColumnElement[bool]:
+    """Tickets whose owner unit or grid lies in `unit`'s subtree. The owner is always the
     grid's community or one of its ancestors (escalation only moves it up), so an owner in the
-    subtree implies a grid in it, and the grid alone decides."""
-    return in_subtree(Ticket.grid_code, path)
+    subtree implies a grid in it, and the grid's ancestry alone decides."""
+    return AREA_COLUMNS[Level(unit.level)] == unit.code
 
 
 async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
@@ -151,13 +159,16 @@ async def report_event(
             f"the point is more than {settings.gps_drift_metres:g} m from every grid",
             loc=["body", "lat"],
         )
-    assert match.grid.parent_code is not None
+    district, town, community, grid = match.grid.path.strip("/").split("/")
     ticket = Ticket(
         client_id=data.client_id,
         source="patrol",
         level=Level.community,
-        owner_unit_code=match.grid.parent_code,
-        grid_code=match.grid.code,
+        owner_unit_code=community,
+        grid_code=grid,
+        community_code=community,
+        town_code=town,
+        district_code=district,
         category_code=category.code,
         reporter=user.username,
         description=data.description,

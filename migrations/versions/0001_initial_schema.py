@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 04:24:14.174141
+Create Date: 2026-11-22 04:40:08.038983
 """
 
 from collections.abc import Sequence
@@ -154,6 +154,9 @@ def upgrade() -> None:
         sa.Column("level", sa.String(length=16), nullable=False),
         sa.Column("owner_unit_code", sa.String(length=32), nullable=False),
         sa.Column("grid_code", sa.String(length=32), nullable=False),
+        sa.Column("community_code", sa.String(length=32), nullable=False),
+        sa.Column("town_code", sa.String(length=32), nullable=False),
+        sa.Column("district_code", sa.String(length=32), nullable=False),
         sa.Column("category_code", sa.String(length=32), nullable=False),
         sa.Column("department_code", sa.String(length=32), nullable=True),
         sa.Column("reporter", sa.String(length=64), nullable=True),
@@ -222,14 +225,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_tickets_category_code"), ["category_code"], unique=False
+            "ix_tickets_category_listing", ["category_code", "reported_at", "id"], unique=False
         )
-        batch_op.create_index("ix_tickets_department_id", ["department_code", "id"], unique=False)
-        batch_op.create_index("ix_tickets_grid_id", ["grid_code", "id"], unique=False)
-        batch_op.create_index("ix_tickets_owner_id", ["owner_unit_code", "id"], unique=False)
-        batch_op.create_index("ix_tickets_reported_at", ["reported_at"], unique=False)
-        batch_op.create_index("ix_tickets_reporter_id", ["reporter", "id"], unique=False)
+        batch_op.create_index(
+            "ix_tickets_community_listing", ["community_code", "reported_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_tickets_department_listing", ["department_code", "reported_at", "id"], unique=False
+        )
+        batch_op.create_index("ix_tickets_listing", ["reported_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_tickets_reporter_listing", ["reporter", "reported_at", "id"], unique=False
+        )
         batch_op.create_index("ix_tickets_status_deadline", ["status", "deadline_at"], unique=False)
+        batch_op.create_index(
+            "ix_tickets_town_listing", ["town_code", "reported_at", "id"], unique=False
+        )
 
     op.create_table(
         "ticket_history",
@@ -266,13 +277,13 @@ def downgrade() -> None:
 
     op.drop_table("ticket_history")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_index("ix_tickets_town_listing")
         batch_op.drop_index("ix_tickets_status_deadline")
-        batch_op.drop_index("ix_tickets_reporter_id")
-        batch_op.drop_index("ix_tickets_reported_at")
-        batch_op.drop_index("ix_tickets_owner_id")
-        batch_op.drop_index("ix_tickets_grid_id")
-        batch_op.drop_index("ix_tickets_department_id")
-        batch_op.drop_index(batch_op.f("ix_tickets_category_code"))
+        batch_op.drop_index("ix_tickets_reporter_listing")
+        batch_op.drop_index("ix_tickets_listing")
+        batch_op.drop_index("ix_tickets_department_listing")
+        batch_op.drop_index("ix_tickets_community_listing")
+        batch_op.drop_index("ix_tickets_category_listing")
 
     op.drop_table("tickets")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
