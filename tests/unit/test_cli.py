@@ -1,0 +1,68 @@
+"""The gridwork command against a SQLite file, as an operator would use it."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.config import get_settings
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "cli.db"
+    monkeypatch.setenv("GRIDWORK_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def test_migrate_seed_and_create_user(sqlite_file: Path) -> None:
+    runner = CliRunner()
+
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    first = runner.invoke(cli, ["seed-demo"])
+    again = runner.invoke(cli, ["seed-demo"])
+    created = runner.invoke(
+        cli,
+        [
+            "create-user",
+            "li.lei",
+            "--role",
+            "grid_worker",
+            "--org-unit",
+            "GC02-2",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    refused = runner.invoke(
+        cli,
+        [
+            "create-user",
+            "han.mei",
+            "--role",
+            "grid_worker",
+            "--org-unit",
+            "GC02",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+
+    assert first.exit_code == 0 and "gridwork-demo" in first.output
+    assert again.exit_code == 0 and "already" in again.output
+    assert created.exit_code == 0, created.output
+    assert refused.exit_code == 1 and "must be a grid" in refused.output
+
+
+def test_serve_refuses_the_default_secret_in_production(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDWORK_ENV", "production")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["serve", "--port", "1"])
+    assert result.exit_code != 0
+    assert "GRIDWORK_SECRET_KEY" in str(result.exception)
