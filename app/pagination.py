@@ -7,6 +7,9 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import Invalid
 
@@ -34,6 +37,22 @@ class PageParams(BaseModel):
             return json.loads(base64.urlsafe_b64decode(self.cursor.encode()))["k"]
         except (ValueError, KeyError, TypeError) as exc:
             raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
+
+    async def fetch(
+        self,
+        session: AsyncSession,
+        query: Select[Any],
+        key: InstrumentedAttribute[Any],
+        render: Callable[[Any], T],
+    ) -> Page[T]:
+        """A page of `query` in ascending order of the unique column `key`."""
+        if (after := self.after()) is not None:
+            python_type = key.type.python_type
+            if not isinstance(after, python_type) or isinstance(after, bool):
+                raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
+            query = query.where(key > after)
+        rows = (await session.scalars(query.order_by(key).limit(self.limit + 1))).all()
+        return self.page(rows, lambda row: getattr(row, key.key), render)
 
     def page(self, rows: Sequence[R], key: Callable[[R], Any], render: Callable[[R], T]) -> Page[T]:
         """Renders a page from up to `limit + 1` rows fetched in key order."""

@@ -72,7 +72,7 @@ async def list_users(
     org_unit: str | None = None,
     is_active: bool | None = None,
 ) -> Page[UserOut]:
-    query = select(User).order_by(User.username).limit(page.limit + 1)
+    query = select(User)
     if role is not None:
         query = query.where(User.role == role)
     if org_unit is not None:
@@ -80,10 +80,7 @@ async def list_users(
         query = query.where(in_subtree(User.org_unit_code, root.path))
     if is_active is not None:
         query = query.where(User.is_active == is_active)
-    if (after := page.after()) is not None:
-        query = query.where(User.username > str(after))
-    rows = (await session.scalars(query)).all()
-    return page.page(rows, lambda u: u.username, UserOut.model_validate)
+    return await page.fetch(session, query, User.username, UserOut.model_validate)
 
 
 @router.get("/users/{username}", response_model=UserOut)

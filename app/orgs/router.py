@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep
-from app.errors import PROBLEM_RESPONSES, NotFound
+from app.errors import PROBLEM_RESPONSES
 from app.orgs import service
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.schemas import (
@@ -40,7 +40,7 @@ async def list_org_units(
     parent_code: str | None = None,
     within: Annotated[str | None, Query(description="only this unit's subtree")] = None,
 ) -> Page[OrgUnitOut]:
-    query = select(OrgUnit).order_by(OrgUnit.code).limit(page.limit + 1)
+    query = select(OrgUnit)
     if level is not None:
         query = query.where(OrgUnit.level == level)
     if parent_code is not None:
@@ -48,10 +48,7 @@ async def list_org_units(
     if within is not None:
         root = await service.get_org_unit(session, within)
         query = query.where(OrgUnit.path.startswith(root.path, autoescape=True))
-    if (after := page.after()) is not None:
-        query = query.where(OrgUnit.code > str(after))
-    rows = (await session.scalars(query)).all()
-    return page.page(rows, lambda u: u.code, OrgUnitOut.model_validate)
+    return await page.fetch(session, query, OrgUnit.code, OrgUnitOut.model_validate)
 
 
 @router.get("/org-units/{code}", response_model=OrgUnitOut)
@@ -72,21 +69,15 @@ async def create_department(
 async def list_departments(
     session: SessionDep, _: CurrentUser, page: PageDep, org_unit_code: str | None = None
 ) -> Page[DepartmentOut]:
-    query = select(Department).order_by(Department.code).limit(page.limit + 1)
+    query = select(Department)
     if org_unit_code is not None:
         query = query.where(Department.org_unit_code == org_unit_code)
-    if (after := page.after()) is not None:
-        query = query.where(Department.code > str(after))
-    rows = (await session.scalars(query)).all()
-    return page.page(rows, lambda d: d.code, DepartmentOut.model_validate)
+    return await page.fetch(session, query, Department.code, DepartmentOut.model_validate)
 
 
 @router.get("/departments/{code}", response_model=DepartmentOut)
 async def get_department(code: str, session: SessionDep, _: CurrentUser) -> Department:
-    department = await session.get(Department, code)
-    if department is None:
-        raise NotFound(f"department {code!r} does not exist")
-    return department
+    return await service.get_by_code(session, Department, code)
 
 
 @router.post("/categories", status_code=status.HTTP_201_CREATED, response_model=CategoryOut)
@@ -100,16 +91,9 @@ async def create_category(
 
 @router.get("/categories", response_model=Page[CategoryOut])
 async def list_categories(session: SessionDep, _: CurrentUser, page: PageDep) -> Page[CategoryOut]:
-    query = select(Category).order_by(Category.code).limit(page.limit + 1)
-    if (after := page.after()) is not None:
-        query = query.where(Category.code > str(after))
-    rows = (await session.scalars(query)).all()
-    return page.page(rows, lambda c: c.code, service.category_out)
+    return await page.fetch(session, select(Category), Category.code, service.category_out)
 
 
 @router.get("/categories/{code}", response_model=CategoryOut)
 async def get_category(code: str, session: SessionDep, _: CurrentUser) -> CategoryOut:
-    category = await session.get(Category, code)
-    if category is None:
-        raise NotFound(f"category {code!r} does not exist")
-    return service.category_out(category)
+    return service.category_out(await service.get_by_code(session, Category, code))

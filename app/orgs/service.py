@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,19 +27,28 @@ def is_within(unit: OrgUnit, ancestor_path: str) -> bool:
     return unit.path.startswith(ancestor_path)
 
 
+RefData = TypeVar("RefData", OrgUnit, Department, Category)
+KIND = {OrgUnit: "org unit", Department: "department", Category: "category"}
+
+
+async def get_by_code(
+    session: AsyncSession, model: type[RefData], code: str, loc: list[str | int] | None = None
+) -> RefData:
+    """The row with this code. Unknown is a 404, or a 422 at `loc` when a request body names
+    it."""
+    row = await session.get(model, code)
+    if row is None:
+        message = f"{KIND[model]} {code!r} does not exist"
+        raise NotFound(message) if loc is None else Invalid(message, loc=loc)
+    return row
+
+
 async def get_org_unit(session: AsyncSession, code: str) -> OrgUnit:
-    unit = await session.get(OrgUnit, code)
-    if unit is None:
-        raise NotFound(f"org unit {code!r} does not exist")
-    return unit
+    return await get_by_code(session, OrgUnit, code)
 
 
 async def find_org_unit(session: AsyncSession, code: str, loc: list[str | int]) -> OrgUnit:
-    """An org unit named in a request body: unknown is a validation error, not a 404."""
-    unit = await session.get(OrgUnit, code)
-    if unit is None:
-        raise Invalid(f"org unit {code!r} does not exist", loc=loc)
-    return unit
+    return await get_by_code(session, OrgUnit, code, loc)
 
 
 async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
@@ -105,10 +114,7 @@ async def create_department(session: AsyncSession, data: DepartmentIn, now: date
 
 
 async def find_department(session: AsyncSession, code: str, loc: list[str | int]) -> Department:
-    department = await session.get(Department, code)
-    if department is None:
-        raise Invalid(f"department {code!r} does not exist", loc=loc)
-    return department
+    return await get_by_code(session, Department, code, loc)
 
 
 async def create_category(session: AsyncSession, data: CategoryIn, now: datetime) -> Category:

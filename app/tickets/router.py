@@ -152,10 +152,7 @@ async def ticket_history(
     """Every change of the ticket, oldest first."""
     await service.get_visible_ticket(session, user, ticket_id)
     query = select(TicketHistory).where(TicketHistory.ticket_id == ticket_id)
-    if (after := page.after()) is not None:
-        query = query.where(TicketHistory.id > int(after))
-    rows = (await session.scalars(query.order_by(TicketHistory.id).limit(page.limit + 1))).all()
-    return page.page(rows, lambda h: h.id, HistoryOut.model_validate)
+    return await page.fetch(session, query, TicketHistory.id, HistoryOut.model_validate)
 
 
 @dataclass

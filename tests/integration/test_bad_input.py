@@ -1,5 +1,7 @@
 """Bad input gets a 4xx problem response and writes nothing."""
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -148,3 +150,21 @@ async def test_bad_list_parameters(api: Api) -> None:
         assert response.headers["content-type"] == "application/problem+json"
     response = await api.get("/api/v1/tickets?org_unit=NOPE", "admin")
     assert response.status_code == 404
+
+
+def cursor_of(key: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"k": key}).encode()).decode()
+
+
+async def test_forged_cursors_are_422(api: Api) -> None:
+    ticket = await api.ticket_in("reported")
+    cases = [
+        (f"/api/v1/tickets/{ticket['id']}/history", "abc"),
+        ("/api/v1/tickets", "abc"),
+        ("/api/v1/tickets", ["not a time", 1]),
+        ("/api/v1/org-units", [1, 2, 3]),
+        ("/api/v1/categories", 7),
+    ]
+    for path, key in cases:
+        response = await api.get(f"{path}?cursor={cursor_of(key)}", "admin")
+        assert response.status_code == 422, (path, key, response.text)
