@@ -1,7 +1,8 @@
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
@@ -29,6 +30,18 @@ class Settings(BaseSettings):
     ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
     timezone: str = "Asia/Shanghai"
     gps_drift_metres: float = Field(default=50.0, ge=0)
+    refresh_reuse_grace_seconds: int = Field(
+        default=60, ge=0, description="a just-rotated refresh token still works this long"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> "Settings":

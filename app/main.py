@@ -16,7 +16,7 @@ from app.auth.service import ensure_bootstrap_admin
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.errors import AppError, Conflict, ServiceUnavailable, StaleVersion
+from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.orgs.router import router as orgs_router
 from app.tickets.router import router as tickets_router
 
@@ -82,7 +82,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return render_app_error(Conflict("the change conflicts with data stored meanwhile"))
 
     @app.exception_handler(DBAPIError)
-    async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if str(getattr(exc.orig, "sqlstate", "")).startswith("22"):  # data exception
+            return render_app_error(
+                Invalid("a value cannot be stored: out of range or with characters not allowed")
+            )
         if not exc.connection_invalidated and "locked" not in str(exc.orig):
             return await unexpected(request, exc)
         log.warning("database unavailable: %s", exc.orig)
@@ -90,8 +94,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         error.headers = {"Retry-After": "5"}
         return render_app_error(error)
 
-    @app.exception_handler(OSError)
-    async def connection_refused(_: Request, exc: OSError) -> JSONResponse:
+    @app.exception_handler(ConnectionError)
+    async def connection_refused(_: Request, exc: ConnectionError) -> JSONResponse:
         log.warning("database unreachable: %s", exc)
         error = ServiceUnavailable("the database is unreachable; try again shortly")
         error.headers = {"Retry-After": "5"}
@@ -153,7 +157,8 @@ def create_app(
             async with database.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except (DBAPIError, OSError) as exc:
-            return problem(503, "Service unavailable", f"database unreachable: {exc}")
+            log.warning("readiness check failed: %s", exc)
+            return problem(503, "Service unavailable", "the database is unreachable")
         return JSONResponse({"status": "ok"})
 
     return app

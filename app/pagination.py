@@ -48,7 +48,8 @@ class PageParams(BaseModel):
         """A page of `query` in ascending order of the unique column `key`."""
         if (after := self.after()) is not None:
             python_type = key.type.python_type
-            if not isinstance(after, python_type) or isinstance(after, bool):
+            fits = isinstance(after, python_type) and not isinstance(after, bool)
+            if not fits or (isinstance(after, int) and not -(2**63) <= after < 2**63):
                 raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
             query = query.where(key > after)
         rows = (await session.scalars(query.order_by(key).limit(self.limit + 1))).all()

@@ -8,7 +8,8 @@ from app.auth.models import Role, User
 from app.auth.schemas import TokenOut, UserCreate, UserOut, UserUpdate
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, AppError, Invalid, NotFound
-from app.orgs.service import get_org_unit, in_subtree
+from app.orgs.models import OrgUnit
+from app.orgs.service import get_by_code, in_subtree
 from app.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1", tags=["auth and users"], responses=PROBLEM_RESPONSES)
@@ -76,7 +77,7 @@ async def list_users(
     if role is not None:
         query = query.where(User.role == role)
     if org_unit is not None:
-        root = await get_org_unit(session, org_unit)
+        root = await get_by_code(session, OrgUnit, org_unit)
         query = query.where(in_subtree(User.org_unit_code, root.path))
     if is_active is not None:
         query = query.where(User.is_active == is_active)

@@ -1,15 +1,27 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.models import Role
+from app.fields import Name
+
+RESERVED_USERNAMES = frozenset({"system"})  # the actor of automatic changes in ticket history
+
+
+def _not_reserved(username: str) -> str:
+    if username.lower() in RESERVED_USERNAMES:
+        raise ValueError(f"{username!r} is reserved")
+    return username
+
 
 Username = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,64}$")
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,64}$"),
+    AfterValidator(_not_reserved),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+DisplayName = Name
 
 
 class TokenOut(BaseModel):

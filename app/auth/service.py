@@ -1,6 +1,6 @@
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import RefreshToken, Role, User
@@ -14,8 +14,8 @@ from app.auth.security import (
 )
 from app.config import Settings
 from app.errors import Conflict, Invalid, TooManyRequests, Unauthorized
-from app.orgs.models import Level
-from app.orgs.service import find_department, find_org_unit
+from app.orgs.models import Department, Level, OrgUnit
+from app.orgs.service import get_by_code
 
 BAD_CREDENTIALS = "wrong username or password"
 
@@ -72,68 +72,87 @@ async def _record_failed_login(
         )
 
 
+def _lock_expired(now: datetime) -> ColumnElement[bool]:
+    return or_(User.locked_until.is_(None), User.locked_until <= now)
+
+
 async def login(
     session: AsyncSession, username: str, password: str, settings: Settings, now: datetime
 ) -> TokenOut:
     """Password grant. Failures are recorded in `session`; the caller commits them even when
-    this raises."""
+    this raises. The password is checked first whatever happens next, so the answer's timing
+    does not tell locked, disabled or unknown accounts apart."""
     user = await session.scalar(select(User).where(User.username == username))
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        raise TooManyRequests(
-            "too many failed logins: this account is locked for a while",
-            headers={"Retry-After": str(retry)},
-        )
     valid = await verify_password(user.password_hash if user else None, password)
-    if user is None or not valid:
-        if user is not None:
-            await _record_failed_login(session, user, settings, now)
+    if user is None:
+        raise Unauthorized(BAD_CREDENTIALS)
+    if user.locked_until is not None and user.locked_until > now:
+        raise _locked(user.locked_until, now)
+    if not valid:
+        await _record_failed_login(session, user, settings, now)
         raise Unauthorized(BAD_CREDENTIALS)
     if not user.is_active:
-        raise Unauthorized("this account is disabled")
-    if user.failed_logins or user.locked_until:
-        user.failed_logins, user.first_failed_login_at, user.locked_until = 0, None, None
+        raise Unauthorized(BAD_CREDENTIALS)
+    # Clear the failure count unless concurrent failures have locked the account meanwhile.
+    cleared = await session.execute(
+        update(User)
+        .where(User.id == user.id, _lock_expired(now))
+        .values(failed_logins=0, first_failed_login_at=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    if cleared.rowcount != 1:  # type: ignore[attr-defined]
+        raise _locked(now + timedelta(minutes=settings.login_lockout_minutes), now)
     return await issue_tokens(session, user, settings, now)
+
+
+def _locked(until: datetime, now: datetime) -> TooManyRequests:
+    return TooManyRequests(
+        "too many failed logins: this account is locked for a while",
+        headers={"Retry-After": str(int((until - now).total_seconds()) + 1)},
+    )
 
 
 async def refresh(session: AsyncSession, token: str, settings: Settings, now: datetime) -> TokenOut:
-    """Refresh-token grant with rotation. Presenting a token already used revokes every
-    refresh token of its user: one of the two holders is not the phone it was issued to."""
+    """Refresh-token grant with rotation: each refresh token is good for one use, plus a short
+    grace for a phone resending after a lost reply. A token used again after the grace has been
+    stolen or copied, so its user is signed out everywhere."""
     stored = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == digest(token))
     )
-    if stored is None or stored.expires_at <= now:
-        raise Unauthorized("the refresh token is invalid or has expired")
-    if stored.revoked_at is not None:
-        await revoke_refresh_tokens(session, stored.user_id, now)
-        raise Unauthorized("the refresh token has been revoked")
+    if stored is None or stored.expires_at <= now or stored.revoked_at is not None:
+        raise Unauthorized("the refresh token is invalid, expired or revoked")
     user = await session.get(User, stored.user_id)
     if user is None or not user.is_active:
-        raise Unauthorized("this account is disabled")
-    claimed = await session.execute(
+        raise Unauthorized("the refresh token is invalid, expired or revoked")
+    grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
+    if stored.rotated_at is not None and now - stored.rotated_at > grace:
+        await revoke_sessions(session, user, now)
+        raise Unauthorized("the refresh token was used before: every session is signed out")
+    rotated = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == stored.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(rotated_at=func.coalesce(RefreshToken.rotated_at, now))
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        raise Unauthorized("the refresh token has been revoked")
+    if rotated.rowcount != 1:  # type: ignore[attr-defined]
+        raise Unauthorized("the refresh token is invalid, expired or revoked")
     return await issue_tokens(session, user, settings, now)
-
-
-async def revoke_refresh_tokens(session: AsyncSession, user_id: int, now: datetime) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def revoke_sessions(session: AsyncSession, user: User, now: datetime) -> None:
     """Signs the user out everywhere: access tokens stop working at once, refresh tokens too."""
-    user.token_generation += 1
-    await revoke_refresh_tokens(session, user.id, now)
+    await session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_generation=User.token_generation + 1)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _check_assignment(
@@ -145,7 +164,7 @@ async def _check_assignment(
         if role != Role.admin:
             raise Invalid(f"a {role} needs an org unit", loc=["body", "org_unit_code"])
     else:
-        unit = await find_org_unit(session, org_unit_code, ["body", "org_unit_code"])
+        unit = await get_by_code(session, OrgUnit, org_unit_code, ["body", "org_unit_code"])
         if role == Role.grid_worker and unit.level != Level.grid:
             raise Invalid("a grid worker's org unit must be a grid", loc=["body", "org_unit_code"])
         if role in (Role.dispatcher, Role.supervisor) and unit.level == Level.grid:
@@ -156,7 +175,7 @@ async def _check_assignment(
     if role == Role.handler:
         if department_code is None:
             raise Invalid("a handler needs a department", loc=["body", "department_code"])
-        await find_department(session, department_code, ["body", "department_code"])
+        await get_by_code(session, Department, department_code, ["body", "department_code"])
     elif department_code is not None:
         raise Invalid(f"a {role} has no department", loc=["body", "department_code"])
 

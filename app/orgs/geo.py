@@ -25,16 +25,22 @@ class BoundaryError(ValueError):
     """A boundary that is not a valid WGS84 GeoJSON Polygon or MultiPolygon."""
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_ring(ring: Any, where: str) -> None:
     if not isinstance(ring, list) or len(ring) < 4:
         raise BoundaryError(f"{where}: a ring needs at least 4 positions")
     for position in ring:
         if (
             not isinstance(position, list | tuple)
-            or len(position) < 2
-            or not all(isinstance(c, int | float) and math.isfinite(c) for c in position[:2])
+            or len(position) not in (2, 3)
+            or not all(_is_number(c) for c in position)
         ):
-            raise BoundaryError(f"{where}: a position must be [lon, lat] numbers")
+            raise BoundaryError(
+                f"{where}: a position must be [lon, lat] or [lon, lat, alt] numbers"
+            )
         lon, lat = position[0], position[1]
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise BoundaryError(f"{where}: position {lon}, {lat} is outside WGS84 ranges")
@@ -42,8 +48,9 @@ def _check_ring(ring: Any, where: str) -> None:
         raise BoundaryError(f"{where}: the ring is not closed (first position != last)")
 
 
-def parse_boundary(geojson: dict[str, Any]) -> BaseGeometry:
-    """Validates a GeoJSON Polygon or MultiPolygon and returns it as a shapely geometry."""
+def parse_boundary(geojson: dict[str, Any]) -> tuple[dict[str, Any], BaseGeometry]:
+    """Validates a GeoJSON Polygon or MultiPolygon; returns it with nothing but its type and
+    coordinates, and as a shapely geometry."""
     kind = geojson.get("type")
     coordinates: Any = geojson.get("coordinates")
     polygons: Any
@@ -63,7 +70,7 @@ def parse_boundary(geojson: dict[str, Any]) -> BaseGeometry:
         raise BoundaryError(f"boundary is not a valid polygon: {shapely.is_valid_reason(geometry)}")
     if geometry.area == 0:
         raise BoundaryError("boundary has no area")
-    return geometry
+    return {"type": kind, "coordinates": coordinates}, geometry
 
 
 def _to_local_metres(geometry: BaseGeometry, lat0: float, lon0: float) -> BaseGeometry:

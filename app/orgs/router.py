@@ -46,14 +46,14 @@ async def list_org_units(
     if parent_code is not None:
         query = query.where(OrgUnit.parent_code == parent_code)
     if within is not None:
-        root = await service.get_org_unit(session, within)
-        query = query.where(OrgUnit.path.startswith(root.path, autoescape=True))
+        root = await service.get_by_code(session, OrgUnit, within)
+        query = query.where(service.in_subtree(OrgUnit.code, root.path))
     return await page.fetch(session, query, OrgUnit.code, OrgUnitOut.model_validate)
 
 
 @router.get("/org-units/{code}", response_model=OrgUnitOut)
 async def get_org_unit(code: str, session: SessionDep, _: CurrentUser) -> OrgUnit:
-    return await service.get_org_unit(session, code)
+    return await service.get_by_code(session, OrgUnit, code)
 
 
 @router.post("/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)

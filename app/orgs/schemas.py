@@ -3,6 +3,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.fields import Name
 from app.orgs.models import Level
 from app.timing.limits import TimeLimit
 
@@ -11,7 +12,6 @@ Code = Annotated[
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,32}$"),
     Field(description="unique code: letters, digits, '-' and '_' (at most 32)"),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class OrgUnitIn(BaseModel):

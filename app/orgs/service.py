@@ -23,10 +23,6 @@ def in_subtree(
     return column.in_(subtree_codes(path))
 
 
-def is_within(unit: OrgUnit, ancestor_path: str) -> bool:
-    return unit.path.startswith(ancestor_path)
-
-
 RefData = TypeVar("RefData", OrgUnit, Department, Category)
 KIND = {OrgUnit: "org unit", Department: "department", Category: "category"}
 
@@ -43,14 +39,6 @@ async def get_by_code(
     return row
 
 
-async def get_org_unit(session: AsyncSession, code: str) -> OrgUnit:
-    return await get_by_code(session, OrgUnit, code)
-
-
-async def find_org_unit(session: AsyncSession, code: str, loc: list[str | int]) -> OrgUnit:
-    return await get_by_code(session, OrgUnit, code, loc)
-
-
 async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
     if await session.get(OrgUnit, data.code) is not None:
         raise Conflict(f"org unit {data.code!r} already exists")
@@ -65,7 +53,7 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
                 f"a {data.level} needs a parent {expected_parent_level}",
                 loc=["body", "parent_code"],
             )
-        parent = await find_org_unit(session, data.parent_code, ["body", "parent_code"])
+        parent = await get_by_code(session, OrgUnit, data.parent_code, ["body", "parent_code"])
         if parent.level != expected_parent_level:
             raise Invalid(
                 f"the parent of a {data.level} must be a {expected_parent_level}, "
@@ -86,10 +74,9 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
         raise Invalid("a grid needs a boundary", loc=["body", "boundary"])
     if data.boundary is not None:
         try:
-            geometry = parse_boundary(data.boundary)
+            unit.boundary, geometry = parse_boundary(data.boundary)
         except BoundaryError as exc:
             raise Invalid(str(exc), loc=["body", "boundary"]) from exc
-        unit.boundary = data.boundary
         unit.min_lon, unit.min_lat, unit.max_lon, unit.max_lat = geometry.bounds
     session.add(unit)
     await session.flush()
@@ -99,7 +86,7 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
 async def create_department(session: AsyncSession, data: DepartmentIn, now: datetime) -> Department:
     if await session.get(Department, data.code) is not None:
         raise Conflict(f"department {data.code!r} already exists")
-    unit = await find_org_unit(session, data.org_unit_code, ["body", "org_unit_code"])
+    unit = await get_by_code(session, OrgUnit, data.org_unit_code, ["body", "org_unit_code"])
     if unit.level == Level.grid:
         raise Invalid(
             "a department belongs to a district, town or community, not a grid",
@@ -113,16 +100,12 @@ async def create_department(session: AsyncSession, data: DepartmentIn, now: date
     return department
 
 
-async def find_department(session: AsyncSession, code: str, loc: list[str | int]) -> Department:
-    return await get_by_code(session, Department, code, loc)
-
-
 async def create_category(session: AsyncSession, data: CategoryIn, now: datetime) -> Category:
     if await session.get(Category, data.code) is not None:
         raise Conflict(f"category {data.code!r} already exists")
     if data.default_department_code is not None:
-        await find_department(
-            session, data.default_department_code, ["body", "default_department_code"]
+        await get_by_code(
+            session, Department, data.default_department_code, ["body", "default_department_code"]
         )
     urgent = data.urgent_time_limit
     category = Category(

@@ -50,6 +50,8 @@ class Ticket(Base):
         Index("ix_tickets_listing", "reported_at", "id"),
         Index("ix_tickets_community_listing", "community_code", "reported_at", "id"),
         Index("ix_tickets_town_listing", "town_code", "reported_at", "id"),
+        Index("ix_tickets_district_listing", "district_code", "reported_at", "id"),
+        Index("ix_tickets_grid_listing", "grid_code", "reported_at", "id"),
         Index("ix_tickets_department_listing", "department_code", "reported_at", "id"),
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),

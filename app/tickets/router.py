@@ -1,25 +1,33 @@
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Depends, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from sqlalchemy import select, tuple_
 
 from app.auth.models import Role, User
 from app.config import Settings
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
 from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
-from app.orgs.models import Level
-from app.orgs.service import get_org_unit
+from app.orgs.models import Level, OrgUnit
+from app.orgs.service import get_by_code
 from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.tickets.models import Ticket, TicketHistory
-from app.tickets.schemas import ACTION_BODIES, ActionIn, EventIn, HistoryOut, TicketOut
+from app.tickets.schemas import (
+    ACTION_BODIES,
+    MAX_ID,
+    ActionIn,
+    EventIn,
+    HistoryOut,
+    TicketOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"], responses=PROBLEM_RESPONSES)
+TicketIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="ticket id")]
 GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker))]
 
 ACTION_DOCS = {
@@ -64,13 +72,19 @@ async def report_event(
     return service.render(ticket, user, settings, now)
 
 
-def _day_start(value: date | datetime, settings: Settings) -> datetime:
+def _day_start(value: date | datetime, settings: Settings, name: str) -> datetime:
     """A date is the start of that day in the service's timezone; a date-time needs an offset."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise Invalid("a date-time needs a UTC offset", loc=["query"])
-        return value
-    return datetime.combine(value, time.min, tzinfo=ZoneInfo(settings.timezone))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise Invalid("a date-time needs a UTC offset", loc=["query", name])
+    start = (
+        value
+        if isinstance(value, datetime)
+        else datetime.combine(value, time.min, tzinfo=ZoneInfo(settings.timezone))
+    )
+    try:
+        return start.astimezone(UTC)
+    except OverflowError as exc:
+        raise Invalid("the time is out of range", loc=["query", name]) from exc
 
 
 @router.get("/tickets", response_model=Page[TicketOut])
@@ -103,7 +117,7 @@ async def list_tickets(
     if level:
         query = query.where(Ticket.level.in_(level))
     if org_unit is not None:
-        root = await get_org_unit(session, org_unit)
+        root = await get_by_code(session, OrgUnit, org_unit)
         query = query.where(service.in_area(root))
     if category is not None:
         query = query.where(Ticket.category_code == category)
@@ -114,9 +128,11 @@ async def list_tickets(
     if warning is not None:
         query = query.where(deadlines.warning_clause(warning, now))
     if reported_from is not None:
-        query = query.where(Ticket.reported_at >= _day_start(reported_from, settings))
+        query = query.where(
+            Ticket.reported_at >= _day_start(reported_from, settings, "reported_from")
+        )
     if reported_to is not None:
-        query = query.where(Ticket.reported_at < _day_start(reported_to, settings))
+        query = query.where(Ticket.reported_at < _day_start(reported_to, settings, "reported_to"))
     if (after := page.after()) is not None:
         reported_at, ticket_id = _cursor_key(after)
         query = query.where(tuple_(Ticket.reported_at, Ticket.id) < tuple_(reported_at, ticket_id))
@@ -132,14 +148,21 @@ async def list_tickets(
 def _cursor_key(after: Any) -> tuple[datetime, int]:
     try:
         reported_at, ticket_id = after
-        return datetime.fromisoformat(reported_at), int(ticket_id)
+        key = datetime.fromisoformat(reported_at), ticket_id
     except (TypeError, ValueError) as exc:
         raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
+    if key[0].tzinfo is None or type(ticket_id) is not int or not 0 < ticket_id <= MAX_ID:
+        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
+    return key
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
 async def get_ticket(
-    ticket_id: int, session: SessionDep, settings: SettingsDep, clock: ClockDep, user: CurrentUser
+    ticket_id: TicketIdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: CurrentUser,
 ) -> TicketOut:
     ticket = await service.get_visible_ticket(session, user, ticket_id)
     return service.render(ticket, user, settings, clock.now())
@@ -147,7 +170,7 @@ async def get_ticket(
 
 @router.get("/tickets/{ticket_id}/history", response_model=Page[HistoryOut])
 async def ticket_history(
-    ticket_id: int, session: SessionDep, user: CurrentUser, page: PageDep
+    ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser, page: PageDep
 ) -> Page[HistoryOut]:
     """Every change of the ticket, oldest first."""
     await service.get_visible_ticket(session, user, ticket_id)
@@ -166,23 +189,15 @@ class Caller:
 CallerDep = Annotated[Caller, Depends()]
 
 
-async def _take_action(caller: Caller, ticket_id: int, action: Action, body: ActionIn) -> TicketOut:
-    session, user, now = caller.session, caller.user, caller.clock.now()
-    ticket = await service.get_visible_ticket(session, user, ticket_id)
-    await service.authorize(session, user, ticket, action)
-    await service.apply_action(
-        session,
-        ticket,
-        action,
-        body,
-        actor=user.username,
-        actor_role=Role(user.role),
-        visible=service.visible_clause(user),
-        settings=caller.settings,
-        now=now,
+async def _take_action(
+    caller: Caller, ticket_id: TicketIdPath, action: Action, body: ActionIn
+) -> TicketOut:
+    now = caller.clock.now()
+    ticket = await service.perform_action(
+        caller.session, caller.user, ticket_id, action, body, caller.settings, now
     )
-    await session.commit()
-    return service.render(ticket, user, caller.settings, now)
+    await caller.session.commit()
+    return service.render(ticket, caller.user, caller.settings, now)
 
 
 def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
@@ -190,7 +205,7 @@ def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
     if any(f.is_required() for f in body_model.model_fields.values()):
 
         async def with_body(
-            ticket_id: int,
+            ticket_id: TicketIdPath,
             body: Annotated[body_model, Body()],  # type: ignore[valid-type]
             caller: CallerDep,
         ) -> TicketOut:
@@ -199,7 +214,7 @@ def _action_route(action: Action, body_model: type[ActionIn]) -> Any:
         return with_body
 
     async def optional_body(
-        ticket_id: int,
+        ticket_id: TicketIdPath,
         caller: CallerDep,
         body: Annotated[body_model | None, Body()] = None,  # type: ignore[valid-type]
     ) -> TicketOut:

@@ -2,8 +2,10 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.fields import Comment, Description, Note, Timestamp
+from app.orgs.schemas import Code
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.timing.limits import TimeLimit
@@ -12,22 +14,26 @@ Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, descriptio
 Longitude = Annotated[
     float, Field(ge=-180, le=180, allow_inf_nan=False, description="WGS84 degrees")
 ]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+MAX_ID = 2**63 - 1
+TicketId = Annotated[int, Field(ge=1, le=MAX_ID)]
+AttachmentIds = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+    Field(max_length=20, description="ids of uploaded attachments"),
+]
 
 
 class EventIn(BaseModel):
     client_id: UUID = Field(description="chosen by the phone; a resend returns the same ticket")
-    category_code: str
-    description: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)
-    ]
+    category_code: Code
+    description: Description
     lat: Latitude
     lon: Longitude
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Timestamp | None = None
     urgent: bool = False
     resolved_on_site: bool = Field(
         default=False, description="solved on the spot (自行处置): filed straight as closed"
     )
+    attachment_ids: AttachmentIds = []
 
 
 class DuplicateHint(BaseModel):
@@ -106,7 +112,7 @@ class NoteRequired(ActionIn):
 
 
 class DispatchIn(ActionIn):
-    department_code: str | None = Field(
+    department_code: Code | None = Field(
         default=None, description="defaults to the category's default department"
     )
     time_limit: TimeLimit | None = Field(
@@ -115,7 +121,11 @@ class DispatchIn(ActionIn):
 
 
 class MergeIn(ActionIn):
-    duplicate_of: int = Field(description="id of the ticket this one duplicates")
+    duplicate_of: TicketId = Field(description="id of the ticket this one duplicates")
+
+
+class FeedbackIn(ActionIn):
+    attachment_ids: AttachmentIds = []
 
 
 class ExtensionIn(ActionIn):
@@ -128,7 +138,7 @@ class VerifyIn(ActionIn):
 
 class RateIn(ActionIn):
     score: int = Field(ge=1, le=5)
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    comment: Comment | None = None
 
 
 ACTION_BODIES: dict[Action, type[ActionIn]] = {
@@ -142,7 +152,7 @@ ACTION_BODIES: dict[Action, type[ActionIn]] = {
     Action.request_extension: ExtensionIn,
     Action.approve_extension: ActionIn,
     Action.deny_extension: ActionIn,
-    Action.feedback: ActionIn,
+    Action.feedback: FeedbackIn,
     Action.verify: VerifyIn,
     Action.rate: RateIn,
     Action.escalate: NoteRequired,

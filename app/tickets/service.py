@@ -12,8 +12,8 @@ from app.auth.models import Role, User
 from app.config import Settings
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.orgs.geo import locate_grid
-from app.orgs.models import Category, Level, OrgUnit
-from app.orgs.service import category_limit, find_department, is_within
+from app.orgs.models import Category, Department, Level, OrgUnit
+from app.orgs.service import category_limit, get_by_code
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,
@@ -28,6 +28,7 @@ from app.tickets.schemas import (
     DispatchIn,
     EventIn,
     ExtensionIn,
+    FeedbackIn,
     MergeIn,
     RateIn,
     TicketOut,
@@ -37,16 +38,17 @@ from app.timing.limits import TimeLimit
 
 MAX_EXTENSIONS = 2
 SYSTEM_ACTOR = "system"
+# Who owns a ticket when it is escalated from each level, read off its grid's ancestry.
+ESCALATION = {
+    Level.community: (Level.town, "town_code"),
+    Level.town: (Level.district, "district_code"),
+}
+LEVEL_DEPTH = {level: depth for depth, level in enumerate(Level)}
 
 
 def ticket_number(ticket: Ticket, prefix: str, tz: ZoneInfo) -> str:
     """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
     return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
-
-
-def parse_ticket_number(number: str) -> int | None:
-    _, _, tail = number.rpartition("-")
-    return int(tail) if tail.isdigit() else None
 
 
 # Scope ---------------------------------------------------------------------------------------
@@ -89,17 +91,42 @@ async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) 
     return ticket
 
 
-async def authorize(session: AsyncSession, user: User, ticket: Ticket, action: Action) -> None:
-    """403 when the caller's role may never take `action`, or when a dispatcher sees the
-    ticket (it was reported in their area) but it is now owned above their unit."""
-    role = Role(user.role)
-    if action not in ROLE_ACTIONS[role]:
-        raise Forbidden(f"a {role} may not {action} tickets")
-    if role == Role.dispatcher:
-        owner = await session.get(OrgUnit, ticket.owner_unit_code)
-        assert owner is not None and user.org_unit is not None
-        if not is_within(owner, user.org_unit.path):
-            raise Forbidden(f"the ticket is owned by {owner.code} ({owner.level}), above your unit")
+def _owned_above(user: User, ticket: Ticket) -> bool:
+    """A dispatcher sees tickets reported in their area, but acts only on those owned in it:
+    not on one escalated above their unit. (A visible ticket's grid lies in the dispatcher's
+    subtree, so its owner does too exactly when the owner is not at a higher level.)"""
+    if user.role != Role.dispatcher:
+        return False
+    assert user.org_unit is not None
+    return LEVEL_DEPTH[Level(ticket.level)] < LEVEL_DEPTH[Level(user.org_unit.level)]
+
+
+def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
+    """Why an action the transition table allows cannot be taken on this ticket now."""
+    if action == Action.request_extension:
+        if deadlines.is_past_deadline(ticket, now):
+            return "the deadline has passed: an overdue ticket cannot be extended"
+        if ticket.pending_extension_value is not None:
+            return "an extension request is already waiting for a decision"
+        if ticket.extension_count >= MAX_EXTENSIONS:
+            return f"a ticket may be extended at most {MAX_EXTENSIONS} times"
+    deciding = action in (Action.approve_extension, Action.deny_extension)
+    if deciding and ticket.pending_extension_value is None:
+        return "there is no extension request to decide"
+    if action == Action.escalate and Level(ticket.level) not in ESCALATION:
+        return "the ticket is already owned at the district level"
+    return None
+
+
+def allowed_actions(ticket: Ticket, user: User, now: datetime) -> list[Action]:
+    """What the user may do to the ticket now: role, ownership, status and preconditions."""
+    if _owned_above(user, ticket):
+        return []
+    return [
+        action
+        for action in available_actions(Status(ticket.status), Role(user.role))
+        if _refusal(ticket, action, now) is None
+    ]
 
 
 # Filing ---------------------------------------------------------------------------------------
@@ -129,6 +156,14 @@ def _history(
     )
 
 
+def check_attachments(attachment_ids: list[str]) -> None:
+    """Photos are referenced by the id their upload returned; no upload exists yet to refer to."""
+    if attachment_ids:
+        raise Invalid(
+            f"attachment {attachment_ids[0]!r} does not exist", loc=["body", "attachment_ids", 0]
+        )
+
+
 def _dispatch_limit(settings: Settings) -> TimeLimit:
     return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
 
@@ -146,13 +181,10 @@ async def report_event(
     `client_id` returns the ticket filed the first time, also when both arrive at once."""
     if (existing := await _existing_report(session, user, data)) is not None:
         return existing, False
+    check_attachments(data.attachment_ids)
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
-    category = await session.get(Category, data.category_code)
-    if category is None:
-        raise Invalid(
-            f"category {data.category_code!r} does not exist", loc=["body", "category_code"]
-        )
+    category = await get_by_code(session, Category, data.category_code, ["body", "category_code"])
     match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
     if match is None:
         raise Invalid(
@@ -206,24 +238,32 @@ class ActionContext:
     session: AsyncSession
     settings: Settings
     now: datetime
-    actor: str
-    visible: ColumnElement[bool]  # tickets the actor may refer to (merge targets)
-    details: dict[str, Any]
+    user: User | None  # None: the system (the scheduler)
+    details: dict[str, Any]  # recorded with the history row
 
 
 Effect = Callable[[ActionContext, Ticket, Any], Awaitable[Status | None]]
 
 
 async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> None:
-    category = await ctx.session.get(Category, ticket.category_code)
-    assert category is not None
+    category = await get_by_code(ctx.session, Category, ticket.category_code)
     department_code = body.department_code or category.default_department_code
+    loc: list[str | int] = ["body", "department_code"]
     if department_code is None:
         raise Invalid(
-            "department_code is required: the category has no default department",
-            loc=["body", "department_code"],
+            "department_code is required: the category has no default department", loc=loc
         )
-    await find_department(ctx.session, department_code, ["body", "department_code"])
+    department = await get_by_code(ctx.session, Department, department_code, loc)
+    if department.org_unit_code not in (
+        ticket.community_code,
+        ticket.town_code,
+        ticket.district_code,
+    ):
+        raise Invalid(
+            f"department {department.code} belongs to {department.org_unit_code}, which does not "
+            f"cover grid {ticket.grid_code}",
+            loc=loc,
+        )
     limit = body.time_limit or category_limit(category, ticket.urgent)
     ticket.department_code = department_code
     ticket.dispatched_at = ctx.now
@@ -233,25 +273,21 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
     ctx.details.update(department_code=department_code, time_limit=limit.model_dump(mode="json"))
 
 
-async def _reject(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
-    return None
-
-
 async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
+    loc: list[str | int] = ["body", "duplicate_of"]
     if body.duplicate_of == ticket.id:
-        raise Invalid("a ticket cannot duplicate itself", loc=["body", "duplicate_of"])
+        raise Invalid("a ticket cannot duplicate itself", loc=loc)
+    visible = visible_clause(ctx.user) if ctx.user else true()
     original = await ctx.session.scalar(
-        select(Ticket).where(Ticket.id == body.duplicate_of, ctx.visible)
+        select(Ticket).where(Ticket.id == body.duplicate_of, visible)
     )
     if original is None:
         raise Invalid(
-            f"ticket {body.duplicate_of} does not exist or is outside your scope",
-            loc=["body", "duplicate_of"],
+            f"ticket {body.duplicate_of} does not exist or is outside your scope", loc=loc
         )
     if original.status in (Status.rejected, Status.merged):
         raise Invalid(
-            f"ticket {original.id} is {original.status}: merge into a live ticket",
-            loc=["body", "duplicate_of"],
+            f"ticket {original.id} is {original.status}: merge into a live ticket", loc=loc
         )
     ticket.duplicate_of = original.id
 
@@ -280,37 +316,31 @@ async def _resume(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
 
 
 async def _request_extension(ctx: ActionContext, ticket: Ticket, body: ExtensionIn) -> None:
-    if deadlines.is_overdue(ticket, ctx.now):
-        raise Conflict("an overdue ticket cannot be extended")
-    if ticket.pending_extension_value is not None:
-        raise Conflict("an extension request is already waiting for a decision")
-    if ticket.extension_count >= MAX_EXTENSIONS:
-        raise Conflict(f"a ticket may be extended at most {MAX_EXTENSIONS} times")
     ticket.pending_extension_value = body.time_limit.value
     ticket.pending_extension_unit = body.time_limit.unit
     ctx.details.update(time_limit=body.time_limit.model_dump(mode="json"))
 
 
-def _pending_extension(ticket: Ticket) -> TimeLimit:
+def _take_pending_extension(ticket: Ticket) -> TimeLimit:
     pending = TimeLimit.of(ticket.pending_extension_value, ticket.pending_extension_unit)
-    if pending is None:
-        raise Conflict("there is no extension request to decide")
+    assert pending is not None  # see _refusal
     ticket.pending_extension_value = ticket.pending_extension_unit = None
     return pending
 
 
 async def _approve_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
-    extension = _pending_extension(ticket)
+    extension = _take_pending_extension(ticket)
     deadlines.extend_deadline(ticket, extension)
     ticket.extension_count += 1
     ctx.details.update(time_limit=extension.model_dump(mode="json"))
 
 
 async def _deny_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
-    _pending_extension(ticket)
+    _take_pending_extension(ticket)
 
 
-async def _feedback(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+async def _feedback(ctx: ActionContext, ticket: Ticket, body: FeedbackIn) -> None:
+    check_attachments(body.attachment_ids)
     ticket.feedback_at = ctx.now
 
 
@@ -332,13 +362,8 @@ async def _rate(ctx: ActionContext, ticket: Ticket, body: RateIn) -> None:
 
 
 async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
-    owner = await ctx.session.get(OrgUnit, ticket.owner_unit_code)
-    assert owner is not None
-    if owner.parent_code is None:
-        raise Conflict("the ticket is already owned at the district level")
-    parent = await ctx.session.get(OrgUnit, owner.parent_code)
-    assert parent is not None
-    ticket.owner_unit_code, ticket.level = parent.code, parent.level
+    level, owner_column = ESCALATION[Level(ticket.level)]
+    ticket.level, ticket.owner_unit_code = level, getattr(ticket, owner_column)
     ticket.escalation_count += 1
     if deadlines.is_running(ticket):
         limit = (
@@ -352,7 +377,7 @@ async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
 
 EFFECTS: dict[Action, Effect] = {
     Action.dispatch: _dispatch,
-    Action.reject: _reject,
+    Action.reject: _no_effect,
     Action.merge: _merge,
     Action.claim: _no_effect,
     Action.return_: _return,
@@ -374,15 +399,20 @@ async def apply_action(
     action: Action,
     body: ActionIn,
     *,
-    actor: str,
-    actor_role: Role | None,
-    visible: ColumnElement[bool],
+    user: User | None,
     settings: Settings,
     now: datetime,
 ) -> Ticket:
-    """The one place a ticket changes status: checks the transition table, the version and the
-    action's own preconditions, applies its effect and appends a history row. The caller
+    """The one place a ticket changes status. Checks the caller's role and ownership (403),
+    `expected_version` and the transition table (409), the action's own preconditions (409);
+    applies its effect and appends a history row. `user` None is the system. The caller
     commits; a concurrent change makes the flush fail with StaleDataError (409)."""
+    if user is not None:
+        role = Role(user.role)
+        if action not in ROLE_ACTIONS[role]:
+            raise Forbidden(f"a {role} may not {action} tickets")
+        if _owned_above(user, ticket):
+            raise Forbidden(f"the ticket is owned by {ticket.owner_unit_code}, above your unit")
     if body.expected_version is not None and body.expected_version != ticket.version:
         raise StaleVersion(
             f"the ticket is at version {ticket.version}, not {body.expected_version}",
@@ -390,19 +420,21 @@ async def apply_action(
         )
     current = Status(ticket.status)
     rule = TRANSITIONS.get((current, action))
-    if rule is None or (actor_role is not None and actor_role not in rule.roles):
-        allowed = available_actions(current, actor_role) if actor_role else []
+    if rule is None:
         raise IllegalTransition(
             f"cannot {action} a ticket that is {current}",
             current_status=current,
-            allowed_actions=allowed,
+            allowed_actions=allowed_actions(ticket, user, now) if user else [],
         )
+    if (reason := _refusal(ticket, action, now)) is not None:
+        raise Conflict(reason)
     before_status, before_level = ticket.status, ticket.level
     deadlines.note_missed_deadline(ticket, now)
-    ctx = ActionContext(session, settings, now, actor, visible, details={})
+    ctx = ActionContext(session, settings, now, user, details={})
     outcome = await EFFECTS[action](ctx, ticket, body)
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
+    actor = user.username if user else SYSTEM_ACTOR
     session.add(
         _history(
             ticket, actor, action, now, before_status, before_level, body.note, ctx.details or None
@@ -410,6 +442,20 @@ async def apply_action(
     )
     await session.flush()
     return ticket
+
+
+async def perform_action(
+    session: AsyncSession,
+    user: User,
+    ticket_id: int,
+    action: Action,
+    body: ActionIn,
+    settings: Settings,
+    now: datetime,
+) -> Ticket:
+    """A user's action on a ticket in their scope (404 outside it)."""
+    ticket = await get_visible_ticket(session, user, ticket_id)
+    return await apply_action(session, ticket, action, body, user=user, settings=settings, now=now)
 
 
 # Reading --------------------------------------------------------------------------------------
@@ -452,6 +498,6 @@ def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> Tic
         rating_comment=ticket.rating_comment,
         duplicate_of=ticket.duplicate_of,
         possible_duplicates=[],
-        allowed_actions=available_actions(Status(ticket.status), Role(user.role)),
+        allowed_actions=allowed_actions(ticket, user, now),
         version=ticket.version,
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 04:40:08.038983
+Create Date: 2026-11-22 04:56:14.003879
 """
 
 from collections.abc import Sequence
@@ -132,6 +132,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("issued_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rotated_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"],
@@ -233,6 +234,12 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_tickets_department_listing", ["department_code", "reported_at", "id"], unique=False
         )
+        batch_op.create_index(
+            "ix_tickets_district_listing", ["district_code", "reported_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_tickets_grid_listing", ["grid_code", "reported_at", "id"], unique=False
+        )
         batch_op.create_index("ix_tickets_listing", ["reported_at", "id"], unique=False)
         batch_op.create_index(
             "ix_tickets_reporter_listing", ["reporter", "reported_at", "id"], unique=False
@@ -281,6 +288,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_tickets_status_deadline")
         batch_op.drop_index("ix_tickets_reporter_listing")
         batch_op.drop_index("ix_tickets_listing")
+        batch_op.drop_index("ix_tickets_grid_listing")
+        batch_op.drop_index("ix_tickets_district_listing")
         batch_op.drop_index("ix_tickets_department_listing")
         batch_op.drop_index("ix_tickets_community_listing")
         batch_op.drop_index("ix_tickets_category_listing")

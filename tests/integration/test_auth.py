@@ -1,3 +1,4 @@
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -84,27 +85,40 @@ async def test_token_signed_with_another_key_is_refused(
     assert (await me(api, foreign.json()["access_token"])).status_code == 401
 
 
-async def test_refresh_rotates_and_reuse_revokes(api: Api) -> None:
+async def refresh(api: Api, token: str) -> httpx.Response:
+    return await api.client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
+    )
+
+
+async def test_refresh_rotates_and_reuse_signs_out_everywhere(api: Api, clock: FrozenClock) -> None:
     first = (await api.login("worker")).json()
 
-    second = await api.client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-    )
+    second = await refresh(api, first["refresh_token"])
     assert second.status_code == 200
+    assert second.json()["refresh_token"] != first["refresh_token"]
     assert (await me(api, second.json()["access_token"])).status_code == 200
 
-    replay = await api.client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-    )
+    clock.advance(timedelta(seconds=30))  # a resend after a lost reply is still answered
+    resent = await refresh(api, first["refresh_token"])
+    assert resent.status_code == 200
+
+    clock.advance(timedelta(seconds=31))  # past the grace: the old token was copied
+    replay = await refresh(api, first["refresh_token"])
     assert replay.status_code == 401
-    # The replay of a used token revoked the family, including the newest refresh token.
-    newest = await api.client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": second.json()["refresh_token"]},
-    )
-    assert newest.status_code == 401
+    assert (await me(api, second.json()["access_token"])).status_code == 401
+    assert (await refresh(api, second.json()["refresh_token"])).status_code == 401
+    assert (await refresh(api, resent.json()["refresh_token"])).status_code == 401
+
+
+async def test_concurrent_failures_cannot_slip_a_guess_past_the_lock(api: Api) -> None:
+    guesses = [api.login("supervisor", f"guess-{i}") for i in range(30)]
+    guesses.insert(20, api.login("supervisor"))
+
+    responses = await asyncio.gather(*guesses)
+
+    assert responses[20].status_code in (200, 429)
+    assert (await api.login("supervisor")).status_code == 429
 
 
 async def test_admin_revokes_a_lost_phone(api: Api) -> None:
@@ -114,11 +128,7 @@ async def test_admin_revokes_a_lost_phone(api: Api) -> None:
 
     assert revoked.status_code == 204
     assert (await me(api, phone["access_token"])).status_code == 401
-    refresh = await api.client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": phone["refresh_token"]},
-    )
-    assert refresh.status_code == 401
+    assert (await refresh(api, phone["refresh_token"])).status_code == 401
     assert (await api.login("worker")).status_code == 200  # the password still works
 
 
@@ -194,6 +204,7 @@ async def test_only_admins_manage_users(api: Api) -> None:
         ({"role": "captain", "org_unit_code": "NH"}, "role"),
         ({"role": "dispatcher", "org_unit_code": "NH", "password": "short"}, "password"),
         ({"role": "dispatcher", "org_unit_code": "NH", "username": "a b"}, "username"),
+        ({"role": "dispatcher", "org_unit_code": "NH", "username": "System"}, "username"),
     ],
 )
 async def test_user_validation(api: Api, change: dict[str, str], field: str) -> None:

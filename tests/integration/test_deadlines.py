@@ -111,3 +111,33 @@ async def test_return_goes_back_to_the_dispatch_queue(api: Api, clock: FrozenClo
     assert returned["status"] == "reported" and returned["department_code"] is None
     assert returned["deadline_at"] == "2026-11-23T03:20:00Z"  # the 60-minute dispatch limit
     assert (await api.get(f"/api/v1/tickets/{tid}", "handler")).status_code == 404
+
+
+async def test_missing_the_dispatch_limit_counts_but_does_not_block_extensions(
+    api: Api, clock: FrozenClock
+) -> None:
+    tid = (await api.report())["id"]
+    clock.advance(timedelta(minutes=61))
+    dispatched = await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-CG"})
+    assert (dispatched["overdue"], dispatched["warning"]) == (True, "green")
+    await api.must(tid, "claim", "handler")
+
+    extended = await api.must(tid, "request_extension", "handler", EXTEND_1H)
+
+    assert extended["pending_extension"] is not None
+    assert "request_extension" not in extended["allowed_actions"]
+
+
+async def test_allowed_actions_follow_preconditions(api: Api) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+    as_dispatcher = (await api.get(f"/api/v1/tickets/{tid}", "dispatcher")).json()
+    assert "approve_extension" not in as_dispatcher["allowed_actions"]
+    await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    as_dispatcher = (await api.get(f"/api/v1/tickets/{tid}", "dispatcher")).json()
+    assert {"approve_extension", "deny_extension"} <= set(as_dispatcher["allowed_actions"])
+
+    await api.must(tid, "escalate", "dispatcher", {"note": "需街道协调"})
+    below = (await api.get(f"/api/v1/tickets/{tid}", "dispatcher")).json()
+    town = (await api.get(f"/api/v1/tickets/{tid}", "town_dispatcher")).json()
+    assert below["allowed_actions"] == []
+    assert "escalate" in town["allowed_actions"]

@@ -3,7 +3,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -188,9 +187,7 @@ async def test_lost_update_is_refused_even_without_expected_version(
             target,
             Action.claim,
             ActionIn(),
-            actor="admin",
-            actor_role=None,
-            visible=true(),
+            user=None,
             settings=settings,
             now=target.reported_at,
         )

@@ -162,3 +162,11 @@ async def test_unknown_action_is_404(api: Api) -> None:
     response = await api.act(ticket["id"], "close", "dispatcher")
     assert response.status_code == 404
     assert "dispatch" in response.json()["detail"]
+
+
+async def test_dispatch_only_to_departments_covering_the_grid(api: Api) -> None:
+    ticket = await api.ticket_in("reported")  # grid GC01-1 in town GC
+    other_town = await api.act(ticket["id"], "dispatch", "dispatcher", {"department_code": "DL-ZZ"})
+    own_town = await api.act(ticket["id"], "dispatch", "dispatcher", {"department_code": "GC-ZZ"})
+    assert other_town.status_code == 422
+    assert own_town.status_code == 200

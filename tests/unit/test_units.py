@@ -13,7 +13,7 @@ from app.orgs.models import Level
 from app.pagination import PageParams
 from app.tickets import deadlines
 from app.tickets.models import Ticket
-from app.tickets.service import parse_ticket_number, ticket_number
+from app.tickets.service import ticket_number
 from app.timing.limits import TimeLimit, TimeUnit, add_limit, warning_threshold
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -23,7 +23,6 @@ def test_ticket_number_uses_the_local_day() -> None:
     ticket = Ticket(id=123, reported_at=datetime(2026, 11, 21, 16, 30, tzinfo=UTC))
     number = ticket_number(ticket, "NH", ZoneInfo("Asia/Shanghai"))
     assert number == "NH-20261122-000123"  # 00:30 on the 22nd in Shanghai
-    assert parse_ticket_number(number) == 123
     big = Ticket(id=12_345_678, reported_at=T0)
     assert ticket_number(big, "NH", ZoneInfo("Asia/Shanghai")) == "NH-20261123-12345678"
 
@@ -83,8 +82,9 @@ HOLE = [[113.12, 23.02], [113.14, 23.02], [113.14, 23.04], [113.12, 23.04], [113
 
 
 def test_valid_boundaries() -> None:
-    assert parse_boundary({"type": "Polygon", "coordinates": [SQUARE]}).area > 0
-    multi = parse_boundary({"type": "MultiPolygon", "coordinates": [[SQUARE, HOLE]]})
+    stored, square = parse_boundary({"type": "Polygon", "coordinates": [SQUARE], "crs": "x"})
+    assert stored == {"type": "Polygon", "coordinates": [SQUARE]} and square.area > 0
+    _, multi = parse_boundary({"type": "MultiPolygon", "coordinates": [[SQUARE, HOLE]]})
     assert multi.area < 0.01
 
 
@@ -101,6 +101,8 @@ def test_valid_boundaries() -> None:
         },
         {"type": "Polygon", "coordinates": [[[200, 23.0], [201, 23.0], [201, 24], [200, 23.0]]]},
         {"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4], ["a", "b"]]]},
+        {"type": "Polygon", "coordinates": [[[*p, "x"] for p in SQUARE]]},
+        {"type": "Polygon", "coordinates": [[[True, False], [1, 0], [1, 1], [True, False]]]},
         {"type": "Polygon", "coordinates": []},
         {"type": "LineString", "coordinates": SQUARE},
         {"coordinates": [SQUARE]},
