@@ -7,7 +7,7 @@ here so they cannot drift apart.
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement, and_, or_
 
 from app.tickets.machine import DEADLINE_RUNNING
 from app.tickets.models import Ticket
@@ -81,13 +81,11 @@ def overdue_clause(overdue: bool, now: datetime) -> ColumnElement[bool]:
     return clause if overdue else ~clause
 
 
-def warning_clause(warning: WarningLevel | None, now: datetime) -> ColumnElement[bool]:
-    if warning is None:
-        return ~_running_clause()
-    if warning == WarningLevel.red:
-        return and_(_running_clause(), Ticket.deadline_at <= now)
-    if warning == WarningLevel.yellow:
-        return and_(_running_clause(), Ticket.deadline_at > now, Ticket.warning_at <= now)
-    if warning == WarningLevel.green:
-        return and_(_running_clause(), Ticket.warning_at > now)
-    return false()
+def warning_clause(warning: WarningLevel, now: datetime) -> ColumnElement[bool]:
+    """The SQL form of `warning_of(ticket, now) == warning`."""
+    colour = {
+        WarningLevel.red: Ticket.deadline_at <= now,
+        WarningLevel.yellow: and_(Ticket.deadline_at > now, Ticket.warning_at <= now),
+        WarningLevel.green: Ticket.warning_at > now,
+    }[warning]
+    return and_(_running_clause(), colour)

@@ -74,3 +74,11 @@ def test_available_actions() -> None:
         Action.feedback,
     ]
     assert available_actions(Status.closed, Role.grid_worker) == [Action.rate]
+
+
+def test_an_action_needs_the_same_roles_from_every_status() -> None:
+    """So the role check (403) needs only the action, and the status check (409) only the
+    status."""
+    for action in Action:
+        roles = {rule.roles for (_, a), rule in TRANSITIONS.items() if a == action}
+        assert len(roles) == 1, action
