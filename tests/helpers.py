@@ -17,6 +17,19 @@ IN_GC02_1 = (23.035, 113.125)  # grid GC02-1, community GC02, town GC
 IN_DL01_1 = (23.035, 113.145)  # grid DL01-1, community DL01, town DL
 
 
+def event_body(at: tuple[float, float] = IN_GC01_1, **fields: Any) -> dict[str, Any]:
+    """A report of exposed rubbish at `at`; a field given as None is left out."""
+    body = {
+        "client_id": str(uuid.uuid4()),
+        "category_code": "garbage",
+        "description": "暴露垃圾堆放在路边",
+        "lat": at[0],
+        "lon": at[1],
+        **fields,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
 async def add_user(
     session: AsyncSession,
     username: str,
@@ -74,15 +87,7 @@ class Api:
     async def report(
         self, as_: str = "worker", at: tuple[float, float] = IN_GC01_1, **fields: Any
     ) -> dict[str, Any]:
-        body = {
-            "client_id": str(uuid.uuid4()),
-            "category_code": "garbage",
-            "description": "暴露垃圾堆放在路边",
-            "lat": at[0],
-            "lon": at[1],
-            **fields,
-        }
-        response = await self.post("/api/v1/events", as_, body)
+        response = await self.post("/api/v1/events", as_, event_body(at, **fields))
         assert response.status_code == 201, response.text
         return dict(response.json())
 

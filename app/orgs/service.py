@@ -39,9 +39,13 @@ async def get_by_code(
     return row
 
 
+async def _refuse_duplicate(session: AsyncSession, model: type[RefData], code: str) -> None:
+    if await session.get(model, code) is not None:
+        raise Conflict(f"{KIND[model]} {code!r} already exists")
+
+
 async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
-    if await session.get(OrgUnit, data.code) is not None:
-        raise Conflict(f"org unit {data.code!r} already exists")
+    await _refuse_duplicate(session, OrgUnit, data.code)
     expected_parent_level = data.level.parent
     if expected_parent_level is None:
         if data.parent_code is not None:
@@ -84,8 +88,7 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
 
 
 async def create_department(session: AsyncSession, data: DepartmentIn, now: datetime) -> Department:
-    if await session.get(Department, data.code) is not None:
-        raise Conflict(f"department {data.code!r} already exists")
+    await _refuse_duplicate(session, Department, data.code)
     unit = await get_by_code(session, OrgUnit, data.org_unit_code, ["body", "org_unit_code"])
     if unit.level == Level.grid:
         raise Invalid(
@@ -101,8 +104,7 @@ async def create_department(session: AsyncSession, data: DepartmentIn, now: date
 
 
 async def create_category(session: AsyncSession, data: CategoryIn, now: datetime) -> Category:
-    if await session.get(Category, data.code) is not None:
-        raise Conflict(f"category {data.code!r} already exists")
+    await _refuse_duplicate(session, Category, data.code)
     if data.default_department_code is not None:
         await get_by_code(
             session, Department, data.default_department_code, ["body", "default_department_code"]

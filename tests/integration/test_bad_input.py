@@ -2,26 +2,17 @@
 
 import base64
 import json
-import uuid
 from typing import Any
 
 import pytest
 
 from app.db import Database
 from app.tickets.models import Ticket, TicketHistory
-from tests.helpers import IN_GC01_1, Api, count
+from tests.helpers import Api, count, event_body
 
 
 def event(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_id": str(uuid.uuid4()),
-        "category_code": "garbage",
-        "description": "垃圾",
-        "lat": IN_GC01_1[0],
-        "lon": IN_GC01_1[1],
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
+    return event_body(**overrides)
 
 
 BAD_EVENTS = {

@@ -1,5 +1,4 @@
 import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from app.tickets.machine import Action
 from app.tickets.models import Ticket, TicketHistory
 from app.tickets.schemas import ActionIn
 from app.tickets.service import apply_action
-from tests.helpers import IN_DL01_1, IN_GC01_1, Api, count
+from tests.helpers import IN_DL01_1, Api, count, event_body
 
 
 async def test_full_life_of_a_ticket(api: Api, clock: FrozenClock) -> None:
@@ -85,13 +84,7 @@ async def test_resolved_on_site_is_filed_closed(api: Api) -> None:
 
 async def test_resend_of_a_report_returns_the_same_ticket(api: Api, world: Database) -> None:
     first = await api.report()
-    body = {
-        "client_id": str(uuid.uuid4()),
-        "category_code": "garbage",
-        "description": "x",
-        "lat": IN_GC01_1[0],
-        "lon": IN_GC01_1[1],
-    }
+    body = event_body()
     created = await api.post("/api/v1/events", "worker", body)
     again = await api.post("/api/v1/events", "worker", body)
     # The same client_id from another worker is another report.
@@ -106,13 +99,7 @@ async def test_resend_of_a_report_returns_the_same_ticket(api: Api, world: Datab
 
 
 async def test_concurrent_identical_reports_make_one_ticket(api: Api, world: Database) -> None:
-    body = {
-        "client_id": str(uuid.uuid4()),
-        "category_code": "garbage",
-        "description": "x",
-        "lat": IN_GC01_1[0],
-        "lon": IN_GC01_1[1],
-    }
+    body = event_body()
     await api.headers("worker")
 
     responses = await asyncio.gather(
