@@ -5,6 +5,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.timing.calendar import parse_periods
+
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
 
 
@@ -29,6 +31,16 @@ class Settings(BaseSettings):
     dispatch_limit_minutes: int = Field(default=60, ge=1)
     ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
     timezone: str = "Asia/Shanghai"
+    working_periods: str = Field(
+        default="09:00-12:00,13:30-18:00", description="local working periods of a working day"
+    )
+    scheduler_batch_size: int = Field(default=200, ge=1)
+    embedded_worker: bool = Field(
+        default=False, description="run the scheduler inside the API process (make run)"
+    )
+    webhook_urls: str = Field(default="", description="comma-separated URLs notified of events")
+    webhook_secret: str | None = Field(default=None, description="signs webhook bodies (HMAC)")
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     gps_drift_metres: float = Field(default=50.0, ge=0)
     refresh_reuse_grace_seconds: int = Field(
         default=60, ge=0, description="a just-rotated refresh token still works this long"
@@ -42,6 +54,16 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
+
+    @field_validator("working_periods")
+    @classmethod
+    def _valid_periods(cls, value: str) -> str:
+        parse_periods(value)
+        return value
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> "Settings":

@@ -2,14 +2,18 @@
 
 from app.auth.models import RefreshToken, User
 from app.db import Base
+from app.notifications.models import OutboxMessage
 from app.orgs.models import Category, Department, OrgUnit
 from app.tickets.models import Ticket, TicketHistory
+from app.timing.models import CalendarDay
 
 __all__ = [
     "Base",
+    "CalendarDay",
     "Category",
     "Department",
     "OrgUnit",
+    "OutboxMessage",
     "RefreshToken",
     "Ticket",
     "TicketHistory",

@@ -11,7 +11,16 @@ from sqlalchemy import ColumnElement, and_, or_
 
 from app.tickets.machine import DEADLINE_RUNNING
 from app.tickets.models import Ticket
-from app.timing.limits import TimeLimit, add_limit, warning_threshold
+from app.timing.calendar import WorkingCalendar
+from app.timing.limits import (
+    TimeLimit,
+    TimeUnit,
+    add_limit,
+    advance,
+    begin_of,
+    span,
+    warning_threshold,
+)
 
 
 class WarningLevel(StrEnum):
@@ -20,26 +29,63 @@ class WarningLevel(StrEnum):
     red = "red"
 
 
-def start_deadline(ticket: Ticket, start: datetime, limit: TimeLimit) -> None:
-    due = add_limit(start, limit)
-    ticket.deadline_started_at = start
-    ticket.deadline_at = due
-    ticket.warning_at = warning_threshold(start, due)
+class AlarmStage(StrEnum):
+    """What the scheduler does next about the running deadline: warn, then act on the miss."""
+
+    warning = "warning"
+    deadline = "deadline"
 
 
-def shift_deadline(ticket: Ticket, delta: timedelta) -> None:
-    """Moves the running deadline (and its start and warning point) by a paused span."""
-    if ticket.deadline_at is None or ticket.deadline_started_at is None:
-        return
-    ticket.deadline_started_at += delta
-    ticket.deadline_at += delta
-    ticket.warning_at = warning_threshold(ticket.deadline_started_at, ticket.deadline_at)
+def _unit(ticket: Ticket) -> TimeUnit:
+    assert ticket.time_limit_unit is not None
+    return TimeUnit(ticket.time_limit_unit)
 
 
-def extend_deadline(ticket: Ticket, extension: TimeLimit) -> None:
+def start_deadline(
+    ticket: Ticket, start: datetime, limit: TimeLimit, calendar: WorkingCalendar | None
+) -> None:
+    """A fresh deadline of `limit` counted from `start` (working limits from the next working
+    moment), with its yellow point and a scheduler alarm."""
+    begin = begin_of(start, limit.unit, calendar)
+    ticket.time_limit_value, ticket.time_limit_unit = limit.value, limit.unit
+    ticket.deadline_started_at = begin
+    ticket.deadline_at = add_limit(begin, limit, calendar)
+    ticket.warning_at = warning_threshold(begin, ticket.deadline_at, limit.unit, calendar)
+    ticket.alarm_stage = AlarmStage.warning
+
+
+def resume_deadline(
+    ticket: Ticket, paused_at: datetime, now: datetime, calendar: WorkingCalendar | None
+) -> timedelta:
+    """Moves the deadline by the time it was paused, in the limit's own time; returns that."""
     assert ticket.deadline_at is not None and ticket.deadline_started_at is not None
-    ticket.deadline_at = add_limit(ticket.deadline_at, extension)
-    ticket.warning_at = warning_threshold(ticket.deadline_started_at, ticket.deadline_at)
+    unit = _unit(ticket)
+    paused = span(paused_at, now, unit, calendar)
+    ticket.deadline_started_at = advance(ticket.deadline_started_at, paused, unit, calendar)
+    ticket.deadline_at = advance(ticket.deadline_at, paused, unit, calendar)
+    ticket.warning_at = warning_threshold(
+        ticket.deadline_started_at, ticket.deadline_at, unit, calendar
+    )
+    return paused
+
+
+def extend_deadline(ticket: Ticket, extension: TimeLimit, calendar: WorkingCalendar | None) -> None:
+    """Moves the deadline by an approved extension; yellow stays at 80% of the longer span."""
+    assert ticket.deadline_at is not None and ticket.deadline_started_at is not None
+    ticket.deadline_at = add_limit(ticket.deadline_at, extension, calendar)
+    ticket.warning_at = warning_threshold(
+        ticket.deadline_started_at, ticket.deadline_at, _unit(ticket), calendar
+    )
+
+
+def sync_alarm(ticket: Ticket) -> None:
+    """When the scheduler must next look at the ticket: its yellow point or its deadline while
+    the deadline runs and that stage is not done yet; never otherwise."""
+    stage = ticket.alarm_stage
+    if ticket.status not in DEADLINE_RUNNING or stage is None:
+        ticket.alarm_at = None
+    else:
+        ticket.alarm_at = ticket.warning_at if stage == AlarmStage.warning else ticket.deadline_at
 
 
 def is_running(ticket: Ticket) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,7 +56,12 @@ class Ticket(Base):
         Index("ix_tickets_department_listing", "department_code", "reported_at", "id"),
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
-        Index("ix_tickets_status_deadline", "status", "deadline_at"),
+        Index(
+            "ix_tickets_alarm_at",
+            "alarm_at",
+            postgresql_where=text("alarm_at IS NOT NULL"),
+            sqlite_where=text("alarm_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -87,7 +93,8 @@ class Ticket(Base):
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
-    # The limit of the handling deadline (set by dispatch); the dispatch limit is a setting.
+    # The limit of the deadline now running (or last run): the dispatch limit while the ticket
+    # waits for dispatch, the handling limit after.
     time_limit_value: Mapped[int | None] = mapped_column(Integer, default=None)
     time_limit_unit: Mapped[str | None] = mapped_column(String(16), default=None)
     # The deadline now running (or paused while suspended): when it started, when it turns
@@ -96,6 +103,9 @@ class Ticket(Base):
     warning_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The scheduler's next look at the ticket (see tickets.deadlines.sync_alarm).
+    alarm_stage: Mapped[str | None] = mapped_column(String(16), default=None)
+    alarm_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
 
     escalation_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import Role, User
 from app.config import Settings
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
+from app.notifications.service import enqueue
 from app.orgs.geo import locate_grid
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit, get_by_code
@@ -23,6 +24,7 @@ from app.tickets.machine import (
     available_actions,
 )
 from app.tickets.models import Ticket, TicketHistory
+from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ActionIn,
     DispatchIn,
@@ -34,7 +36,9 @@ from app.tickets.schemas import (
     TicketOut,
     VerifyIn,
 )
-from app.timing.limits import TimeLimit
+from app.timing.calendar import WorkingCalendar
+from app.timing.limits import TimeLimit, TimeUnit
+from app.timing.service import load_calendar
 
 MAX_EXTENSIONS = 2
 SYSTEM_ACTOR = "system"
@@ -44,11 +48,6 @@ ESCALATION = {
     Level.town: (Level.district, "district_code"),
 }
 LEVEL_DEPTH = {level: depth for depth, level in enumerate(Level)}
-
-
-def ticket_number(ticket: Ticket, prefix: str, tz: ZoneInfo) -> str:
-    """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
-    return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
 
 
 # Scope ---------------------------------------------------------------------------------------
@@ -215,7 +214,8 @@ async def report_event(
         ticket.status, ticket.closed_at = Status.closed, now
     else:
         ticket.status = Status.reported
-        deadlines.start_deadline(ticket, now, _dispatch_limit(settings))
+        deadlines.start_deadline(ticket, now, _dispatch_limit(settings), None)
+        deadlines.sync_alarm(ticket)
     session.add(ticket)
     try:
         await session.flush()
@@ -240,6 +240,15 @@ class ActionContext:
     now: datetime
     user: User | None  # None: the system (the scheduler)
     details: dict[str, Any]  # recorded with the history row
+    _calendar: WorkingCalendar | None = None
+
+    async def calendar(self, *units: str | None) -> WorkingCalendar | None:
+        """The working calendar when one of `units` counts working time (loaded once)."""
+        if not any(unit and TimeUnit(unit).is_working for unit in units):
+            return None
+        if self._calendar is None:
+            self._calendar = await load_calendar(self.session, self.settings)
+        return self._calendar
 
 
 Effect = Callable[[ActionContext, Ticket, Any], Awaitable[Status | None]]
@@ -267,9 +276,8 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
     limit = body.time_limit or category_limit(category, ticket.urgent)
     ticket.department_code = department_code
     ticket.dispatched_at = ctx.now
-    ticket.time_limit_value, ticket.time_limit_unit = limit.value, limit.unit
     ticket.pending_extension_value = ticket.pending_extension_unit = None
-    deadlines.start_deadline(ticket, ctx.now, limit)
+    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
     ctx.details.update(department_code=department_code, time_limit=limit.model_dump(mode="json"))
 
 
@@ -300,7 +308,7 @@ async def _return(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     ctx.details.update(department_code=ticket.department_code)
     ticket.department_code = None
     ticket.pending_extension_value = ticket.pending_extension_unit = None
-    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings))
+    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
 
 
 async def _suspend(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
@@ -309,8 +317,8 @@ async def _suspend(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
 
 async def _resume(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     assert ticket.suspended_at is not None
-    paused = ctx.now - ticket.suspended_at
-    deadlines.shift_deadline(ticket, paused)
+    calendar = await ctx.calendar(ticket.time_limit_unit)
+    paused = deadlines.resume_deadline(ticket, ticket.suspended_at, ctx.now, calendar)
     ticket.suspended_at = None
     ctx.details.update(paused_seconds=int(paused.total_seconds()))
 
@@ -330,7 +338,8 @@ def _take_pending_extension(ticket: Ticket) -> TimeLimit:
 
 async def _approve_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     extension = _take_pending_extension(ticket)
-    deadlines.extend_deadline(ticket, extension)
+    calendar = await ctx.calendar(extension.unit, ticket.time_limit_unit)
+    deadlines.extend_deadline(ticket, extension, calendar)
     ticket.extension_count += 1
     ctx.details.update(time_limit=extension.model_dump(mode="json"))
 
@@ -350,9 +359,7 @@ async def _verify(ctx: ActionContext, ticket: Ticket, body: VerifyIn) -> Status:
         ticket.closed_at = ctx.now
         return Status.closed
     ticket.rework_count += 1
-    limit = TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
-    assert limit is not None
-    deadlines.start_deadline(ticket, ctx.now, limit)
+    await _restart_deadline(ctx, ticket)
     return Status.in_progress
 
 
@@ -366,13 +373,21 @@ async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     ticket.level, ticket.owner_unit_code = level, getattr(ticket, owner_column)
     ticket.escalation_count += 1
     if deadlines.is_running(ticket):
-        limit = (
-            _dispatch_limit(ctx.settings)
-            if ticket.status == Status.reported
-            else TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
-        )
-        assert limit is not None
-        deadlines.start_deadline(ticket, ctx.now, limit)
+        await _restart_deadline(ctx, ticket)
+
+
+async def _restart_deadline(ctx: ActionContext, ticket: Ticket) -> None:
+    """A fresh deadline of the limit that ran last (re-work, escalation)."""
+    limit = TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
+    assert limit is not None
+    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
+
+
+NOTIFIED_ACTIONS = {Action.dispatch: "ticket.dispatched", Action.escalate: "ticket.escalated"}
+
+
+def actor_name(user: User | None) -> str:
+    return user.username if user else SYSTEM_ACTOR
 
 
 EFFECTS: dict[Action, Effect] = {
@@ -434,10 +449,19 @@ async def apply_action(
     outcome = await EFFECTS[action](ctx, ticket, body)
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
-    actor = user.username if user else SYSTEM_ACTOR
+    deadlines.sync_alarm(ticket)
+    if (event := NOTIFIED_ACTIONS.get(action)) is not None:
+        enqueue(session, settings, event, ticket, now, {"by": actor_name(user), **ctx.details})
     session.add(
         _history(
-            ticket, actor, action, now, before_status, before_level, body.note, ctx.details or None
+            ticket,
+            actor_name(user),
+            action,
+            now,
+            before_status,
+            before_level,
+            body.note,
+            ctx.details or None,
         )
     )
     await session.flush()

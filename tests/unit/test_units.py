@@ -13,7 +13,7 @@ from app.orgs.models import Level
 from app.pagination import PageParams
 from app.tickets import deadlines
 from app.tickets.models import Ticket
-from app.tickets.service import ticket_number
+from app.tickets.numbers import ticket_number
 from app.timing.limits import TimeLimit, TimeUnit, add_limit, warning_threshold
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -32,9 +32,12 @@ def test_level_parents() -> None:
 
 
 def test_natural_limits() -> None:
-    assert add_limit(T0, TimeLimit(value=90, unit=TimeUnit.minutes)) == T0 + timedelta(hours=1.5)
-    assert add_limit(T0, TimeLimit(value=3, unit=TimeUnit.hours)) == T0 + timedelta(hours=3)
-    assert warning_threshold(T0, T0 + timedelta(hours=10)) == T0 + timedelta(hours=8)
+    minutes, hours = TimeUnit.minutes, TimeUnit.hours
+    assert add_limit(T0, TimeLimit(value=90, unit=minutes), None) == T0 + timedelta(hours=1.5)
+    assert add_limit(T0, TimeLimit(value=3, unit=hours), None) == T0 + timedelta(hours=3)
+    assert warning_threshold(T0, T0 + timedelta(hours=10), hours, None) == T0 + timedelta(hours=8)
+    with pytest.raises(ValueError, match="calendar"):
+        add_limit(T0, TimeLimit(value=3, unit=TimeUnit.working_hours), None)
 
 
 def test_time_limit_validation() -> None:
@@ -42,11 +45,14 @@ def test_time_limit_validation() -> None:
         TimeLimit(value=0, unit=TimeUnit.hours)
     with pytest.raises(ValueError):
         TimeLimit.model_validate({"value": 1, "unit": "fortnights"})
+    with pytest.raises(ValueError, match="at most 250"):
+        TimeLimit(value=251, unit=TimeUnit.working_days)
 
 
 def ticket_with_deadline(status: str, limit_hours: int = 10) -> Ticket:
     ticket = Ticket(status=status, overdue=False)
-    deadlines.start_deadline(ticket, T0, TimeLimit(value=limit_hours, unit=TimeUnit.hours))
+    limit = TimeLimit(value=limit_hours, unit=TimeUnit.hours)
+    deadlines.start_deadline(ticket, T0, limit, None)
     return ticket
 
 
@@ -69,12 +75,18 @@ def test_overdue_is_sticky() -> None:
 
 
 @given(st.integers(min_value=1, max_value=10_000), st.integers(min_value=0, max_value=10**6))
-def test_shift_keeps_the_warning_fraction(limit_minutes: int, pause_seconds: int) -> None:
+def test_resume_keeps_the_warning_fraction(limit_minutes: int, pause_seconds: int) -> None:
     ticket = Ticket(status="in_progress")
-    deadlines.start_deadline(ticket, T0, TimeLimit(value=limit_minutes, unit=TimeUnit.minutes))
-    deadlines.shift_deadline(ticket, timedelta(seconds=pause_seconds))
+    limit = TimeLimit(value=limit_minutes, unit=TimeUnit.minutes)
+    deadlines.start_deadline(ticket, T0, limit, None)
+    paused_at = T0 + timedelta(minutes=limit_minutes // 2)
+    resumed_at = paused_at + timedelta(seconds=pause_seconds)
+    deadlines.resume_deadline(ticket, paused_at, resumed_at, None)
     assert ticket.deadline_at - ticket.deadline_started_at == timedelta(minutes=limit_minutes)
-    assert ticket.warning_at == warning_threshold(ticket.deadline_started_at, ticket.deadline_at)
+    assert ticket.deadline_at == T0 + timedelta(minutes=limit_minutes, seconds=pause_seconds)
+    assert ticket.warning_at == warning_threshold(
+        ticket.deadline_started_at, ticket.deadline_at, TimeUnit.minutes, None
+    )
 
 
 SQUARE = [[113.1, 23.0], [113.2, 23.0], [113.2, 23.1], [113.1, 23.1], [113.1, 23.0]]

@@ -1,0 +1,164 @@
+"""Notifications through an outbox: `enqueue` in the transaction of the change, `deliver_due`
+from the worker, with retries and exponential backoff until the receiver takes it."""
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import Database
+from app.notifications.models import OutboxMessage
+from app.tickets.models import Ticket
+from app.tickets.numbers import ticket_number
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(seconds=5)
+LONGEST_RETRY = timedelta(hours=1)
+# How long a claimed message waits before another worker may try it (a worker died mid-post).
+CLAIM_LEASE = timedelta(minutes=2)
+
+
+def ticket_summary(ticket: Ticket, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "number": ticket_number(ticket, settings.ticket_number_prefix, ZoneInfo(settings.timezone)),
+        "status": ticket.status,
+        "level": ticket.level,
+        "owner_unit_code": ticket.owner_unit_code,
+        "grid_code": ticket.grid_code,
+        "category_code": ticket.category_code,
+        "department_code": ticket.department_code,
+        "deadline_at": ticket.deadline_at.isoformat() if ticket.deadline_at else None,
+        "overdue": ticket.overdue,
+    }
+
+
+def enqueue(
+    session: AsyncSession,
+    settings: Settings,
+    event_type: str,
+    ticket: Ticket,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Writes the event for every configured webhook into the session's transaction."""
+    urls = settings.webhook_url_list
+    if not urls:
+        return
+    event_id = uuid.uuid4()
+    payload = {
+        "event_id": str(event_id),
+        "type": event_type,
+        "occurred_at": now.isoformat(),
+        "ticket": ticket_summary(ticket, settings),
+        "details": details or {},
+    }
+    for url in urls:
+        session.add(
+            OutboxMessage(
+                event_id=event_id,
+                event_type=event_type,
+                ticket_id=ticket.id,
+                url=url,
+                payload=payload,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMessage]:
+    """Leases due messages with a conditional UPDATE, so that several workers never post the
+    same message at once, and commits before any HTTP request is made."""
+    async with database.sessions() as session:
+        due = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.next_attempt_at <= now)
+            .order_by(OutboxMessage.next_attempt_at)
+            .limit(batch)
+        )
+        if not database.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        claimed = (
+            await session.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=now + CLAIM_LEASE, attempts=OutboxMessage.attempts + 1)
+                .returning(OutboxMessage)
+            )
+        ).all()
+        await session.commit()
+        return list(claimed)
+
+
+async def _post(
+    client: httpx.AsyncClient, settings: Settings, message: OutboxMessage
+) -> str | None:
+    """Posts one message; returns None when the receiver took it, else what went wrong."""
+    body = json.dumps(message.payload, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Gridwork-Event": message.event_type,
+        "X-Gridwork-Delivery": str(message.event_id),
+    }
+    if settings.webhook_secret:
+        headers["X-Gridwork-Signature"] = signature(settings.webhook_secret, body)
+    try:
+        response = await client.post(message.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:1000]
+    if response.is_success:
+        return None
+    return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+async def deliver_due(
+    database: Database,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    now: datetime,
+    batch: int = 100,
+) -> tuple[int, int]:
+    """Delivers the messages due at `now`; returns (delivered, failed)."""
+    messages = await _claim(database, now, batch)
+    delivered = failed = 0
+    async with database.sessions() as session:
+        for message in messages:
+            error = await _post(client, settings, message)
+            values: dict[str, Any]
+            if error is None:
+                values = {"delivered_at": now, "last_error": None}
+                delivered += 1
+            else:
+                values = {
+                    "next_attempt_at": now + retry_delay(message.attempts),
+                    "last_error": error,
+                }
+                failed += 1
+                log.warning(
+                    "webhook %s failed (attempt %s): %s", message.url, message.attempts, error
+                )
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values)
+            )
+            await session.commit()
+    return delivered, failed
