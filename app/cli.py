@@ -2,6 +2,7 @@
 
 import asyncio
 import getpass
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from app.config import get_settings
 from app.db import Database
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.errors import AppError
+from app.timing.service import CalendarFileError, parse_calendar_csv, store_calendar_days
+from app.worker import main as run_worker_main
 
 cli = typer.Typer(help="Gridwork work-order service.", no_args_is_help=True)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +112,46 @@ def create_user(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"created {role} {username}")
+
+
+@cli.command()
+def worker() -> None:
+    """Run the scheduler (warnings, escalation, webhook delivery); any number may run."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker_main(get_settings(), SystemClock()))
+
+
+calendar_cli = typer.Typer(help="The working calendar's own days (holidays, adjusted workdays).")
+cli.add_typer(calendar_cli, name="calendar")
+
+
+async def _import_calendar(text: str) -> int:
+    days = parse_calendar_csv(text)
+    database = Database(get_settings().database_url)
+    try:
+        async with database.sessions() as session:
+            count = await store_calendar_days(session, days)
+            await session.commit()
+            return count
+    finally:
+        await database.dispose()
+
+
+@calendar_cli.command("import")
+def calendar_import(file: Path) -> None:
+    """Load days from a CSV of `date,work|off[,note]`, e.g. a year's official schedule the day
+    it is announced: `2027-01-01,off,元旦` and `2027-02-07,work,春节调休`. Existing days are
+    replaced; nothing is stored if any line is bad."""
+    try:
+        count = asyncio.run(_import_calendar(file.read_text(encoding="utf-8-sig")))
+    except CalendarFileError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"stored {count} calendar days")
 
 
 def main() -> None:

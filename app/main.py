@@ -1,3 +1,4 @@
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.orgs.router import router as orgs_router
 from app.tickets.router import router as tickets_router
+from app.worker import run_worker
 
 log = logging.getLogger("gridwork")
 
@@ -126,7 +128,15 @@ def create_app(
                     log.info("created the bootstrap admin")
             except IntegrityError:  # another process created it first
                 await session.rollback()
+        stop = asyncio.Event()
+        worker = None
+        if settings.embedded_worker:
+            worker = asyncio.create_task(run_worker(database, settings, app.state.clock, stop))
+            log.info("running the scheduler inside the API process")
         yield
+        stop.set()
+        if worker is not None:
+            await worker
         if owns_database:
             await database.dispose()
 

@@ -417,6 +417,7 @@ async def apply_action(
     user: User | None,
     settings: Settings,
     now: datetime,
+    calendar: WorkingCalendar | None = None,
 ) -> Ticket:
     """The one place a ticket changes status. Checks the caller's role and ownership (403),
     `expected_version` and the transition table (409), the action's own preconditions (409);
@@ -445,7 +446,7 @@ async def apply_action(
         raise Conflict(reason)
     before_status, before_level = ticket.status, ticket.level
     deadlines.note_missed_deadline(ticket, now)
-    ctx = ActionContext(session, settings, now, user, details={})
+    ctx = ActionContext(session, settings, now, user, details={}, _calendar=calendar)
     outcome = await EFFECTS[action](ctx, ticket, body)
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
@@ -466,6 +467,16 @@ async def apply_action(
     )
     await session.flush()
     return ticket
+
+
+async def record_system_change(
+    session: AsyncSession, ticket: Ticket, action: str, now: datetime
+) -> None:
+    """A change the scheduler makes besides the actions (a warning, a miss at the top level):
+    the ticket's new state and its history row, flushed together."""
+    deadlines.sync_alarm(ticket)
+    session.add(_history(ticket, SYSTEM_ACTOR, action, now, ticket.status, ticket.level))
+    await session.flush()
 
 
 async def perform_action(

@@ -1,0 +1,107 @@
+"""The scheduler pass: yellow warnings, missed deadlines and automatic escalation.
+
+One indexed query finds the tickets whose alarm is due. On PostgreSQL they are claimed with
+`FOR UPDATE SKIP LOCKED`, so several workers share the work and never take the same ticket;
+each batch is one transaction, so a worker killed mid-batch leaves nothing half done and its
+tickets are taken again. What was done is stored on the ticket (its alarm stage), so a ticket
+is warned once and escalated once per deadline however often passes run.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import Database
+from app.notifications.service import enqueue
+from app.orgs.models import Level
+from app.tickets.deadlines import AlarmStage
+from app.tickets.machine import Action
+from app.tickets.models import Ticket
+from app.tickets.schemas import ActionIn
+from app.tickets.service import ESCALATION, apply_action, record_system_change
+from app.timing.calendar import WorkingCalendar
+from app.timing.service import load_calendar
+
+log = logging.getLogger(__name__)
+
+ESCALATION_NOTE = "automatic: the deadline passed"
+
+
+@dataclass
+class PassReport:
+    warned: int = 0
+    escalated: int = 0
+    overdue: int = 0  # missed at the district level: nowhere left to escalate
+
+    @property
+    def handled(self) -> int:
+        return self.warned + self.escalated + self.overdue
+
+
+def _passed(moment: datetime | None, now: datetime) -> bool:
+    return moment is not None and moment <= now
+
+
+async def handle_alarm(
+    session: AsyncSession,
+    ticket: Ticket,
+    settings: Settings,
+    now: datetime,
+    calendar: WorkingCalendar,
+    report: PassReport,
+) -> None:
+    """Does what the ticket's alarm stage says is due at `now`. Each change is flushed with its
+    history row, so the ticket's version counts its history."""
+    if ticket.alarm_stage == AlarmStage.warning and _passed(ticket.warning_at, now):
+        ticket.alarm_stage = AlarmStage.deadline
+        await record_system_change(session, ticket, "warn", now)
+        enqueue(session, settings, "ticket.warned", ticket, now)
+        report.warned += 1
+    if ticket.alarm_stage == AlarmStage.deadline and _passed(ticket.deadline_at, now):
+        ticket.overdue = True
+        enqueue(session, settings, "ticket.overdue", ticket, now)
+        if Level(ticket.level) in ESCALATION:
+            body = ActionIn(note=ESCALATION_NOTE)
+            await apply_action(
+                session,
+                ticket,
+                Action.escalate,
+                body,
+                user=None,
+                settings=settings,
+                now=now,
+                calendar=calendar,
+            )
+            report.escalated += 1
+        else:
+            ticket.alarm_stage = None
+            await record_system_change(session, ticket, "overdue", now)
+            report.overdue += 1
+
+
+async def run_pass(database: Database, settings: Settings, now: datetime) -> PassReport:
+    """Handles every ticket whose alarm is due at `now`, a batch per transaction."""
+    report = PassReport()
+    while True:
+        async with database.sessions() as session:
+            due = (
+                select(Ticket)
+                .where(Ticket.alarm_at <= now)
+                .order_by(Ticket.alarm_at)
+                .limit(settings.scheduler_batch_size)
+            )
+            if not database.is_sqlite:
+                due = due.with_for_update(skip_locked=True)
+            tickets = (await session.scalars(due)).all()
+            if not tickets:
+                return report
+            calendar = await load_calendar(session, settings)
+            for ticket in tickets:
+                await handle_alarm(session, ticket, settings, now, calendar, report)
+            await session.commit()
+        if len(tickets) < settings.scheduler_batch_size:
+            return report
