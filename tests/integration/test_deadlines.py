@@ -1,8 +1,10 @@
 """Deadlines of the state machine on the natural clock."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from app.clock import FrozenClock
+from app.db import Database
+from app.timing.service import store_calendar_days
 from tests.helpers import Api
 
 EXTEND_1H = {"time_limit": {"value": 1, "unit": "hours"}, "note": "需要协调车辆"}
@@ -141,3 +143,16 @@ async def test_allowed_actions_follow_preconditions(api: Api) -> None:
     town = (await api.get(f"/api/v1/tickets/{tid}", "town_dispatcher")).json()
     assert below["allowed_actions"] == []
     assert "escalate" in town["allowed_actions"]
+
+
+async def test_the_calendar_table_moves_working_day_deadlines(
+    api: Api, world: Database, clock: FrozenClock
+) -> None:
+    async with world.sessions() as session:  # a district's extra day off on Tuesday
+        await store_calendar_days(session, [(date(2026, 11, 24), False, "区级调休")])
+        await session.commit()
+    tid = (await api.report(category_code="road_damage"))["id"]  # 2 working days
+
+    ticket = await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-SZ"})
+
+    assert ticket["deadline_at"] == "2026-11-26T02:00:00Z"  # Monday 10:00 -> Thursday 10:00

@@ -66,3 +66,23 @@ def test_serve_refuses_the_default_secret_in_production(
     result = CliRunner().invoke(cli, ["serve", "--port", "1"])
     assert result.exit_code != 0
     assert "GRIDWORK_SECRET_KEY" in str(result.exception)
+
+
+def test_calendar_import(sqlite_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    good = tmp_path / "2027.csv"
+    good.write_text(
+        "date,working,note\n2027-01-01,off,元旦\n2027-02-07,work,春节调休\n", encoding="utf-8"
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("2027-01-01,off\n2027-13-01,off\n2027-01-02,maybe\n", encoding="utf-8")
+
+    stored = runner.invoke(cli, ["calendar", "import", str(good)])
+    again = runner.invoke(cli, ["calendar", "import", str(good)])
+    refused = runner.invoke(cli, ["calendar", "import", str(bad)])
+
+    assert stored.exit_code == 0 and "stored 2" in stored.output
+    assert again.exit_code == 0  # replacing days is fine
+    assert refused.exit_code == 1
+    assert "line 2" in refused.output and "line 3" in refused.output
