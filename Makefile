@@ -12,19 +12,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Serve on a local SQLite file with demo data (http://127.0.0.1:8000, docs at /docs).
+## Serve on a local SQLite file with demo data (http://127.0.0.1:8000, docs at /docs), with
+## the scheduler running inside the API process.
 run: $(STAMP)
 	$(VENV)/bin/gridwork migrate
 	$(VENV)/bin/gridwork seed-demo
-	$(VENV)/bin/gridwork serve --host 127.0.0.1 --port 8000
+	GRIDWORK_EMBEDDED_WORKER=true $(VENV)/bin/gridwork serve --host 127.0.0.1 --port 8000
 
 ## The whole suite on SQLite, then on PostgreSQL when 127.0.0.1:5432 answers (required when CI=true).
 test: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/run-tests.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests migrations scripts
-	$(VENV)/bin/ruff format --check app tests migrations scripts
+	$(VENV)/bin/ruff check app tests migrations scripts bench
+	$(VENV)/bin/ruff format --check app tests migrations scripts bench
 	$(VENV)/bin/mypy app
 
 migrate: $(STAMP)
