@@ -93,7 +93,7 @@ async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMe
         due = (
             select(OutboxMessage.id)
             .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.next_attempt_at <= now)
-            .order_by(OutboxMessage.next_attempt_at)
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(batch)
         )
         if not database.is_sqlite:
@@ -107,7 +107,7 @@ async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMe
             )
         ).all()
         await session.commit()
-        return list(claimed)
+        return sorted(claimed, key=lambda message: message.id)  # in the order events happened
 
 
 async def _post(
