@@ -1,6 +1,7 @@
 """`gridwork`: the operator's command line."""
 
 import asyncio
+import copy
 import getpass
 import logging
 from pathlib import Path
@@ -48,7 +49,16 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     get_settings()  # refuse to start on bad settings before forking workers
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+    )
 
 
 async def _seed() -> bool:
