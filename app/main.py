@@ -22,7 +22,7 @@ from app.orgs.router import router as orgs_router
 from app.tickets.router import router as tickets_router
 from app.worker import run_worker
 
-log = logging.getLogger("gridwork")
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
