@@ -3,6 +3,7 @@
 import base64
 import json
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -48,6 +49,13 @@ class PageParams(BaseModel):
         """A page of `query` in ascending order of the unique column `key`."""
         if (after := self.after()) is not None:
             python_type = key.type.python_type
+            if python_type is date and isinstance(after, str):
+                try:
+                    after = date.fromisoformat(after)
+                except ValueError:
+                    raise Invalid(
+                        "cursor is not one this service issued", loc=["query", "cursor"]
+                    ) from None
             fits = isinstance(after, python_type) and not isinstance(after, bool)
             if not fits or (isinstance(after, int) and not -(2**63) <= after < 2**63):
                 raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
@@ -61,7 +69,7 @@ class PageParams(BaseModel):
         rows = rows[: self.limit]
         cursor = None
         if more and rows:
-            raw = json.dumps({"k": key(rows[-1])}).encode()
+            raw = json.dumps({"k": key(rows[-1])}, default=str).encode()
             cursor = base64.urlsafe_b64encode(raw).decode()
         return Page(items=[render(r) for r in rows], next_cursor=cursor)
 

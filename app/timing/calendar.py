@@ -72,10 +72,17 @@ class WorkingCalendar:
         )
 
     def is_working_day(self, day: date) -> bool:
+        return self.explain(day)[0]
+
+    def explain(self, day: date) -> tuple[bool, str]:
+        """Whether `day` is a working day, and on whose word: `table`, `official` or
+        `weekends` (a year without official data)."""
         if day in self.overrides:
-            return self.overrides[day]
+            return self.overrides[day], "table"
         official = official_working_day(day)
-        return official if official is not None else day.weekday() < 5
+        if official is not None:
+            return official, "official"
+        return day.weekday() < 5, "weekends"
 
     def _periods_on(self, day: date) -> list[tuple[datetime, datetime]]:
         if not self.is_working_day(day):
