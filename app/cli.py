@@ -158,10 +158,13 @@ def calendar_import(file: Path) -> None:
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(1) from exc
+    except UnicodeDecodeError as exc:
+        typer.echo("error: the file is not UTF-8; save it as UTF-8 CSV and try again", err=True)
+        raise typer.Exit(1) from exc
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"stored {count} calendar days")
+    typer.echo(f"stored {count} calendar days (deadlines started from now on count them)")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     login_failure_window_minutes: int = Field(default=15, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
     scheduler_interval_seconds: int = Field(default=15, ge=1)
-    dispatch_limit_minutes: int = Field(default=60, ge=1)
+    dispatch_limit_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
     timezone: str = "Asia/Shanghai"
     working_periods: str = Field(
@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_periods(cls, value: str) -> str:
         parse_periods(value)
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _valid_webhook_urls(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",") if u.strip()):
+            if len(url) > 500 or not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url[:60]!r} is not an http(s) URL of at most 500")
         return value
 
     @property

@@ -5,47 +5,63 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
-from app.notifications.service import deliver_due
+from app.notifications.service import deliver_due, purge_delivered
 from app.tickets.scheduler import run_pass
 
 log = logging.getLogger(__name__)
 
 
-async def run_once(
-    database: Database, settings: Settings, clock: Clock, client: httpx.AsyncClient
+async def _every(
+    interval: float, stop: asyncio.Event, name: str, work: Callable[[], Awaitable[None]]
 ) -> None:
-    report = await run_pass(database, settings, clock.now())
-    if report.handled:
-        log.info(
-            "scheduler: %s warned, %s escalated, %s overdue at the top level",
-            report.warned,
-            report.escalated,
-            report.overdue,
-        )
-    delivered, failed = await deliver_due(database, settings, client, clock.now())
-    if delivered or failed:
-        log.info("webhooks: %s delivered, %s to retry", delivered, failed)
+    """Runs `work` now and then every `interval` seconds until `stop`. A failed round (the
+    database down, say) is logged and the next one tried: nothing it claimed was committed."""
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception:
+            log.exception("%s failed; retrying after the interval", name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 async def run_worker(
     database: Database, settings: Settings, clock: Clock, stop: asyncio.Event
 ) -> None:
-    """Runs until `stop` is set. A failed pass (the database down, say) is logged and the next
-    one tried after the interval: nothing it had claimed was committed."""
+    """The scheduler and webhook delivery as two loops, so a slow receiver never delays an
+    escalation."""
+
+    async def scheduler_round() -> None:
+        report = await run_pass(database, settings, clock.now())
+        if report.handled or report.failed:
+            log.info(
+                "scheduler: %s warned, %s escalated, %s overdue at the top level, %s failed",
+                report.warned,
+                report.escalated,
+                report.overdue,
+                report.failed,
+            )
+
     async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds) as client:
-        while not stop.is_set():
-            try:
-                await run_once(database, settings, clock, client)
-            except Exception:
-                log.exception("worker pass failed; retrying after the interval")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval_seconds)
+
+        async def delivery_round() -> None:
+            delivered, failed = await deliver_due(database, settings, client, clock.now())
+            if delivered or failed:
+                log.info("webhooks: %s delivered, %s to retry", delivered, failed)
+            await purge_delivered(database, clock.now())
+
+        interval = settings.scheduler_interval_seconds
+        await asyncio.gather(
+            _every(interval, stop, "scheduler pass", scheduler_round),
+            _every(interval, stop, "webhook delivery", delivery_round),
+        )
 
 
 async def main(settings: Settings, clock: Clock) -> None:

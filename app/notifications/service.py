@@ -1,6 +1,7 @@
 """Notifications through an outbox: `enqueue` in the transaction of the change, `deliver_due`
 from the worker, with retries and exponential backoff until the receiver takes it."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -11,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(seconds=5)
 LONGEST_RETRY = timedelta(hours=1)
 # How long a claimed message waits before another worker may try it (a worker died mid-post).
+# A claim holds at most as many messages as can be posted well inside the lease.
 CLAIM_LEASE = timedelta(minutes=2)
+PARALLEL_POSTS = 10
+DELIVERED_KEPT = timedelta(days=7)
 
 
 def ticket_summary(ticket: Ticket, settings: Settings) -> dict[str, Any]:
@@ -79,7 +83,8 @@ def enqueue(
 
 
 def retry_delay(attempts: int) -> timedelta:
-    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+    doublings = min(max(attempts - 1, 0), 20)  # 5 s * 2**20 is far past the cap already
+    return min(FIRST_RETRY * 2**doublings, LONGEST_RETRY)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -131,34 +136,58 @@ async def _post(
     return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
+def claim_size(settings: Settings) -> int:
+    """As many messages as PARALLEL_POSTS posts can finish in half the lease, timeouts and all."""
+    rounds = int(CLAIM_LEASE.total_seconds() / 2 // settings.webhook_timeout_seconds)
+    return max(1, rounds) * PARALLEL_POSTS
+
+
 async def deliver_due(
-    database: Database,
-    settings: Settings,
-    client: httpx.AsyncClient,
-    now: datetime,
-    batch: int = 100,
+    database: Database, settings: Settings, client: httpx.AsyncClient, now: datetime
 ) -> tuple[int, int]:
-    """Delivers the messages due at `now`; returns (delivered, failed)."""
-    messages = await _claim(database, now, batch)
-    delivered = failed = 0
+    """Delivers the messages due at `now`, several at a time; returns (delivered, failed).
+    A result is recorded only while this worker's claim still holds (same attempt, not yet
+    delivered), so a slow post that outlives the lease cannot overwrite a later one."""
+    messages = await _claim(database, now, claim_size(settings))
+    gate = asyncio.Semaphore(PARALLEL_POSTS)
+
+    async def post(message: OutboxMessage) -> str | None:
+        async with gate:
+            return await _post(client, settings, message)
+
+    errors = await asyncio.gather(*(post(m) for m in messages))
     async with database.sessions() as session:
-        for message in messages:
-            error = await _post(client, settings, message)
+        for message, error in zip(messages, errors, strict=True):
             values: dict[str, Any]
             if error is None:
                 values = {"delivered_at": now, "last_error": None}
-                delivered += 1
             else:
                 values = {
                     "next_attempt_at": now + retry_delay(message.attempts),
                     "last_error": error,
                 }
-                failed += 1
                 log.warning(
                     "webhook %s failed (attempt %s): %s", message.url, message.attempts, error
                 )
             await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == message.id).values(**values)
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message.id,
+                    OutboxMessage.attempts == message.attempts,
+                    OutboxMessage.delivered_at.is_(None),
+                )
+                .values(**values)
             )
-            await session.commit()
-    return delivered, failed
+        await session.commit()
+    failed = sum(error is not None for error in errors)
+    return len(messages) - failed, failed
+
+
+async def purge_delivered(database: Database, now: datetime) -> int:
+    """Drops messages delivered more than DELIVERED_KEPT ago."""
+    async with database.sessions() as session:
+        result = await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.delivered_at < now - DELIVERED_KEPT)
+        )
+        await session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]

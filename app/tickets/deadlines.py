@@ -61,6 +61,8 @@ def resume_deadline(
     assert ticket.deadline_at is not None and ticket.deadline_started_at is not None
     unit = _unit(ticket)
     paused = span(paused_at, now, unit, calendar)
+    if not paused:  # moving a deadline on a period's end by nothing would skip the break
+        return paused
     ticket.deadline_started_at = advance(ticket.deadline_started_at, paused, unit, calendar)
     ticket.deadline_at = advance(ticket.deadline_at, paused, unit, calendar)
     ticket.warning_at = warning_threshold(

@@ -2,16 +2,19 @@
 
 One indexed query finds the tickets whose alarm is due. On PostgreSQL they are claimed with
 `FOR UPDATE SKIP LOCKED`, so several workers share the work and never take the same ticket;
-each batch is one transaction, so a worker killed mid-batch leaves nothing half done and its
-tickets are taken again. What was done is stored on the ticket (its alarm stage), so a ticket
-is warned once and escalated once per deadline however often passes run.
+each batch is one transaction, so a worker killed mid-batch commits nothing and its tickets
+are taken again. (SQLite, for a single worker, commits each ticket as it goes: releasing the
+outermost savepoint commits there.) Each ticket is handled inside a savepoint, so one that
+fails is set aside without undoing the others. What was done is stored on the ticket (its
+alarm stage), so a ticket is warned once and escalated once per deadline however often
+passes run.
 """
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -29,6 +32,7 @@ from app.timing.service import load_calendar
 log = logging.getLogger(__name__)
 
 ESCALATION_NOTE = "automatic: the deadline passed"
+RETRY_FAILED = timedelta(minutes=10)
 
 
 @dataclass
@@ -36,6 +40,7 @@ class PassReport:
     warned: int = 0
     escalated: int = 0
     overdue: int = 0  # missed at the district level: nowhere left to escalate
+    failed: int = 0
 
     @property
     def handled(self) -> int:
@@ -84,7 +89,9 @@ async def handle_alarm(
 
 
 async def run_pass(database: Database, settings: Settings, now: datetime) -> PassReport:
-    """Handles every ticket whose alarm is due at `now`, a batch per transaction."""
+    """Handles every ticket whose alarm is due at `now`, a batch per transaction. A ticket that
+    cannot be handled (bad data) is logged and looked at again after `RETRY_FAILED`, without
+    holding up the others."""
     report = PassReport()
     while True:
         async with database.sessions() as session:
@@ -101,7 +108,19 @@ async def run_pass(database: Database, settings: Settings, now: datetime) -> Pas
                 return report
             calendar = await load_calendar(session, settings)
             for ticket in tickets:
-                await handle_alarm(session, ticket, settings, now, calendar, report)
+                ticket_id = ticket.id
+                try:
+                    async with session.begin_nested():
+                        await handle_alarm(session, ticket, settings, now, calendar, report)
+                except Exception:
+                    log.exception("scheduler: ticket %s could not be handled", ticket_id)
+                    report.failed += 1
+                    await session.execute(
+                        update(Ticket)
+                        .where(Ticket.id == ticket_id)
+                        .values(alarm_at=now + RETRY_FAILED)
+                        .execution_options(synchronize_session=False)
+                    )
             await session.commit()
         if len(tickets) < settings.scheduler_batch_size:
             return report

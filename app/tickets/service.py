@@ -102,9 +102,10 @@ def _owned_above(user: User, ticket: Ticket) -> bool:
 
 def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
     """Why an action the transition table allows cannot be taken on this ticket now."""
+    extending = action in (Action.request_extension, Action.approve_extension)
+    if extending and deadlines.is_overdue(ticket, now):
+        return "the ticket is overdue: it can no longer be extended"
     if action == Action.request_extension:
-        if deadlines.is_past_deadline(ticket, now):
-            return "the deadline has passed: an overdue ticket cannot be extended"
         if ticket.pending_extension_value is not None:
             return "an extension request is already waiting for a decision"
         if ticket.extension_count >= MAX_EXTENSIONS:
@@ -359,7 +360,7 @@ async def _verify(ctx: ActionContext, ticket: Ticket, body: VerifyIn) -> Status:
         ticket.closed_at = ctx.now
         return Status.closed
     ticket.rework_count += 1
-    await _restart_deadline(ctx, ticket)
+    await _restart_deadline(ctx, ticket, ctx.now)
     return Status.in_progress
 
 
@@ -372,15 +373,21 @@ async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     level, owner_column = ESCALATION[Level(ticket.level)]
     ticket.level, ticket.owner_unit_code = level, getattr(ticket, owner_column)
     ticket.escalation_count += 1
+    ticket.pending_extension_value = ticket.pending_extension_unit = None
     if deadlines.is_running(ticket):
-        await _restart_deadline(ctx, ticket)
+        await _restart_deadline(ctx, ticket, ctx.now)
+    elif ticket.status == Status.suspended and ticket.deadline_at is not None:
+        # A fresh deadline that starts running when handling resumes: the paused one, missed
+        # or not, is settled by this escalation.
+        assert ticket.suspended_at is not None
+        await _restart_deadline(ctx, ticket, ticket.suspended_at)
 
 
-async def _restart_deadline(ctx: ActionContext, ticket: Ticket) -> None:
+async def _restart_deadline(ctx: ActionContext, ticket: Ticket, start: datetime) -> None:
     """A fresh deadline of the limit that ran last (re-work, escalation)."""
     limit = TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit)
     assert limit is not None
-    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
+    deadlines.start_deadline(ticket, start, limit, await ctx.calendar(limit.unit))
 
 
 NOTIFIED_ACTIONS = {Action.dispatch: "ticket.dispatched", Action.escalate: "ticket.escalated"}

@@ -63,6 +63,7 @@ class WorkingCalendar:
         self.tz = tz
         self.periods = list(periods)
         self.overrides = dict(overrides)
+        self._days: dict[date, tuple[bool, str]] = {}
         self.day_length = sum(
             (
                 datetime.combine(date.min, end) - datetime.combine(date.min, start)
@@ -77,6 +78,11 @@ class WorkingCalendar:
     def explain(self, day: date) -> tuple[bool, str]:
         """Whether `day` is a working day, and on whose word: `table`, `official` or
         `weekends` (a year without official data)."""
+        if (known := self._days.get(day)) is None:
+            known = self._days[day] = self._explain(day)
+        return known
+
+    def _explain(self, day: date) -> tuple[bool, str]:
         if day in self.overrides:
             return self.overrides[day], "table"
         official = official_working_day(day)

@@ -49,7 +49,10 @@ class TimeLimit(BaseModel):
 
     @classmethod
     def of(cls, value: int | None, unit: str | None) -> "TimeLimit | None":
-        return None if value is None or unit is None else cls(value=value, unit=TimeUnit(unit))
+        """A stored limit, as it was accepted then (a later, stricter maximum does not apply)."""
+        if value is None or unit is None:
+            return None
+        return cls.model_construct(value=value, unit=TimeUnit(unit))
 
 
 def _need(calendar: WorkingCalendar | None) -> WorkingCalendar:

@@ -50,6 +50,7 @@ def parse_calendar_csv(text: str) -> list[tuple[date, bool, str | None]]:
     `2027-02-07,work,春节调休`. Every bad line is reported; nothing is returned if one is bad."""
     days: list[tuple[date, bool, str | None]] = []
     problems: list[str] = []
+    seen: dict[date, int] = {}
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
             continue
@@ -65,6 +66,10 @@ def parse_calendar_csv(text: str) -> list[tuple[date, bool, str | None]]:
             problems.append(f"line {number}: {word!r} is neither 'work' nor 'off'")
             continue
         note = row[2].strip()[:200] if len(row) > 2 and row[2].strip() else None
+        if day in seen:
+            problems.append(f"line {number}: {day} is already on line {seen[day]}")
+            continue
+        seen[day] = number
         days.append((day, WORKING_WORDS[word], note))
     if problems:
         raise CalendarFileError(problems)

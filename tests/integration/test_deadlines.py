@@ -1,6 +1,6 @@
 """Deadlines of the state machine on the natural clock."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from app.clock import FrozenClock
 from app.db import Database
@@ -115,19 +115,50 @@ async def test_return_goes_back_to_the_dispatch_queue(api: Api, clock: FrozenClo
     assert (await api.get(f"/api/v1/tickets/{tid}", "handler")).status_code == 404
 
 
-async def test_missing_the_dispatch_limit_counts_but_does_not_block_extensions(
+async def test_a_missed_dispatch_limit_makes_the_ticket_overdue_for_good(
     api: Api, clock: FrozenClock
 ) -> None:
     tid = (await api.report())["id"]
     clock.advance(timedelta(minutes=61))
     dispatched = await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-CG"})
     assert (dispatched["overdue"], dispatched["warning"]) == (True, "green")
-    await api.must(tid, "claim", "handler")
+    claimed = await api.must(tid, "claim", "handler")
 
-    extended = await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    refused = await api.act(tid, "request_extension", "handler", EXTEND_1H)
 
-    assert extended["pending_extension"] is not None
-    assert "request_extension" not in extended["allowed_actions"]
+    assert refused.status_code == 409  # "not yet overdue" is over
+    assert "request_extension" not in claimed["allowed_actions"]
+
+
+async def test_an_extension_cannot_be_approved_once_the_deadline_passed(
+    api: Api, clock: FrozenClock
+) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]
+    await api.must(tid, "request_extension", "handler", EXTEND_1H)
+    clock.advance(timedelta(hours=4, minutes=5))
+
+    late = await api.act(tid, "approve_extension", "dispatcher")
+
+    assert late.status_code == 409
+    assert (await api.must(tid, "deny_extension", "dispatcher"))["pending_extension"] is None
+
+
+async def test_resuming_after_no_working_time_keeps_the_deadline(
+    api: Api, clock: FrozenClock
+) -> None:
+    tid = (await api.report(category_code="manhole"))["id"]
+    clock.set(datetime(2026, 11, 23, 0, 0, tzinfo=UTC))  # Monday 08:00: starts at 09:00
+    three_hours = {"value": 3, "unit": "working_hours"}
+    ticket = await api.must(
+        tid, "dispatch", "dispatcher", {"department_code": "NH-SZ", "time_limit": three_hours}
+    )
+    await api.must(tid, "claim", "sz_handler")
+    assert ticket["deadline_at"] == "2026-11-23T04:00:00Z"  # 12:00, the end of the morning
+    clock.set(datetime(2026, 11, 23, 4, 10, tzinfo=UTC))  # 12:10, the lunch break
+    await api.must(tid, "suspend", "sz_handler", {"note": "午休"})
+    clock.set(datetime(2026, 11, 23, 5, 20, tzinfo=UTC))  # 13:20, still the break
+    resumed = await api.must(tid, "resume", "sz_handler")
+    assert resumed["deadline_at"] == "2026-11-23T04:00:00Z"  # not moved to 13:30
 
 
 async def test_allowed_actions_follow_preconditions(api: Api) -> None:

@@ -122,6 +122,9 @@ async def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     tick,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
+    """PostgreSQL rolls the whole batch back; SQLite has committed the tickets before the one
+    interrupted. Either way no ticket is half done, and after a restart each is escalated
+    exactly once."""
     ids = [(await api.report())["id"] for _ in range(6)]
     real = scheduler.handle_alarm
     handled = 0
@@ -129,22 +132,25 @@ async def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     async def dies_on_the_fourth(*args, **kwargs):  # type: ignore[no-untyped-def]
         nonlocal handled
         handled += 1
-        if handled == 4:
-            raise RuntimeError("killed")
+        if handled == 4:  # the worker's task is cancelled (SIGTERM) or the process dies
+            raise asyncio.CancelledError
         await real(*args, **kwargs)
 
     monkeypatch.setattr(scheduler, "handle_alarm", dies_on_the_fourth)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(asyncio.CancelledError):
         await tick(timedelta(hours=1))
+    interrupted = await ticket(api, ids[3])
+    assert (interrupted["level"], interrupted["escalation_count"]) == ("community", 0)
     for tid in ids:
-        assert (await ticket(api, tid))["level"] == "community"  # the batch was rolled back
+        assert (await ticket(api, tid))["version"] == len(await api.history(tid))
 
     monkeypatch.setattr(scheduler, "handle_alarm", real)
-    assert (await tick()).escalated == 6
+    await tick()
     assert (await tick()).handled == 0
     for tid in ids:
         escalations = [h for h in await api.history(tid) if h["action"] == "escalate"]
         assert len(escalations) == 1
+        assert (await ticket(api, tid))["level"] == "town"
 
 
 async def test_four_workers_escalate_each_ticket_once(
@@ -175,3 +181,44 @@ async def test_the_worker_loop_stops_when_asked(
     stop = asyncio.Event()
     stop.set()
     await asyncio.wait_for(run_worker(world, settings, clock, stop), timeout=5)
+
+
+async def test_a_ticket_that_fails_does_not_hold_up_the_others(
+    api: Api,
+    tick,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    bad, *good = [(await api.report())["id"] for _ in range(3)]
+    real = scheduler.handle_alarm
+
+    async def fails_for_one(session, ticket, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if ticket.id == bad:
+            raise ValueError("corrupt ticket")
+        await real(session, ticket, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "handle_alarm", fails_for_one)
+    report = await tick(timedelta(hours=1))
+
+    assert (report.escalated, report.failed) == (2, 1)
+    assert [(await ticket(api, tid))["level"] for tid in good] == ["town", "town"]
+    assert (await ticket(api, bad))["level"] == "community"
+    assert (await tick()).handled == 0  # set aside for a while, not retried in a tight loop
+    monkeypatch.setattr(scheduler, "handle_alarm", real)
+    assert (await tick(timedelta(minutes=10))).escalated == 1
+
+
+async def test_a_manual_escalation_of_a_paused_ticket_settles_its_missed_deadline(
+    api: Api,
+    tick,  # type: ignore[no-untyped-def]
+) -> None:
+    tid = (await api.ticket_in("in_progress"))["id"]  # due at 06:00Z
+    await tick(timedelta(hours=4, minutes=1) - timedelta(minutes=2))  # warned at 05:59
+    await api.must(tid, "suspend", "handler", {"note": "等待"})  # 05:59: paused just in time
+    await tick(timedelta(minutes=10))
+    await api.must(tid, "escalate", "dispatcher", {"note": "需街道协调"})
+    resumed = await api.must(tid, "resume", "handler")
+
+    assert resumed["deadline_at"] > "2026-11-23T09:59"  # a fresh four hours from now
+    assert (await tick()).escalated == 0
+    escalations = [h["actor"] for h in await api.history(tid) if h["action"] == "escalate"]
+    assert escalations == ["dispatcher"]

@@ -86,3 +86,18 @@ def test_calendar_import(sqlite_file: Path, tmp_path: Path) -> None:
     assert again.exit_code == 0  # replacing days is fine
     assert refused.exit_code == 1
     assert "line 2" in refused.output and "line 3" in refused.output
+
+
+def test_calendar_import_refuses_duplicates_and_non_utf8(sqlite_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    twice = tmp_path / "twice.csv"
+    twice.write_text("2027-01-01,off\n2027-01-01,work\n", encoding="utf-8")
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("2027-01-01,off,元旦\n".encode("gbk"))
+
+    duplicated = runner.invoke(cli, ["calendar", "import", str(twice)])
+    encoded = runner.invoke(cli, ["calendar", "import", str(gbk)])
+
+    assert duplicated.exit_code == 1 and "already on line 1" in duplicated.output
+    assert encoded.exit_code == 1 and "UTF-8" in encoded.output

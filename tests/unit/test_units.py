@@ -150,3 +150,21 @@ def test_frozen_clock_needs_an_aware_time() -> None:
     clock = FrozenClock(T0)
     clock.advance(timedelta(minutes=5))
     assert clock.now() == T0 + timedelta(minutes=5)
+
+
+def test_retry_delays_grow_to_an_hour_and_stay() -> None:
+    from app.notifications.service import LONGEST_RETRY, retry_delay
+
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3)] == [5, 10, 20]
+    assert retry_delay(12) == LONGEST_RETRY
+    assert retry_delay(10_000) == LONGEST_RETRY  # no overflow after a long outage
+
+
+def test_webhook_urls_are_checked() -> None:
+    assert Settings(webhook_urls="http://a/x, https://b/y").webhook_url_list == [
+        "http://a/x",
+        "https://b/y",
+    ]
+    for bad in ("ftp://a", "http://" + "x" * 500):
+        with pytest.raises(ValueError):
+            Settings(webhook_urls=bad)
