@@ -2,6 +2,7 @@
 D (default 1,000) have missed their deadline and must be escalated.
 
     .venv/bin/python -m bench.scheduler_pass [--tickets 100000] [--due 1000] [--repeat 5]
+        [--unit hours|working_hours] [--webhooks N]
 
 Prints the pass time with one worker and with four workers sharing the pass, and the plan of
 the query that finds due tickets.
@@ -66,13 +67,26 @@ async def main() -> None:
     parser.add_argument("--due", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument(
+        "--unit",
+        default="hours",
+        choices=["hours", "working_hours"],
+        help="the tickets' limit: working hours make each escalation do calendar arithmetic",
+    )
+    parser.add_argument(
+        "--webhooks", type=int, default=0, help="configured webhook URLs (outbox rows written)"
+    )
     args = parser.parse_args()
     every = args.tickets // args.due
     now = datetime.now(UTC)
     async with scratch_database(args.admin_url) as url:
         await fill_district(url, args.tickets)
         database = Database(url, pool_size=8)
-        settings = Settings(database_url=url)
+        urls = ",".join(f"http://127.0.0.1:9/hook/{n}" for n in range(args.webhooks))
+        settings = Settings(database_url=url, webhook_urls=urls)
+        conn = await connect(url)
+        await conn.execute("UPDATE tickets SET time_limit_unit = $1", args.unit)
+        await conn.close()
         for workers in (1, 4):
             timings = []
             for _ in range(args.repeat):
@@ -85,7 +99,8 @@ async def main() -> None:
                 escalated = sum(r.escalated for r in reports)
                 assert escalated == args.tickets // every, escalated
             print(
-                f"{workers} worker(s): {args.tickets:,} open, {escalated:,} due: pass "
+                f"{workers} worker(s), {args.unit}, {args.webhooks} webhook(s): "
+                f"{args.tickets:,} open, {escalated:,} due: pass "
                 f"median {statistics.median(timings) * 1000:.0f} ms "
                 f"(min {min(timings) * 1000:.0f}, max {max(timings) * 1000:.0f}); "
                 f"{statistics.median(timings) / escalated * 1e6:.0f} µs per escalation"

@@ -20,12 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db import Database
 from app.notifications.service import enqueue
-from app.orgs.models import Level
 from app.tickets.deadlines import AlarmStage
 from app.tickets.machine import Action
 from app.tickets.models import Ticket
 from app.tickets.schemas import ActionIn
-from app.tickets.service import ESCALATION, apply_action, record_system_change
+from app.tickets.service import apply_action, can_escalate, record_system_change
 from app.timing.calendar import WorkingCalendar
 from app.timing.service import load_calendar
 
@@ -69,7 +68,7 @@ async def handle_alarm(
     if ticket.alarm_stage == AlarmStage.deadline and _passed(ticket.deadline_at, now):
         ticket.overdue = True
         enqueue(session, settings, "ticket.overdue", ticket, now)
-        if Level(ticket.level) in ESCALATION:
+        if can_escalate(ticket):
             body = ActionIn(note=ESCALATION_NOTE)
             await apply_action(
                 session,

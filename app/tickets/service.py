@@ -50,6 +50,10 @@ ESCALATION = {
 LEVEL_DEPTH = {level: depth for depth, level in enumerate(Level)}
 
 
+def can_escalate(ticket: Ticket) -> bool:
+    return Level(ticket.level) in ESCALATION
+
+
 # Scope ---------------------------------------------------------------------------------------
 
 
@@ -113,7 +117,7 @@ def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
     deciding = action in (Action.approve_extension, Action.deny_extension)
     if deciding and ticket.pending_extension_value is None:
         return "there is no extension request to decide"
-    if action == Action.escalate and Level(ticket.level) not in ESCALATION:
+    if action == Action.escalate and not can_escalate(ticket):
         return "the ticket is already owned at the district level"
     return None
 
