@@ -3,18 +3,21 @@
 One indexed query finds the tickets whose alarm is due. On PostgreSQL they are claimed with
 `FOR UPDATE SKIP LOCKED`, so several workers share the work and never take the same ticket;
 each batch is one transaction, so a worker killed mid-batch commits nothing and its tickets
-are taken again. (SQLite, for a single worker, commits each ticket as it goes: releasing the
-outermost savepoint commits there.) Each ticket is handled inside a savepoint, so one that
-fails is set aside without undoing the others. What was done is stored on the ticket (its
-alarm stage), so a ticket is warned once and escalated once per deadline however often
-passes run.
+are taken again. A batch that fails is rolled back and redone with a savepoint per ticket,
+so a ticket with bad data is set aside without holding up the others. (SQLite, for a single
+worker, then commits ticket by ticket: releasing its outermost savepoint commits.)
+
+What was done is stored on the ticket (its alarm stage), so a ticket is warned once and
+escalated once per deadline however often passes run.
 """
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -87,39 +90,66 @@ async def handle_alarm(
             report.overdue += 1
 
 
+def _due(database: Database, settings: Settings, now: datetime) -> Select[Any]:
+    query = (
+        select(Ticket)
+        .where(Ticket.alarm_at <= now)
+        .order_by(Ticket.alarm_at)
+        .limit(settings.scheduler_batch_size)
+    )
+    return query if database.is_sqlite else query.with_for_update(skip_locked=True)
+
+
+async def _handle_one_by_one(
+    session: AsyncSession,
+    tickets: Sequence[Ticket],
+    settings: Settings,
+    now: datetime,
+    calendar: WorkingCalendar,
+    report: PassReport,
+) -> None:
+    """Each ticket in a savepoint of its own: one that fails is logged and looked at again
+    after RETRY_FAILED, and the others go through."""
+    for ticket in tickets:
+        ticket_id = ticket.id
+        try:
+            async with session.begin_nested():
+                await handle_alarm(session, ticket, settings, now, calendar, report)
+        except Exception:
+            log.exception("scheduler: ticket %s could not be handled", ticket_id)
+            report.failed += 1
+            await session.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket_id)
+                .values(alarm_at=now + RETRY_FAILED)
+                .execution_options(synchronize_session=False)
+            )
+
+
 async def run_pass(database: Database, settings: Settings, now: datetime) -> PassReport:
-    """Handles every ticket whose alarm is due at `now`, a batch per transaction. A ticket that
-    cannot be handled (bad data) is logged and looked at again after `RETRY_FAILED`, without
-    holding up the others."""
+    """Handles every ticket whose alarm is due at `now`, a batch per transaction. When a batch
+    fails, it is rolled back and redone ticket by ticket, so bad data holds up nobody else."""
     report = PassReport()
     while True:
         async with database.sessions() as session:
-            due = (
-                select(Ticket)
-                .where(Ticket.alarm_at <= now)
-                .order_by(Ticket.alarm_at)
-                .limit(settings.scheduler_batch_size)
-            )
-            if not database.is_sqlite:
-                due = due.with_for_update(skip_locked=True)
-            tickets = (await session.scalars(due)).all()
+            tickets = (await session.scalars(_due(database, settings, now))).all()
             if not tickets:
                 return report
+            full_batch = len(tickets) == settings.scheduler_batch_size
+            ids = [t.id for t in tickets]
             calendar = await load_calendar(session, settings)
-            for ticket in tickets:
-                ticket_id = ticket.id
-                try:
-                    async with session.begin_nested():
-                        await handle_alarm(session, ticket, settings, now, calendar, report)
-                except Exception:
-                    log.exception("scheduler: ticket %s could not be handled", ticket_id)
-                    report.failed += 1
-                    await session.execute(
-                        update(Ticket)
-                        .where(Ticket.id == ticket_id)
-                        .values(alarm_at=now + RETRY_FAILED)
-                        .execution_options(synchronize_session=False)
-                    )
-            await session.commit()
-        if len(tickets) < settings.scheduler_batch_size:
+            before = replace(report)
+            try:
+                for ticket in tickets:
+                    await handle_alarm(session, ticket, settings, now, calendar, report)
+                await session.commit()
+            except Exception:
+                await session.rollback()
+                report = before
+                tickets = (
+                    await session.scalars(_due(database, settings, now).where(Ticket.id.in_(ids)))
+                ).all()
+                await _handle_one_by_one(session, tickets, settings, now, calendar, report)
+                await session.commit()
+        if not full_batch:
             return report
