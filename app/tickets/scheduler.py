@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db import Database
 from app.notifications.service import enqueue
+from app.tickets import deadlines
 from app.tickets.deadlines import AlarmStage
 from app.tickets.machine import Action
 from app.tickets.models import Ticket
@@ -63,12 +64,13 @@ async def handle_alarm(
 ) -> None:
     """Does what the ticket's alarm stage says is due at `now`. Each change is flushed with its
     history row, so the ticket's version counts its history."""
-    if ticket.alarm_stage == AlarmStage.warning and _passed(ticket.warning_at, now):
+    running = deadlines.is_running(ticket)
+    if running and ticket.alarm_stage == AlarmStage.warning and _passed(ticket.warning_at, now):
         ticket.alarm_stage = AlarmStage.deadline
         await record_system_change(session, ticket, "warn", now)
         enqueue(session, settings, "ticket.warned", ticket, now)
         report.warned += 1
-    if ticket.alarm_stage == AlarmStage.deadline and _passed(ticket.deadline_at, now):
+    if running and ticket.alarm_stage == AlarmStage.deadline and _passed(ticket.deadline_at, now):
         ticket.overdue = True
         enqueue(session, settings, "ticket.overdue", ticket, now)
         if can_escalate(ticket):
@@ -88,6 +90,11 @@ async def handle_alarm(
             ticket.alarm_stage = None
             await record_system_change(session, ticket, "overdue", now)
             report.overdue += 1
+    if _passed(ticket.alarm_at, now):  # an alarm that matches no stage: never loop on it
+        log.warning("scheduler: ticket %s had a stray alarm; cleared", ticket.id)
+        deadlines.sync_alarm(ticket)
+        if _passed(ticket.alarm_at, now):
+            ticket.alarm_at = None
 
 
 def _due(database: Database, settings: Settings, now: datetime) -> Select[Any]:

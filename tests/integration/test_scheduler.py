@@ -222,3 +222,21 @@ async def test_a_manual_escalation_of_a_paused_ticket_settles_its_missed_deadlin
     assert (await tick()).escalated == 0
     escalations = [h["actor"] for h in await api.history(tid) if h["action"] == "escalate"]
     assert escalations == ["dispatcher"]
+
+
+async def test_a_stray_alarm_is_cleared_not_looped_on(
+    api: Api,
+    world: Database,
+    tick,  # type: ignore[no-untyped-def]
+) -> None:
+    tid = (await api.ticket_in("feedback"))["id"]
+    async with world.sessions() as session:  # an alarm left behind on a finished deadline
+        stray = await session.get(Ticket, tid)
+        assert stray is not None
+        stray.alarm_at = stray.deadline_at
+        await session.commit()
+
+    assert (await tick(timedelta(hours=5))).handled == 0
+    async with world.sessions() as session:
+        cleared = await session.get(Ticket, tid)
+        assert cleared is not None and cleared.alarm_at is None
