@@ -1,9 +1,12 @@
 """Field types shared by request schemas."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
+
+from app.errors import Invalid
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -11,6 +14,22 @@ def _to_utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError("the time is out of range") from exc
+
+
+def start_of(value: date | datetime, timezone: str, name: str) -> datetime:
+    """A query parameter's moment: a date is the start of that day in `timezone`; a date-time
+    needs an offset. Problems are 422 at `query.<name>`."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise Invalid("a date-time needs a UTC offset", loc=["query", name])
+    start = (
+        value
+        if isinstance(value, datetime)
+        else datetime.combine(value, time.min, tzinfo=ZoneInfo(timezone))
+    )
+    try:
+        return start.astimezone(UTC)
+    except OverflowError as exc:
+        raise Invalid("the time is out of range", loc=["query", name]) from exc
 
 
 # RFC 3339 with an offset, held in UTC.

@@ -3,12 +3,12 @@
 import base64
 import json
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -63,6 +63,24 @@ class PageParams(BaseModel):
         rows = (await session.scalars(query.order_by(key).limit(self.limit + 1))).all()
         return self.page(rows, lambda row: getattr(row, key.key), render)
 
+    async def fetch_newest(
+        self,
+        session: AsyncSession,
+        query: Select[Any],
+        at: InstrumentedAttribute[datetime],
+        id_: InstrumentedAttribute[int],
+        render: Callable[[Any], T],
+    ) -> Page[T]:
+        """A page of `query`, newest first by (`at`, `id_`)."""
+        if (after := self.after()) is not None:
+            query = query.where(tuple_(at, id_) < tuple_(*_time_and_id(after)))
+        rows = (
+            await session.scalars(query.order_by(at.desc(), id_.desc()).limit(self.limit + 1))
+        ).all()
+        return self.page(
+            rows, lambda r: [getattr(r, at.key).isoformat(), getattr(r, id_.key)], render
+        )
+
     def page(self, rows: Sequence[R], key: Callable[[R], Any], render: Callable[[R], T]) -> Page[T]:
         """Renders a page from up to `limit + 1` rows fetched in key order."""
         more = len(rows) > self.limit
@@ -72,6 +90,17 @@ class PageParams(BaseModel):
             raw = json.dumps({"k": key(rows[-1])}, default=str).encode()
             cursor = base64.urlsafe_b64encode(raw).decode()
         return Page(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+def _time_and_id(after: Any) -> tuple[datetime, int]:
+    try:
+        moment, row_id = after
+        key = datetime.fromisoformat(moment), row_id
+    except (TypeError, ValueError) as exc:
+        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
+    if key[0].tzinfo is None or type(row_id) is not int or not 0 < row_id < 2**63:
+        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
+    return key
 
 
 def page_params(

@@ -1,15 +1,14 @@
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from app.auth.models import Role, User
-from app.config import Settings
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
-from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
+from app.errors import PROBLEM_RESPONSES, NotFound
+from app.fields import start_of
 from app.orgs.models import Level, OrgUnit
 from app.orgs.service import get_by_code
 from app.pagination import Page, PageDep
@@ -72,21 +71,6 @@ async def report_event(
     return service.render(ticket, user, settings, now)
 
 
-def _day_start(value: date | datetime, settings: Settings, name: str) -> datetime:
-    """A date is the start of that day in the service's timezone; a date-time needs an offset."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        raise Invalid("a date-time needs a UTC offset", loc=["query", name])
-    start = (
-        value
-        if isinstance(value, datetime)
-        else datetime.combine(value, time.min, tzinfo=ZoneInfo(settings.timezone))
-    )
-    try:
-        return start.astimezone(UTC)
-    except OverflowError as exc:
-        raise Invalid("the time is out of range", loc=["query", name]) from exc
-
-
 @router.get("/tickets", response_model=Page[TicketOut])
 async def list_tickets(
     session: SessionDep,
@@ -129,31 +113,19 @@ async def list_tickets(
         query = query.where(deadlines.warning_clause(warning, now))
     if reported_from is not None:
         query = query.where(
-            Ticket.reported_at >= _day_start(reported_from, settings, "reported_from")
+            Ticket.reported_at >= start_of(reported_from, settings.timezone, "reported_from")
         )
     if reported_to is not None:
-        query = query.where(Ticket.reported_at < _day_start(reported_to, settings, "reported_to"))
-    if (after := page.after()) is not None:
-        reported_at, ticket_id = _cursor_key(after)
-        query = query.where(tuple_(Ticket.reported_at, Ticket.id) < tuple_(reported_at, ticket_id))
-    query = query.order_by(Ticket.reported_at.desc(), Ticket.id.desc()).limit(page.limit + 1)
-    rows = (await session.scalars(query)).all()
-    return page.page(
-        rows,
-        lambda t: [t.reported_at.isoformat(), t.id],
+        query = query.where(
+            Ticket.reported_at < start_of(reported_to, settings.timezone, "reported_to")
+        )
+    return await page.fetch_newest(
+        session,
+        query,
+        Ticket.reported_at,
+        Ticket.id,
         lambda t: service.render(t, user, settings, now),
     )
-
-
-def _cursor_key(after: Any) -> tuple[datetime, int]:
-    try:
-        reported_at, ticket_id = after
-        key = datetime.fromisoformat(reported_at), ticket_id
-    except (TypeError, ValueError) as exc:
-        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
-    if key[0].tzinfo is None or type(ticket_id) is not int or not 0 < ticket_id <= MAX_ID:
-        raise Invalid("cursor is not one this service issued", loc=["query", "cursor"])
-    return key
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
