@@ -4,6 +4,7 @@ from app.auth.models import RefreshToken, User
 from app.db import Base
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Category, Department, OrgUnit
+from app.patrol.models import ClockIn
 from app.tickets.models import Ticket, TicketHistory
 from app.timing.models import CalendarDay
 
@@ -11,6 +12,7 @@ __all__ = [
     "Base",
     "CalendarDay",
     "Category",
+    "ClockIn",
     "Department",
     "OrgUnit",
     "OutboxMessage",

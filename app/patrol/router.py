@@ -1,0 +1,94 @@
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from sqlalchemy import select
+
+from app.auth.models import Role, User
+from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
+from app.errors import PROBLEM_RESPONSES, NotFound
+from app.fields import start_of
+from app.orgs.models import OrgUnit
+from app.orgs.service import get_by_code
+from app.pagination import Page, PageDep
+from app.patrol import service
+from app.patrol.models import ClockIn
+from app.patrol.schemas import ClockInIn, ClockInOut, PatrolStats
+
+router = APIRouter(prefix="/api/v1", tags=["patrol"], responses=PROBLEM_RESPONSES)
+GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker))]
+Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
+Reader = Annotated[User, Depends(require_roles(Role.grid_worker, Role.dispatcher, Role.supervisor))]
+
+
+@router.post(
+    "/clock-ins",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ClockInOut,
+    responses={200: {"model": ClockInOut, "description": "a resend: the record made before"}},
+)
+async def clock_in(
+    data: ClockInIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: GridWorkerUser,
+) -> ClockIn:
+    """A grid worker clocks in on patrol. `grid_code` is the grid the point is in (a point up
+    to the GPS-drift tolerance outside a grid counts as in it); `inside_grid` says whether that
+    is the worker's own grid, which is what patrol coverage counts."""
+    record, created = await service.clock_in(session, user, data, settings, clock.now())
+    await session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return record
+
+
+@router.get("/clock-ins", response_model=Page[ClockInOut])
+async def list_clock_ins(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: Reader,
+    page: PageDep,
+    worker: str | None = None,
+    grid: str | None = None,
+    org_unit: Annotated[
+        str | None, Query(description="workers of, or points in, a subtree")
+    ] = None,
+    from_: Annotated[date | datetime | None, Query(alias="from")] = None,
+    to: Annotated[date | datetime | None, Query(description="exclusive")] = None,
+) -> Page[ClockInOut]:
+    """Clock-ins in the caller's scope, newest first."""
+    query = select(ClockIn).where(service.visible_clock_ins(user))
+    if worker is not None:
+        query = query.where(ClockIn.worker == worker)
+    if grid is not None:
+        query = query.where(ClockIn.grid_code == grid)
+    if org_unit is not None:
+        query = query.where(service.in_area(await get_by_code(session, OrgUnit, org_unit)))
+    if from_ is not None:
+        query = query.where(ClockIn.at >= start_of(from_, settings.timezone, "from"))
+    if to is not None:
+        query = query.where(ClockIn.at < start_of(to, settings.timezone, "to"))
+    return await page.fetch_newest(
+        session, query, ClockIn.at, ClockIn.id, ClockInOut.model_validate
+    )
+
+
+@router.get("/stats/patrol", response_model=PatrolStats, tags=["statistics"])
+async def patrol_stats(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: Overseer,
+    org_unit: str,
+    date_: Annotated[date, Query(alias="date", description="an Asia/Shanghai day")],
+) -> PatrolStats:
+    """Patrol coverage of a unit's grids on one day: only clock-ins inside the worker's own
+    grid count; `coverage_rate` = grids patrolled / grids."""
+    unit = await get_by_code(session, OrgUnit, org_unit)
+    if user.role != Role.admin:
+        assert user.org_unit is not None
+        if not unit.path.startswith(user.org_unit.path):
+            raise NotFound(f"org unit {org_unit!r} is outside your scope")
+    return await service.patrol_stats(session, unit, date_, settings)
