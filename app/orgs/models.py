@@ -82,4 +82,6 @@ class Category(Base):
         ForeignKey("departments.code"), default=None
     )
     public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Reports of this category within this distance of an open one are flagged as duplicates.
+    duplicate_radius_m: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

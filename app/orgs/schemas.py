@@ -54,6 +54,13 @@ class CategoryIn(BaseModel):
     urgent_time_limit: TimeLimit | None = None
     default_department_code: Code | None = None
     public: bool = Field(default=False, description="listed on the Open311 channel")
+    duplicate_radius_m: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description="a report within this distance of an open ticket of the category reported "
+        "in the last 72 hours is flagged as a possible duplicate",
+    )
 
 
 class CategoryOut(CategoryIn):

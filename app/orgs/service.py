@@ -119,6 +119,7 @@ async def create_category(session: AsyncSession, data: CategoryIn, now: datetime
         urgent_time_limit_unit=urgent.unit if urgent else None,
         default_department_code=data.default_department_code,
         public=data.public,
+        duplicate_radius_m=data.duplicate_radius_m,
         created_at=now,
     )
     session.add(category)
@@ -144,5 +145,6 @@ def category_out(category: Category) -> CategoryOut:
         ),
         default_department_code=category.default_department_code,
         public=category.public,
+        duplicate_radius_m=category.duplicate_radius_m,
         created_at=category.created_at,
     )

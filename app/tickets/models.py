@@ -56,6 +56,7 @@ class Ticket(Base):
         Index("ix_tickets_department_listing", "department_code", "reported_at", "id"),
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
+        Index("ix_tickets_position", "lat", "lon"),
         Index(
             "ix_tickets_alarm_at",
             "alarm_at",
@@ -117,6 +118,8 @@ class Ticket(Base):
     rating: Mapped[int | None] = mapped_column(Integer, default=None)
     rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
+    # Open tickets of the category near the report when it was filed: [{id, number, distance_m}]
+    possible_duplicates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
 
     version: Mapped[int] = mapped_column(Integer)
 

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from sqlalchemy import select
@@ -16,12 +17,15 @@ from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.tickets.models import Ticket, TicketHistory
+from app.tickets.nearby import open_tickets_near
+from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ACTION_BODIES,
     MAX_ID,
     ActionIn,
     EventIn,
     HistoryOut,
+    NearbyTicket,
     TicketOut,
 )
 
@@ -138,6 +142,36 @@ async def get_ticket(
 ) -> TicketOut:
     ticket = await service.get_visible_ticket(session, user, ticket_id)
     return service.render(ticket, user, settings, clock.now())
+
+
+@router.get("/tickets/{ticket_id}/nearby", response_model=Page[NearbyTicket])
+async def nearby_tickets(
+    ticket_id: TicketIdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    radius_m: Annotated[int, Query(ge=1, le=5000, description="default: 500 m")] = 500,
+    same_category: bool = False,
+) -> Page[NearbyTicket]:
+    """Open tickets in the caller's scope near this one, nearest first (at most 50)."""
+    ticket = await service.get_visible_ticket(session, user, ticket_id)
+    conditions = [Ticket.id != ticket.id, service.visible_clause(user)]
+    if same_category:
+        conditions.append(Ticket.category_code == ticket.category_code)
+    near = await open_tickets_near(session, ticket.lat, ticket.lon, radius_m, *conditions)
+    tz = ZoneInfo(settings.timezone)
+    items = [
+        NearbyTicket(
+            id=t.id,
+            number=ticket_number(t, settings.ticket_number_prefix, tz),
+            status=Status(t.status),
+            category_code=t.category_code,
+            reported_at=t.reported_at,
+            distance_m=round(d, 1),
+        )
+        for t, d in near
+    ]
+    return Page(items=items, next_cursor=None)
 
 
 @router.get("/tickets/{ticket_id}/history", response_model=Page[HistoryOut])

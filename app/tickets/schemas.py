@@ -42,6 +42,15 @@ class DuplicateHint(BaseModel):
     distance_m: float
 
 
+class NearbyTicket(BaseModel):
+    id: int
+    number: str
+    status: Status
+    category_code: str
+    reported_at: datetime
+    distance_m: float
+
+
 class TicketOut(BaseModel):
     id: int
     number: str = Field(description="human-facing ticket number")

@@ -24,6 +24,7 @@ from app.tickets.machine import (
     available_actions,
 )
 from app.tickets.models import Ticket, TicketHistory
+from app.tickets.nearby import possible_duplicates
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ActionIn,
@@ -62,8 +63,11 @@ def visible_clause(user: User) -> ColumnElement[bool]:
     role = Role(user.role)
     if role == Role.admin:
         return true()
-    if role == Role.grid_worker:
-        return Ticket.reporter == user.username
+    if role == Role.grid_worker:  # their reports, and the originals theirs were merged into
+        merged_into = select(Ticket.duplicate_of).where(
+            Ticket.reporter == user.username, Ticket.duplicate_of.is_not(None)
+        )
+        return (Ticket.reporter == user.username) | Ticket.id.in_(merged_into.scalar_subquery())
     if role == Role.handler:
         return Ticket.department_code == user.department_code
     assert user.org_unit is not None
@@ -214,6 +218,14 @@ async def report_event(
         self_resolved=data.resolved_on_site,
         occurred_at=data.occurred_at,
         reported_at=now,
+    )
+    tz = ZoneInfo(settings.timezone)
+    ticket.possible_duplicates = await possible_duplicates(
+        session,
+        ticket,
+        category.duplicate_radius_m,
+        now,
+        lambda t: ticket_number(t, settings.ticket_number_prefix, tz),
     )
     if data.resolved_on_site:
         ticket.status, ticket.closed_at = Status.closed, now
@@ -543,7 +555,7 @@ def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> Tic
         rating=ticket.rating,
         rating_comment=ticket.rating_comment,
         duplicate_of=ticket.duplicate_of,
-        possible_duplicates=[],
+        possible_duplicates=ticket.possible_duplicates or [],
         allowed_actions=allowed_actions(ticket, user, now),
         version=ticket.version,
     )

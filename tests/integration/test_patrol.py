@@ -167,3 +167,63 @@ async def test_points_and_a_grid_with_a_hole(
     else:
         assert response.status_code == 201, response.text
         assert response.json()["grid_code"] == grid
+
+
+async def test_a_report_near_an_open_one_of_its_category_is_flagged(
+    api: Api, clock: FrozenClock
+) -> None:
+    first = await api.report(at=(23.0350, 113.1050))
+    closed = await api.ticket_in("closed")  # at IN_GC01_1, but no longer open
+    other_category = await api.report(at=(23.0352, 113.1050), category_code="manhole")
+    clock.advance(timedelta(hours=1))
+
+    near = await api.report(at=(23.0350 + 60 / 111_195, 113.1050))  # 60 m north
+    far = await api.report(at=(23.0350 + 300 / 111_195, 113.1050))  # 300 m north
+
+    assert [(d["id"], d["number"]) for d in near["possible_duplicates"]] == [
+        (first["id"], first["number"])
+    ]
+    assert 55 < near["possible_duplicates"][0]["distance_m"] < 65
+    assert far["possible_duplicates"] == []
+    assert closed["id"] not in [d["id"] for d in near["possible_duplicates"]]
+    assert other_category["id"] not in [d["id"] for d in near["possible_duplicates"]]
+    shown = (await api.get(f"/api/v1/tickets/{near['id']}", "dispatcher")).json()
+    assert shown["possible_duplicates"] == near["possible_duplicates"]
+
+    clock.advance(timedelta(hours=73))  # older than 72 hours: no longer likely duplicates
+    assert (await api.report(at=(23.0350, 113.1050)))["possible_duplicates"] == []
+
+
+async def test_merged_reporter_follows_the_original(api: Api) -> None:
+    original = await api.report(as_="worker2", at=IN_DL01_1)
+    duplicate = await api.report(at=(IN_DL01_1[0] + 0.0003, IN_DL01_1[1]))
+    assert (await api.get(f"/api/v1/tickets/{original['id']}", "worker")).status_code == 404
+
+    await api.must(
+        duplicate["id"], "merge", "district_dispatcher", {"duplicate_of": original["id"]}
+    )
+
+    followed = await api.get(f"/api/v1/tickets/{original['id']}", "worker")
+    assert followed.status_code == 200
+    assert followed.json()["reporter"] == "worker2"
+
+
+async def test_nearby_lists_open_tickets_in_scope(api: Api) -> None:
+    centre = await api.report()
+    close = await api.report(at=(IN_GC01_1[0] + 0.001, IN_GC01_1[1]), category_code="manhole")
+    also = await api.report(at=(IN_GC01_1[0] - 0.002, IN_GC01_1[1]))
+    await api.report(at=(IN_GC01_1[0], IN_GC01_1[1] + 0.009))  # 900 m away
+
+    nearby = (await api.get(f"/api/v1/tickets/{centre['id']}/nearby", "dispatcher")).json()
+    same = (
+        await api.get(f"/api/v1/tickets/{centre['id']}/nearby?same_category=true", "dispatcher")
+    ).json()
+
+    assert [t["id"] for t in nearby["items"]] == [close["id"], also["id"]]
+    assert [t["id"] for t in same["items"]] == [also["id"]]
+    assert (
+        await api.get(f"/api/v1/tickets/{centre['id']}/nearby?radius_m=0", "dispatcher")
+    ).status_code == 422
+    assert (
+        await api.get(f"/api/v1/tickets/{centre['id']}/nearby", "dl_dispatcher")
+    ).status_code == 404

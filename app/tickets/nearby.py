@@ -1,0 +1,68 @@
+"""Tickets near a point: duplicate reports (工单重复录入) and the map around a ticket."""
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.orgs.geo import METRES_PER_DEGREE
+from app.tickets.machine import OPEN_STATUSES
+from app.tickets.models import Ticket
+
+DUPLICATE_WINDOW = timedelta(hours=72)
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * METRES_PER_DEGREE * math.degrees(math.asin(min(1.0, math.sqrt(a))))
+
+
+def _around(lat: float, lon: float, radius_m: float) -> ColumnElement[bool]:
+    dlat = radius_m / METRES_PER_DEGREE
+    dlon = radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
+    return Ticket.lat.between(lat - dlat, lat + dlat) & Ticket.lon.between(lon - dlon, lon + dlon)
+
+
+def _closest(
+    tickets: Iterable[Ticket], lat: float, lon: float, radius_m: float, limit: int
+) -> list[tuple[Ticket, float]]:
+    measured = ((t, distance_m(lat, lon, t.lat, t.lon)) for t in tickets)
+    return sorted(((t, d) for t, d in measured if d <= radius_m), key=lambda p: p[1])[:limit]
+
+
+async def open_tickets_near(
+    session: AsyncSession,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    *conditions: ColumnElement[bool],
+    limit: int = 50,
+) -> list[tuple[Ticket, float]]:
+    """Open tickets within `radius_m` of the point, nearest first, with their distance."""
+    query = select(Ticket).where(
+        Ticket.status.in_(list(OPEN_STATUSES)), _around(lat, lon, radius_m), *conditions
+    )
+    return _closest((await session.scalars(query)).all(), lat, lon, radius_m, limit)
+
+
+async def possible_duplicates(
+    session: AsyncSession, ticket: Ticket, radius_m: int, now: datetime, numbers: Any
+) -> list[dict[str, Any]]:
+    """Open tickets of the same category reported within the last 72 hours near `ticket`."""
+    near = await open_tickets_near(
+        session,
+        ticket.lat,
+        ticket.lon,
+        radius_m,
+        Ticket.category_code == ticket.category_code,
+        Ticket.reported_at >= now - DUPLICATE_WINDOW,
+        Ticket.id != ticket.id,
+        limit=10,
+    )
+    return [{"id": t.id, "number": numbers(t), "distance_m": round(d, 1)} for t, d in near]
