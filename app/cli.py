@@ -3,6 +3,7 @@
 import asyncio
 import copy
 import getpass
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from app.config import get_settings
 from app.db import Database
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.errors import AppError
+from app.orgs.imports import ImportReport, import_org_units
 from app.timing.service import CalendarFileError, parse_calendar_csv, store_calendar_days
 from app.worker import main as run_worker_main
 
@@ -129,6 +131,36 @@ def worker() -> None:
     """Run the scheduler (warnings, escalation, webhook delivery); any number may run."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run_worker_main(get_settings(), SystemClock()))
+
+
+async def _import_grids(collection: object) -> ImportReport:
+    database = Database(get_settings().database_url)
+    try:
+        async with database.sessions() as session:
+            report = await import_org_units(session, collection, SystemClock().now())
+            await session.commit()
+            return report
+    finally:
+        await database.dispose()
+
+
+@cli.command("import-grids")
+def import_grids(file: Path) -> None:
+    """Load or update org units and grid boundaries from a GeoJSON FeatureCollection
+    (properties: code, name, level, parent_code). All or nothing; bad features are listed."""
+    try:
+        collection = json.loads(file.read_text(encoding="utf-8-sig"))
+        report = asyncio.run(_import_grids(collection))
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        for problem in exc.errors or []:
+            where = ".".join(str(part) for part in problem["loc"])
+            typer.echo(f"  {where}: {problem['msg']}", err=True)
+        raise typer.Exit(1) from exc
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{report.created} org units created, {report.updated} updated")
 
 
 calendar_cli = typer.Typer(help="The working calendar's own days (holidays, adjusted workdays).")

@@ -1,11 +1,12 @@
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Body, Query, status
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep
 from app.errors import PROBLEM_RESPONSES
-from app.orgs import service
+from app.orgs import imports, service
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.schemas import (
     CategoryIn,
@@ -29,6 +30,26 @@ async def create_org_unit(
     unit = await service.create_org_unit(session, data, clock.now())
     await session.commit()
     return unit
+
+
+class ImportOut(BaseModel):
+    created: int
+    updated: int
+
+
+@router.post("/org-units/import", response_model=ImportOut)
+async def import_org_units(
+    collection: Annotated[dict[str, Any], Body(description="a GeoJSON FeatureCollection")],
+    session: SessionDep,
+    clock: ClockDep,
+    _: AdminUser,
+) -> ImportOut:
+    """Loads or updates org units from a GeoJSON FeatureCollection whose features carry
+    `code`, `name`, `level` and `parent_code` properties (grids with a Polygon or MultiPolygon
+    geometry). All or nothing: every bad feature is listed in `errors` by index."""
+    report = await imports.import_org_units(session, collection, clock.now())
+    await session.commit()
+    return ImportOut(created=report.created, updated=report.updated)
 
 
 @router.get("/org-units", response_model=Page[OrgUnitOut])

@@ -101,3 +101,41 @@ def test_calendar_import_refuses_duplicates_and_non_utf8(sqlite_file: Path, tmp_
 
     assert duplicated.exit_code == 1 and "already on line 1" in duplicated.output
     assert encoded.exit_code == 1 and "UTF-8" in encoded.output
+
+
+def test_import_grids(sqlite_file: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    sample = tmp_path / "district.geojson"
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "scripts/generate_grids.py",
+            "--code",
+            "ZJ",
+            "--towns",
+            "1",
+            "--communities",
+            "1",
+            "--grids",
+            "2",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    sample.write_text(generated.stdout, encoding="utf-8")
+    broken = tmp_path / "broken.geojson"
+    doc = json.loads(generated.stdout)
+    doc["features"][-1]["geometry"] = None
+    broken.write_text(json.dumps(doc), encoding="utf-8")
+
+    imported = runner.invoke(cli, ["import-grids", str(sample)])
+    refused = runner.invoke(cli, ["import-grids", str(broken)])
+
+    assert imported.exit_code == 0 and "5 org units created" in imported.output
+    assert refused.exit_code == 1 and "features.4.geometry" in refused.output
