@@ -1,10 +1,13 @@
 """Grid boundaries: GeoJSON validation and point-to-grid lookup.
 
-Candidates are prefiltered in SQL by bounding box, then tested exactly with shapely. A point
-outside every grid but within the GPS-drift tolerance of one snaps to the nearest.
+Lookups run in memory against an STRtree of every grid, rebuilt when the boundaries stored in
+the database change. A point outside every grid but within the GPS-drift tolerance of one
+snaps to the nearest.
 """
 
+import asyncio
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +16,11 @@ import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.orgs.models import Level, OrgUnit
+from app.orgs.models import GridMapVersion, Level, OrgUnit
 
 EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180
@@ -83,37 +88,79 @@ def _to_local_metres(geometry: BaseGeometry, lat0: float, lon0: float) -> BaseGe
 
 @dataclass(frozen=True)
 class GridMatch:
-    grid: OrgUnit
+    code: str
+    path: str  # materialised path: /district/town/community/grid/
     distance_m: float  # 0 when the point is inside (or on the edge of) the grid
+
+
+class GridMap:
+    """Every grid's boundary in an STRtree: a point lookup is a tree query in memory."""
+
+    def __init__(self, grids: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.codes = [code for code, _, _ in grids]
+        self.paths = [path for _, path, _ in grids]
+        self.shapes = [shape(boundary) for _, _, boundary in grids]
+        self.tree = shapely.STRtree(self.shapes)
+
+    def locate(self, lat: float, lon: float, drift_m: float) -> GridMatch | None:
+        """The grid covering the point (the first by code on a shared edge), else the nearest
+        within `drift_m` metres, else None."""
+        point = shapely.Point(lon, lat)
+        inside = self.tree.query(point, predicate="covered_by")
+        if len(inside):
+            best = min(inside, key=lambda i: self.codes[i])
+            return GridMatch(self.codes[best], self.paths[best], 0.0)
+        # A search radius in degrees of longitude, the shorter ones, covers drift_m everywhere.
+        radius = drift_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
+        origin = shapely.Point(0.0, 0.0)
+        found: GridMatch | None = None
+        for i in self.tree.query(point, predicate="dwithin", distance=radius):
+            distance = float(_to_local_metres(self.shapes[i], lat, lon).distance(origin))
+            if distance <= drift_m and (found is None or distance < found.distance_m):
+                found = GridMatch(self.codes[i], self.paths[i], distance)
+        return found
+
+
+# The grid map of each database, with the token of the boundaries it was built from.
+_maps: dict[str, tuple[str, GridMap]] = {}
+_building = asyncio.Lock()
+
+
+async def grid_map(session: AsyncSession) -> GridMap:
+    """The grid map, rebuilt when the stored boundaries have changed since it was built (every
+    change of a boundary writes a new token in the same transaction)."""
+    token = await session.scalar(select(GridMapVersion.token)) or ""
+    key = str(session.get_bind().engine.url)
+    if (cached := _maps.get(key)) is not None and cached[0] == token:
+        return cached[1]
+    async with _building:
+        if (cached := _maps.get(key)) is not None and cached[0] == token:
+            return cached[1]
+        rows = (
+            await session.execute(
+                select(OrgUnit.code, OrgUnit.path, OrgUnit.boundary).where(
+                    OrgUnit.level == Level.grid
+                )
+            )
+        ).all()
+        built = await asyncio.to_thread(GridMap, [(c, p, b) for c, p, b in rows if b])
+        _maps[key] = (token, built)
+        return built
+
+
+async def grid_map_changed(session: AsyncSession) -> None:
+    """Marks the stored boundaries as changed, in the caller's transaction."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(GridMapVersion).values(id=1, token=uuid.uuid4().hex)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[GridMapVersion.id], set_={"token": statement.excluded.token}
+        )
+    )
 
 
 async def locate_grid(
     session: AsyncSession, lat: float, lon: float, drift_m: float
 ) -> GridMatch | None:
     """The grid containing the point, else the nearest within `drift_m` metres, else None."""
-    dlat = drift_m / METRES_PER_DEGREE
-    dlon = drift_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
-    candidates = (
-        await session.scalars(
-            select(OrgUnit)
-            .where(
-                OrgUnit.level == Level.grid,
-                OrgUnit.min_lat <= lat + dlat,
-                OrgUnit.max_lat >= lat - dlat,
-                OrgUnit.min_lon <= lon + dlon,
-                OrgUnit.max_lon >= lon - dlon,
-            )
-            .order_by(OrgUnit.code)
-        )
-    ).all()
-    best: GridMatch | None = None
-    point = shapely.Point(0.0, 0.0)
-    for grid in candidates:
-        assert grid.boundary is not None
-        local = _to_local_metres(shape(grid.boundary), lat, lon)
-        distance = 0.0 if local.covers(point) else float(local.distance(point))
-        if distance <= drift_m and (best is None or distance < best.distance_m):
-            best = GridMatch(grid, distance)
-            if distance == 0.0:
-                break
-    return best
+    return (await grid_map(session)).locate(lat, lon, drift_m)

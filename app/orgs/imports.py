@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Invalid
-from app.orgs.geo import BoundaryError, parse_boundary
+from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
 from app.orgs.models import Level, OrgUnit
 from app.orgs.schemas import OrgUnitIn
 from app.orgs.service import create_org_unit
@@ -132,10 +132,8 @@ async def import_org_units(session: AsyncSession, collection: Any, now: datetime
         if existing := stored.get(unit.code):
             existing.name = unit.name
             if unit.boundary is not None:
-                existing.boundary, geometry = parse_boundary(unit.boundary)
-                existing.min_lon, existing.min_lat, existing.max_lon, existing.max_lat = (
-                    geometry.bounds
-                )
+                existing.boundary, _ = parse_boundary(unit.boundary)
+                await grid_map_changed(session)
             report.updated += 1
         else:
             await create_org_unit(session, unit, now)

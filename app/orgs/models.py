@@ -2,7 +2,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -25,13 +25,12 @@ class OrgUnit(Base):
     """A node of the district > town > community > grid tree.
 
     `path` is the materialised path of codes from the root (`/NH/GC/GC01/`), so a subtree is a
-    prefix match. The bounding box of `boundary` lets point lookups prefilter in SQL.
+    prefix match.
     """
 
     __tablename__ = "org_units"
     __table_args__ = (
         CheckConstraint("level IN ('district', 'town', 'community', 'grid')", name="level"),
-        Index("ix_org_units_grid_bbox", "level", "min_lat", "max_lat"),
     )
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -42,11 +41,17 @@ class OrgUnit(Base):
     )
     path: Mapped[str] = mapped_column(String(400), index=True)
     boundary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    min_lat: Mapped[float | None] = mapped_column(Float, default=None)
-    max_lat: Mapped[float | None] = mapped_column(Float, default=None)
-    min_lon: Mapped[float | None] = mapped_column(Float, default=None)
-    max_lon: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GridMapVersion(Base):
+    """One row whose token changes with every change of a grid boundary, so that processes
+    know when to rebuild their in-memory grid map."""
+
+    __tablename__ = "grid_map_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(32))
 
 
 class Department(Base):

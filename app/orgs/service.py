@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import Conflict, Invalid, NotFound
-from app.orgs.geo import BoundaryError, parse_boundary
+from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn
 from app.timing.limits import TimeLimit
@@ -78,10 +78,10 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
         raise Invalid("a grid needs a boundary", loc=["body", "boundary"])
     if data.boundary is not None:
         try:
-            unit.boundary, geometry = parse_boundary(data.boundary)
+            unit.boundary, _ = parse_boundary(data.boundary)
         except BoundaryError as exc:
             raise Invalid(str(exc), loc=["body", "boundary"]) from exc
-        unit.min_lon, unit.min_lat, unit.max_lon, unit.max_lat = geometry.bounds
+        await grid_map_changed(session)
     session.add(unit)
     await session.flush()
     return unit

@@ -38,7 +38,7 @@ async def clock_in(
         raise Invalid("at is more than 7 days ago", loc=["body", "at"])
     assert user.org_unit_code is not None
     match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
-    grid_code = match.grid.code if match else None
+    grid_code = match.code if match else None
     record = ClockIn(
         client_id=data.client_id,
         worker=user.username,

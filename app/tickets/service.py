@@ -199,7 +199,7 @@ async def report_event(
             f"the point is more than {settings.gps_drift_metres:g} m from every grid",
             loc=["body", "lat"],
         )
-    district, town, community, grid = match.grid.path.strip("/").split("/")
+    district, town, community, grid = match.path.strip("/").split("/")
     ticket = Ticket(
         client_id=data.client_id,
         source="patrol",

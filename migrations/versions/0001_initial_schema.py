@@ -28,10 +28,6 @@ def upgrade() -> None:
         sa.Column("parent_code", sa.String(length=32), nullable=True),
         sa.Column("path", sa.String(length=400), nullable=False),
         sa.Column("boundary", sa.JSON(), nullable=True),
-        sa.Column("min_lat", sa.Float(), nullable=True),
-        sa.Column("max_lat", sa.Float(), nullable=True),
-        sa.Column("min_lon", sa.Float(), nullable=True),
-        sa.Column("max_lon", sa.Float(), nullable=True),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "level IN ('district', 'town', 'community', 'grid')", name=op.f("ck_org_units_level")
@@ -42,9 +38,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code", name=op.f("pk_org_units")),
     )
     with op.batch_alter_table("org_units", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_org_units_grid_bbox", ["level", "min_lat", "max_lat"], unique=False
-        )
         batch_op.create_index(batch_op.f("ix_org_units_parent_code"), ["parent_code"], unique=False)
         batch_op.create_index(batch_op.f("ix_org_units_path"), ["path"], unique=False)
 
@@ -312,7 +305,6 @@ def downgrade() -> None:
     with op.batch_alter_table("org_units", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_org_units_path"))
         batch_op.drop_index(batch_op.f("ix_org_units_parent_code"))
-        batch_op.drop_index("ix_org_units_grid_bbox")
 
     op.drop_table("org_units")
     # ### end Alembic commands ###
