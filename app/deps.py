@@ -57,8 +57,9 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
-    allowed = frozenset(roles) | {Role.admin}
+def require_roles(*roles: Role, admin: bool = True) -> Callable[..., Coroutine[Any, Any, User]]:
+    """Only these roles (and admins, unless `admin` is False) pass; others get 403."""
+    allowed = frozenset(roles) | ({Role.admin} if admin else set())
 
     async def check(user: CurrentUser) -> User:
         if user.role not in allowed:

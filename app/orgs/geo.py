@@ -8,6 +8,7 @@ snaps to the nearest.
 import asyncio
 import math
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,9 @@ class BoundaryError(ValueError):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _check_ring(ring: Any, where: str) -> None:
@@ -70,7 +73,10 @@ def parse_boundary(geojson: dict[str, Any]) -> tuple[dict[str, Any], BaseGeometr
     for i, polygon in enumerate(polygons):
         for j, ring in enumerate(polygon):
             _check_ring(ring, f"polygon {i} ring {j}")
-    geometry = shape(geojson)
+    try:
+        geometry = shape(geojson)
+    except (ValueError, TypeError) as exc:  # e.g. rings mixing 2-D and 3-D positions
+        raise BoundaryError(f"boundary cannot be read: {exc}") from exc
     if not geometry.is_valid:
         raise BoundaryError(f"boundary is not a valid polygon: {shapely.is_valid_reason(geometry)}")
     if geometry.area == 0:
@@ -102,16 +108,19 @@ class GridMap:
         self.shapes = [shape(boundary) for _, _, boundary in grids]
         self.tree = shapely.STRtree(self.shapes)
 
-    def locate(self, lat: float, lon: float, drift_m: float) -> GridMatch | None:
-        """The grid covering the point (the first by code on a shared edge), else the nearest
-        within `drift_m` metres, else None."""
+    def locate(
+        self, lat: float, lon: float, drift_m: float, prefer: str | None = None
+    ) -> GridMatch | None:
+        """The grid covering the point (`prefer` on a shared edge, else the first by code),
+        else the nearest within `drift_m` metres, else None."""
         point = shapely.Point(lon, lat)
         inside = self.tree.query(point, predicate="covered_by")
         if len(inside):
-            best = min(inside, key=lambda i: self.codes[i])
+            best = min(inside, key=lambda i: (self.codes[i] != prefer, self.codes[i]))
             return GridMatch(self.codes[best], self.paths[best], 0.0)
-        # A search radius in degrees of longitude, the shorter ones, covers drift_m everywhere.
-        radius = drift_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
+        # A search radius in degrees of longitude, the shorter ones, covers drift_m everywhere
+        # (capped: near the poles it would take in the whole map).
+        radius = min(drift_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6)), 1.0)
         origin = shapely.Point(0.0, 0.0)
         found: GridMatch | None = None
         for i in self.tree.query(point, predicate="dwithin", distance=radius):
@@ -121,9 +130,12 @@ class GridMap:
         return found
 
 
-# The grid map of each database, with the token of the boundaries it was built from.
+# The grid map of each database, with the token of the boundaries it was built from, and a
+# lock per event loop so that concurrent lookups after a change build it once.
 _maps: dict[str, tuple[str, GridMap]] = {}
-_building = asyncio.Lock()
+_building: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def grid_map(session: AsyncSession) -> GridMap:
@@ -133,7 +145,8 @@ async def grid_map(session: AsyncSession) -> GridMap:
     key = str(session.get_bind().engine.url)
     if (cached := _maps.get(key)) is not None and cached[0] == token:
         return cached[1]
-    async with _building:
+    lock = _building.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
         if (cached := _maps.get(key)) is not None and cached[0] == token:
             return cached[1]
         rows = (
@@ -160,7 +173,7 @@ async def grid_map_changed(session: AsyncSession) -> None:
 
 
 async def locate_grid(
-    session: AsyncSession, lat: float, lon: float, drift_m: float
+    session: AsyncSession, lat: float, lon: float, drift_m: float, prefer: str | None = None
 ) -> GridMatch | None:
     """The grid containing the point, else the nearest within `drift_m` metres, else None."""
-    return (await grid_map(session)).locate(lat, lon, drift_m)
+    return (await grid_map(session)).locate(lat, lon, drift_m, prefer)

@@ -35,6 +35,9 @@ def _feature_unit(index: int, feature: Any, problems: list[dict[str, Any]]) -> O
         problems.append({"loc": loc, "msg": "not a GeoJSON Feature"})
         return None
     properties = feature.get("properties") or {}
+    if not isinstance(properties, dict):
+        problems.append({"loc": [*loc, "properties"], "msg": "properties must be an object"})
+        return None
     try:
         unit = OrgUnitIn(
             code=properties.get("code"),
@@ -92,7 +95,7 @@ async def import_org_units(session: AsyncSession, collection: Any, now: datetime
             await session.scalars(
                 select(OrgUnit).where(
                     OrgUnit.code.in_(
-                        list(units) + [u.parent_code for _, u in units.values() if u.parent_code]
+                        set(units) | {u.parent_code for _, u in units.values() if u.parent_code}
                     )
                 )
             )
@@ -133,10 +136,10 @@ async def import_org_units(session: AsyncSession, collection: Any, now: datetime
             existing.name = unit.name
             if unit.boundary is not None:
                 existing.boundary, _ = parse_boundary(unit.boundary)
-                await grid_map_changed(session)
             report.updated += 1
         else:
-            await create_org_unit(session, unit, now)
+            await create_org_unit(session, unit, now, signal_change=False)
             report.created += 1
+    await grid_map_changed(session)
     await session.flush()
     return report

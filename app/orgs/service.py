@@ -44,7 +44,11 @@ async def _refuse_duplicate(session: AsyncSession, model: type[RefData], code: s
         raise Conflict(f"{KIND[model]} {code!r} already exists")
 
 
-async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
+async def create_org_unit(
+    session: AsyncSession, data: OrgUnitIn, now: datetime, *, signal_change: bool = True
+) -> OrgUnit:
+    """Adds an org unit. `signal_change` False leaves telling the grid map to the caller (an
+    import that adds many)."""
     await _refuse_duplicate(session, OrgUnit, data.code)
     expected_parent_level = data.level.parent
     if expected_parent_level is None:
@@ -81,7 +85,8 @@ async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime)
             unit.boundary, _ = parse_boundary(data.boundary)
         except BoundaryError as exc:
             raise Invalid(str(exc), loc=["body", "boundary"]) from exc
-        await grid_map_changed(session)
+        if signal_change:
+            await grid_map_changed(session)
     session.add(unit)
     await session.flush()
     return unit

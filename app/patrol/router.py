@@ -16,7 +16,7 @@ from app.patrol.models import ClockIn
 from app.patrol.schemas import ClockInIn, ClockInOut, PatrolStats
 
 router = APIRouter(prefix="/api/v1", tags=["patrol"], responses=PROBLEM_RESPONSES)
-GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker))]
+GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker, admin=False))]
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
 Reader = Annotated[User, Depends(require_roles(Role.grid_worker, Role.dispatcher, Role.supervisor))]
 

@@ -37,7 +37,9 @@ async def clock_in(
     if at < now - MAX_BEHIND:
         raise Invalid("at is more than 7 days ago", loc=["body", "at"])
     assert user.org_unit_code is not None
-    match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
+    match = await locate_grid(
+        session, data.lat, data.lon, settings.gps_drift_metres, prefer=user.org_unit_code
+    )
     grid_code = match.code if match else None
     record = ClockIn(
         client_id=data.client_id,

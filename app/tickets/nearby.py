@@ -62,7 +62,6 @@ async def possible_duplicates(
         radius_m,
         Ticket.category_code == ticket.category_code,
         Ticket.reported_at >= now - DUPLICATE_WINDOW,
-        Ticket.id != ticket.id,
         limit=10,
     )
     return [{"id": t.id, "number": numbers(t), "distance_m": round(d, 1)} for t, d in near]

@@ -150,15 +150,18 @@ async def nearby_tickets(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
+    page: PageDep,
     radius_m: Annotated[int, Query(ge=1, le=5000, description="default: 500 m")] = 500,
     same_category: bool = False,
 ) -> Page[NearbyTicket]:
-    """Open tickets in the caller's scope near this one, nearest first (at most 50)."""
+    """Open tickets in the caller's scope near this one, nearest first (`limit` of them)."""
     ticket = await service.get_visible_ticket(session, user, ticket_id)
     conditions = [Ticket.id != ticket.id, service.visible_clause(user)]
     if same_category:
         conditions.append(Ticket.category_code == ticket.category_code)
-    near = await open_tickets_near(session, ticket.lat, ticket.lon, radius_m, *conditions)
+    near = await open_tickets_near(
+        session, ticket.lat, ticket.lon, radius_m, *conditions, limit=page.limit
+    )
     tz = ZoneInfo(settings.timezone)
     items = [
         NearbyTicket(

@@ -98,14 +98,19 @@ async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) 
     return ticket
 
 
-def _owned_above(user: User, ticket: Ticket) -> bool:
-    """A dispatcher sees tickets reported in their area, but acts only on those owned in it:
-    not on one escalated above their unit. (A visible ticket's grid lies in the dispatcher's
-    subtree, so its owner does too exactly when the owner is not at a higher level.)"""
-    if user.role != Role.dispatcher:
-        return False
-    assert user.org_unit is not None
-    return LEVEL_DEPTH[Level(ticket.level)] < LEVEL_DEPTH[Level(user.org_unit.level)]
+def _not_yours(user: User, ticket: Ticket) -> str | None:
+    """Why a user who sees a ticket may still not act on it: a dispatcher sees tickets reported
+    in their area but acts only on those owned in it (not on one escalated above their unit); a
+    grid worker follows the original their report was merged into but acts only on their own.
+    (A visible ticket's grid lies in the dispatcher's subtree, so its owner does too exactly
+    when the owner is not at a higher level.)"""
+    if user.role == Role.dispatcher:
+        assert user.org_unit is not None
+        if LEVEL_DEPTH[Level(ticket.level)] < LEVEL_DEPTH[Level(user.org_unit.level)]:
+            return f"the ticket is owned by {ticket.owner_unit_code}, above your unit"
+    if user.role == Role.grid_worker and ticket.reporter != user.username:
+        return "you may act only on tickets you reported"
+    return None
 
 
 def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
@@ -128,7 +133,7 @@ def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
 
 def allowed_actions(ticket: Ticket, user: User, now: datetime) -> list[Action]:
     """What the user may do to the ticket now: role, ownership, status and preconditions."""
-    if _owned_above(user, ticket):
+    if _not_yours(user, ticket):
         return []
     return [
         action
@@ -450,8 +455,8 @@ async def apply_action(
         role = Role(user.role)
         if action not in ROLE_ACTIONS[role]:
             raise Forbidden(f"a {role} may not {action} tickets")
-        if _owned_above(user, ticket):
-            raise Forbidden(f"the ticket is owned by {ticket.owner_unit_code}, above your unit")
+        if (reason := _not_yours(user, ticket)) is not None:
+            raise Forbidden(reason)
     if body.expected_version is not None and body.expected_version != ticket.version:
         raise StaleVersion(
             f"the ticket is at version {ticket.version}, not {body.expected_version}",

@@ -5,6 +5,7 @@ Revises: 0002
 Create Date: 2026-11-22 06:07:22.002611
 """
 
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -61,6 +62,12 @@ def upgrade() -> None:
         batch_op.create_index("ix_tickets_position", ["lat", "lon"], unique=False)
 
     # ### end Alembic commands ###
+    # A first token, so that every database has its own from the start.
+    op.execute(
+        sa.text("INSERT INTO grid_map_version (id, token) VALUES (1, :token)").bindparams(
+            token=uuid.uuid4().hex
+        )
+    )
 
 
 def downgrade() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from app.db import Database
 from app.orgs.models import OrgUnit
-from tests.helpers import Api, count
+from tests.helpers import Api, count, event_body
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from generate_grids import district, feature, square
@@ -91,3 +91,38 @@ def test_the_sample_file_is_a_district_worth() -> None:
     levels = [f["properties"]["level"] for f in district("NH", 7, 12, 10)["features"]]
     assert levels.count("grid") >= 800
     json.dumps(district("NH", 1, 1, 1), ensure_ascii=False)
+
+
+async def test_lookups_follow_a_boundary_moved_by_import(api: Api) -> None:
+    assert (await post(api, district("GD", 1, 1, 1))).status_code == 200
+    assert (await api.report(at=(22.952, 112.952)))["grid_code"] == "GD010101"
+    moved = district("GD", 1, 1, 1)
+    moved["features"][-1]["geometry"] = square(112.80, 22.80, 0.004)
+
+    assert (await post(api, moved)).status_code == 200
+
+    assert (await api.report(at=(22.802, 112.802)))["grid_code"] == "GD010101"
+    gone = await api.post("/api/v1/events", "worker", event_body(at=(22.952, 112.952)))
+    assert gone.status_code == 422
+
+
+async def test_unreadable_features_are_422(api: Api) -> None:
+    mixed = [[113.0, 23.0], [113.01, 23.0, 5.0], [113.01, 23.01], [113.0, 23.0]]
+    for bad in (
+        feature("GD", "x", "district", None) | {"properties": ["code", "GD"]},
+        feature("GD01", "x", "grid", "GC01", {"type": "Polygon", "coordinates": [mixed]}),
+        feature(
+            "GD01",
+            "x",
+            "grid",
+            "GC01",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[10**400, 23.0], [113.01, 23.0], [113.01, 23.01], [10**400, 23.0]]
+                ],
+            },
+        ),
+    ):
+        response = await post(api, collection(bad))
+        assert response.status_code == 422, response.text

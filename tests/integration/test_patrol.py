@@ -227,3 +227,37 @@ async def test_nearby_lists_open_tickets_in_scope(api: Api) -> None:
     assert (
         await api.get(f"/api/v1/tickets/{centre['id']}/nearby", "dl_dispatcher")
     ).status_code == 404
+
+
+async def test_a_merged_reporter_may_not_act_on_the_original(api: Api) -> None:
+    original = await api.ticket_in("feedback")  # reported by worker
+    duplicate = await api.report(as_="worker2", at=(IN_GC01_1[0], IN_GC01_1[1] + 0.0003))
+    await api.must(duplicate["id"], "merge", "dispatcher", {"duplicate_of": original["id"]})
+
+    seen = await api.get(f"/api/v1/tickets/{original['id']}", "worker2")
+    refused = await api.act(original["id"], "verify", "worker2", {"passed": True})
+
+    assert seen.status_code == 200 and seen.json()["allowed_actions"] == []
+    assert refused.status_code == 403
+
+
+async def test_admins_do_not_clock_in(api: Api) -> None:
+    assert (await clock_in(api, "admin", IN_GC01_1)).status_code == 403
+
+
+async def test_a_point_on_a_shared_edge_counts_for_the_own_grid(
+    api: Api, world: Database, clock: FrozenClock
+) -> None:
+    from app.auth.models import Role
+    from tests.helpers import add_user
+
+    async with world.sessions() as session:
+        await add_user(session, "gc012_worker", Role.grid_worker, "GC01-2", None, clock.now())
+        await session.commit()
+    edge = (23.035, 113.11)  # between GC01-1 and GC01-2
+
+    theirs = (await clock_in(api, "gc012_worker", edge)).json()
+    mine = (await clock_in(api, "worker", edge)).json()
+
+    assert (theirs["grid_code"], theirs["inside_grid"]) == ("GC01-2", True)
+    assert (mine["grid_code"], mine["inside_grid"]) == ("GC01-1", True)
