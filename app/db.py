@@ -1,10 +1,13 @@
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
+    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
@@ -63,6 +66,31 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+R = TypeVar("R", bound=Base)
+
+
+async def add_once(
+    session: AsyncSession,
+    row: R,
+    find_existing: Callable[[], Awaitable[R | None]],
+    keep: Sequence[Base] = (),
+) -> tuple[R, bool]:
+    """Adds `row`, whose unique key says it may have been added already (a phone resending a
+    request): returns (row, True), or (the row stored first, False) when a concurrent request
+    stored the same key meanwhile. `keep` are objects of the session to use afterwards."""
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        for kept in keep:
+            await session.refresh(kept)
+        if (existing := await find_existing()) is not None:
+            return existing, False
+        raise
+    return row, True
 
 
 class Database:

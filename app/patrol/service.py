@@ -2,11 +2,11 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.config import Settings
+from app.db import add_once
 from app.errors import Invalid
 from app.orgs.geo import locate_grid
 from app.orgs.models import Level, OrgUnit
@@ -52,16 +52,7 @@ async def clock_in(
         at=at,
         received_at=now,
     )
-    session.add(record)
-    try:
-        await session.flush()
-    except IntegrityError:  # the same clock-in, recorded by a concurrent request
-        await session.rollback()
-        await session.refresh(user)
-        if (existing := await _existing(session, user, data)) is not None:
-            return existing, False
-        raise
-    return record, True
+    return await add_once(session, record, lambda: _existing(session, user, data), keep=[user])
 
 
 def visible_clock_ins(user: User) -> ColumnElement[bool]:

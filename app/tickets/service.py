@@ -5,11 +5,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, select, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.config import Settings
+from app.db import add_once
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.notifications.service import enqueue
 from app.orgs.geo import locate_grid
@@ -238,15 +238,11 @@ async def report_event(
         ticket.status = Status.reported
         deadlines.start_deadline(ticket, now, _dispatch_limit(settings), None)
         deadlines.sync_alarm(ticket)
-    session.add(ticket)
-    try:
-        await session.flush()
-    except IntegrityError:  # the same report, filed by a concurrent request
-        await session.rollback()
-        await session.refresh(user)
-        if (existing := await _existing_report(session, user, data)) is not None:
-            return existing, False
-        raise
+    ticket, created = await add_once(
+        session, ticket, lambda: _existing_report(session, user, data), keep=[user]
+    )
+    if not created:
+        return ticket, False
     details = {"grid_distance_m": round(match.distance_m, 1)} if match.distance_m else None
     session.add(_history(ticket, user.username, "report", now, None, None, details=details))
     return ticket, True
