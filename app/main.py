@@ -20,6 +20,7 @@ from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.orgs.router import router as orgs_router
 from app.patrol.router import router as patrol_router
+from app.stats.router import router as stats_router
 from app.tickets.router import router as tickets_router
 from app.timing.router import router as calendar_router
 from app.worker import run_worker
@@ -158,6 +159,7 @@ def create_app(
     app.include_router(tickets_router)
     app.include_router(calendar_router)
     app.include_router(patrol_router)
+    app.include_router(stats_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

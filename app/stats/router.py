@@ -1,0 +1,50 @@
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.auth.models import Role, User
+from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
+from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
+from app.fields import start_of
+from app.orgs.models import OrgUnit
+from app.orgs.service import get_by_code
+from app.stats import service
+from app.stats.schemas import ClosureStats, GroupBy
+
+router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
+Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
+
+
+async def unit_in_scope(session: SessionDep, user: User, code: str) -> OrgUnit:
+    """The org unit asked about, which must lie in the caller's subtree (404 otherwise)."""
+    unit = await get_by_code(session, OrgUnit, code)
+    if user.role != Role.admin:
+        assert user.org_unit is not None
+        if not unit.path.startswith(user.org_unit.path):
+            raise NotFound(f"org unit {code!r} is outside your scope")
+    return unit
+
+
+@router.get("/closure", response_model=ClosureStats)
+async def closure(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: Overseer,
+    org_unit: str,
+    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
+    to: Annotated[date, Query(description="day after the last (exclusive)")],
+    group_by: GroupBy = GroupBy.org_unit,
+) -> ClosureStats:
+    """Closure statistics of the tickets reported in [from, to) under `org_unit`, counted under
+    the grid where each was reported wherever it was escalated. `group_by=org_unit` groups by
+    the unit's children (the grids of a community)."""
+    if to <= from_:
+        raise Invalid("to must be after from", loc=["query", "to"])
+    unit = await unit_in_scope(session, user, org_unit)
+    since = start_of(from_, settings.timezone, "from")
+    until = start_of(to, settings.timezone, "to")
+    return await service.closure_stats(
+        session, unit, since, until, group_by, settings.timezone, clock.now()
+    )

@@ -1,0 +1,145 @@
+"""Closure statistics against a small set of tickets whose every figure is worked out by hand."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from app.clock import FrozenClock
+from tests.helpers import DISPATCH, IN_GC02_1, Api
+
+QUERY = "/api/v1/stats/closure?from=2026-11-23&to=2026-11-24"
+
+
+async def walk(api: Api, tid: int, *steps: tuple[str, str, dict[str, Any] | None]) -> None:
+    for action, user, body in steps:
+        await api.must(tid, action, user, body)
+
+
+@pytest.fixture
+async def known_tickets(api: Api, clock: FrozenClock) -> None:
+    """Seven tickets reported on Monday 23 November at 10:00 (Shanghai):
+    t1 closed at 12:00 and rated 5; t2 reworked once, closed at 13:00; t3 rejected;
+    t4 merged into t1; t5 solved on the spot; t6 dispatched and left past its deadline;
+    t7 (in GC02) escalated after missing its deadline, closed at 15:00 and rated 3."""
+    t1, t2, t3, t4, t6 = [(await api.report())["id"] for _ in range(5)]
+    await api.report(resolved_on_site=True)
+    t7 = (await api.report(at=IN_GC02_1))["id"]
+    await api.must(t3, "reject", "dispatcher", {"note": "不属于受理范围"})
+    await api.must(t4, "merge", "dispatcher", {"duplicate_of": t1})
+    for tid in (t1, t2, t6):
+        await api.must(tid, *DISPATCH)
+    await api.must(t7, "dispatch", "gc02_dispatcher", {"department_code": "NH-CG"})
+
+    done = ("feedback", "handler", {"note": "已处置"})
+    passed = ("verify", "worker", {"passed": True})
+    clock.advance(timedelta(hours=2))
+    await walk(api, t1, ("claim", "handler", None), done, passed, ("rate", "worker", {"score": 5}))
+    clock.advance(timedelta(hours=1))
+    await walk(
+        api,
+        t2,
+        ("claim", "handler", None),
+        done,
+        ("verify", "worker", {"passed": False}),
+        done,
+        passed,
+    )
+    clock.advance(timedelta(hours=1, minutes=1))
+    await api.must(t7, "escalate", "gc02_dispatcher", {"note": "超时未处置"})
+    clock.advance(timedelta(minutes=59))
+    await walk(api, t7, ("claim", "handler", None), done, passed, ("rate", "worker", {"score": 3}))
+
+
+EXPECTED_GC = {
+    "reported": 7,
+    "accepted": 5,
+    "closed": 4,
+    "closed_on_time": 3,
+    "closure_rate": 0.8,
+    "on_time_closure_rate": 0.6,
+    "self_resolved": 1,
+    "open": 1,
+    "overdue_open": 1,
+    "escalated": 1,
+    "reworked": 1,
+    "rework_rate": 0.2,
+    "resolved_in_community": 3,
+    "in_community_rate": 0.75,
+    "rated": 2,
+    "satisfied": 1,
+    "satisfaction_rate": 0.5,
+    "avg_handling_hours": 2.5,
+}
+
+
+async def test_every_figure(api: Api, known_tickets: None) -> None:
+    district = (await api.get(f"{QUERY}&org_unit=NH", "supervisor")).json()
+
+    assert district["totals"] == {"key": None, **EXPECTED_GC}
+    assert district["items"] == [{"key": "GC", **EXPECTED_GC}]
+
+
+async def test_grouped_by_community(api: Api, known_tickets: None) -> None:
+    town = (await api.get(f"{QUERY}&org_unit=GC&group_by=org_unit", "town_dispatcher")).json()
+
+    by_key = {item["key"]: item for item in town["items"]}
+    assert list(by_key) == ["GC01", "GC02"]
+    assert {
+        k: by_key["GC01"][k]
+        for k in (
+            "reported",
+            "accepted",
+            "closed",
+            "closed_on_time",
+            "escalated",
+            "resolved_in_community",
+        )
+    } == {
+        "reported": 6,
+        "accepted": 4,
+        "closed": 3,
+        "closed_on_time": 3,
+        "escalated": 0,
+        "resolved_in_community": 3,
+    }
+    assert by_key["GC01"]["avg_handling_hours"] == pytest.approx(5 / 3)
+    gc02 = by_key["GC02"]
+    assert (gc02["closed"], gc02["closed_on_time"], gc02["in_community_rate"]) == (1, 0, 0.0)
+    assert (gc02["rated"], gc02["satisfaction_rate"], gc02["avg_handling_hours"]) == (1, 0.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("group_by", "key"),
+    [
+        ("category", "garbage"),
+        ("day", "2026-11-23"),
+        ("week", "2026-W48"),
+        ("month", "2026-11"),
+    ],
+)
+async def test_other_groupings(api: Api, known_tickets: None, group_by: str, key: str) -> None:
+    stats = (await api.get(f"{QUERY}&org_unit=NH&group_by={group_by}", "admin")).json()
+    assert [(i["key"], i["reported"], i["closed"]) for i in stats["items"]] == [(key, 7, 4)]
+    assert stats["totals"]["avg_handling_hours"] == 2.5
+
+
+async def test_departments_and_empty_ranges(api: Api, known_tickets: None) -> None:
+    stats = (await api.get(f"{QUERY}&org_unit=NH&group_by=department", "admin")).json()
+    assert [(i["key"], i["reported"]) for i in stats["items"]] == [("NH-CG", 4), (None, 3)]
+    empty = (
+        await api.get("/api/v1/stats/closure?from=2026-11-24&to=2026-11-25&org_unit=NH", "admin")
+    ).json()
+    assert empty["items"] == [] and empty["totals"]["closure_rate"] is None
+
+
+async def test_scope_and_bad_input(api: Api) -> None:
+    assert (await api.get(f"{QUERY}&org_unit=DL", "gc_supervisor")).status_code == 404
+    assert (await api.get(f"{QUERY}&org_unit=NH", "worker")).status_code == 403
+    assert (await api.get(f"{QUERY}&org_unit=NH", "handler")).status_code == 403
+    for bad in (
+        "from=2026-11-24&to=2026-11-23&org_unit=NH",
+        "from=2026-11-23&org_unit=NH",
+        f"{QUERY[QUERY.index('?') + 1 :]}&org_unit=NH&group_by=year",
+    ):
+        assert (await api.get(f"/api/v1/stats/closure?{bad}", "admin")).status_code == 422
