@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     webhook_urls: str = Field(default="", description="comma-separated URLs notified of events")
     webhook_secret: str | None = Field(default=None, description="signs webhook bodies (HMAC)")
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    ranking_weights: str = Field(
+        default="0.4,0.4,0.2",
+        description="weights of closure rate, on-time closure rate and (1 - rework rate) in the "
+        "ranking score",
+    )
     gps_drift_metres: float = Field(default=50.0, ge=0)
     refresh_reuse_grace_seconds: int = Field(
         default=60, ge=0, description="a just-rotated refresh token still works this long"
@@ -68,6 +73,19 @@ class Settings(BaseSettings):
             if len(url) > 500 or not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhook URL {url[:60]!r} is not an http(s) URL of at most 500")
         return value
+
+    @field_validator("ranking_weights")
+    @classmethod
+    def _valid_weights(cls, value: str) -> str:
+        weights = [float(w) for w in value.split(",")]
+        if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError("three non-negative weights, not all zero: closure,on_time,rework")
+        return value
+
+    @property
+    def ranking_weight_values(self) -> tuple[float, float, float]:
+        closure, on_time, rework = (float(w) for w in self.ranking_weights.split(","))
+        return closure, on_time, rework
 
     @property
     def webhook_url_list(self) -> list[str]:

@@ -10,7 +10,7 @@ from app.fields import start_of
 from app.orgs.models import OrgUnit
 from app.orgs.service import get_by_code
 from app.stats import service
-from app.stats.schemas import ClosureStats, GroupBy
+from app.stats.schemas import ClosureStats, GroupBy, RankBy, Ranking
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
@@ -48,3 +48,20 @@ async def closure(
     return await service.closure_stats(
         session, unit, since, until, group_by, settings.timezone, clock.now()
     )
+
+
+@router.get("/ranking", response_model=Ranking)
+async def ranking(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: Overseer,
+    org_unit: str,
+    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
+    to: Annotated[date, Query(description="day after the last (exclusive)")],
+    by: RankBy = RankBy.org_unit,
+) -> Ranking:
+    """A league table of the unit's children (or of departments) by a weighted score of closure
+    rate, on-time closure rate and rework rate (weights: GRIDWORK_RANKING_WEIGHTS)."""
+    stats = await closure(session, settings, clock, user, org_unit, from_, to, GroupBy(by))
+    return service.rank(stats, settings.ranking_weight_values)

@@ -34,6 +34,32 @@ class ClosureRow(BaseModel):
     avg_handling_hours: float | None = Field(description="mean of closed_at - reported_at")
 
 
+class RankBy(StrEnum):
+    org_unit = "org_unit"
+    department = "department"
+
+
+class RankingRow(BaseModel):
+    rank: int | None = Field(description="1 is best; equal scores share a rank; null: no score")
+    key: str | None
+    score: float | None = Field(description="weighted closure, on-time and (1 - rework) rates")
+    accepted: int
+    closure_rate: float | None
+    on_time_closure_rate: float | None
+    rework_rate: float | None
+
+
+class RankingWeights(BaseModel):
+    closure_rate: float
+    on_time_closure_rate: float
+    no_rework: float
+
+
+class Ranking(BaseModel):
+    items: list[RankingRow]
+    weights: RankingWeights
+
+
 class ClosureStats(BaseModel):
     items: list[ClosureRow]
     totals: ClosureRow

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement as Expr
 
 from app.orgs.models import Level, OrgUnit
-from app.stats.schemas import ClosureRow, ClosureStats, GroupBy
+from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, Ranking, RankingRow, RankingWeights
 from app.tickets import deadlines
 from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Status
 from app.tickets.models import Ticket
@@ -164,3 +164,44 @@ async def closure_stats(
         totals.add(counts)
     ordered: Iterable[str | None] = sorted(groups, key=lambda k: (k is None, k or ""))
     return ClosureStats(items=[groups[k].row(k) for k in ordered], totals=totals.row(None))
+
+
+def rank(stats: ClosureStats, weights: tuple[float, float, float]) -> Ranking:
+    """Orders the groups by score: closure rate, on-time closure rate and 1 - rework rate,
+    weighted (the weights need not add up to 1: the score is divided by their sum)."""
+    closure_w, on_time_w, rework_w = weights
+    rows = []
+    for item in stats.items:
+        score = None
+        if item.accepted:
+            assert item.closure_rate is not None and item.on_time_closure_rate is not None
+            assert item.rework_rate is not None
+            weighted = (
+                closure_w * item.closure_rate
+                + on_time_w * item.on_time_closure_rate
+                + rework_w * (1 - item.rework_rate)
+            )
+            score = weighted / (closure_w + on_time_w + rework_w)
+        rows.append(
+            RankingRow(
+                rank=None,
+                key=item.key,
+                score=score,
+                accepted=item.accepted,
+                closure_rate=item.closure_rate,
+                on_time_closure_rate=item.on_time_closure_rate,
+                rework_rate=item.rework_rate,
+            )
+        )
+    rows.sort(key=lambda r: (r.score is None, -(r.score or 0), r.key or ""))
+    for position, row in enumerate(rows, start=1):
+        if row.score is not None:
+            previous = rows[position - 2] if position > 1 else None
+            same = previous is not None and previous.score == row.score
+            row.rank = previous.rank if same and previous is not None else position
+    return Ranking(
+        items=rows,
+        weights=RankingWeights(
+            closure_rate=closure_w, on_time_closure_rate=on_time_w, no_rework=rework_w
+        ),
+    )

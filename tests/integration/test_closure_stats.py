@@ -143,3 +143,33 @@ async def test_scope_and_bad_input(api: Api) -> None:
         f"{QUERY[QUERY.index('?') + 1 :]}&org_unit=NH&group_by=year",
     ):
         assert (await api.get(f"/api/v1/stats/closure?{bad}", "admin")).status_code == 422
+
+
+async def test_ranking_of_communities(api: Api, known_tickets: None) -> None:
+    table = (
+        await api.get(
+            "/api/v1/stats/ranking?from=2026-11-23&to=2026-11-24&org_unit=GC", "town_dispatcher"
+        )
+    ).json()
+
+    assert [(r["rank"], r["key"]) for r in table["items"]] == [(1, "GC01"), (2, "GC02")]
+    assert table["items"][0]["score"] == pytest.approx(0.75)
+    assert table["items"][1]["score"] == pytest.approx(0.6)
+    assert table["weights"] == {"closure_rate": 0.4, "on_time_closure_rate": 0.4, "no_rework": 0.2}
+
+
+def test_ranking_ties_and_units_without_tickets() -> None:
+    from app.stats.schemas import ClosureStats
+    from app.stats.service import Counts, rank
+
+    def row(key: str, accepted: int, closed: int) -> Any:
+        return Counts(
+            reported=accepted, accepted=accepted, closed=closed, closed_on_time=closed
+        ).row(key)
+
+    stats = ClosureStats(
+        items=[row("A", 2, 1), row("B", 4, 2), row("C", 0, 0), row("D", 1, 1)],
+        totals=Counts().row(None),
+    )
+    ranked = rank(stats, (1.0, 1.0, 0.0))
+    assert [(r.key, r.rank) for r in ranked.items] == [("D", 1), ("A", 2), ("B", 2), ("C", None)]
