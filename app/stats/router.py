@@ -1,7 +1,7 @@
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 
 from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
@@ -10,7 +10,8 @@ from app.fields import start_of
 from app.orgs.models import OrgUnit
 from app.orgs.service import get_by_code
 from app.stats import service
-from app.stats.schemas import ClosureStats, GroupBy, RankBy, Ranking
+from app.stats.export import MEDIA_TYPES, Format, Lang, chosen_format, render, table
+from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, RankBy, Ranking, RankingRow
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
@@ -26,20 +27,16 @@ async def unit_in_scope(session: SessionDep, user: User, code: str) -> OrgUnit:
     return unit
 
 
-@router.get("/closure", response_model=ClosureStats)
-async def closure(
+async def _closure(
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
-    user: Overseer,
+    user: User,
     org_unit: str,
-    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
-    to: Annotated[date, Query(description="day after the last (exclusive)")],
-    group_by: GroupBy = GroupBy.org_unit,
+    from_: date,
+    to: date,
+    group_by: GroupBy,
 ) -> ClosureStats:
-    """Closure statistics of the tickets reported in [from, to) under `org_unit`, counted under
-    the grid where each was reported wherever it was escalated. `group_by=org_unit` groups by
-    the unit's children (the grids of a community)."""
     if to <= from_:
         raise Invalid("to must be after from", loc=["query", "to"])
     unit = await unit_in_scope(session, user, org_unit)
@@ -50,7 +47,41 @@ async def closure(
     )
 
 
-@router.get("/ranking", response_model=Ranking)
+FormatQuery = Annotated[
+    Format | None, Query(description="csv or xlsx for a download (or Accept: text/csv)")
+]
+LangQuery = Annotated[Lang, Query(description="column headers of downloads: en or zh")]
+EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, MEDIA_TYPES["xlsx"]: {}}}
+}
+
+
+@router.get("/closure", response_model=ClosureStats, responses=EXPORTS)
+async def closure(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: Overseer,
+    org_unit: str,
+    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
+    to: Annotated[date, Query(description="day after the last (exclusive)")],
+    group_by: GroupBy = GroupBy.org_unit,
+    format: FormatQuery = None,
+    lang: LangQuery = Lang.en,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Closure statistics of the tickets reported in [from, to) under `org_unit`, counted under
+    the grid where each was reported wherever it was escalated. `group_by=org_unit` groups by
+    the unit's children (the grids of a community)."""
+    stats = await _closure(session, settings, clock, user, org_unit, from_, to, group_by)
+    fmt = chosen_format(format, accept)
+    if fmt == Format.json:
+        return stats
+    headers, values = table(ClosureRow, stats.items, lang, stats.totals)
+    return render(fmt, f"closure-{org_unit}-{from_}", headers, values)
+
+
+@router.get("/ranking", response_model=Ranking, responses=EXPORTS)
 async def ranking(
     session: SessionDep,
     settings: SettingsDep,
@@ -60,8 +91,16 @@ async def ranking(
     from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
     to: Annotated[date, Query(description="day after the last (exclusive)")],
     by: RankBy = RankBy.org_unit,
-) -> Ranking:
+    format: FormatQuery = None,
+    lang: LangQuery = Lang.en,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
     """A league table of the unit's children (or of departments) by a weighted score of closure
     rate, on-time closure rate and rework rate (weights: GRIDWORK_RANKING_WEIGHTS)."""
-    stats = await closure(session, settings, clock, user, org_unit, from_, to, GroupBy(by))
-    return service.rank(stats, settings.ranking_weight_values)
+    stats = await _closure(session, settings, clock, user, org_unit, from_, to, GroupBy(by))
+    ranked = service.rank(stats, settings.ranking_weight_values)
+    fmt = chosen_format(format, accept)
+    if fmt == Format.json:
+        return ranked
+    headers, values = table(RankingRow, ranked.items, lang)
+    return render(fmt, f"ranking-{org_unit}-{from_}", headers, values)

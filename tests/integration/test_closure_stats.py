@@ -173,3 +173,32 @@ def test_ranking_ties_and_units_without_tickets() -> None:
     )
     ranked = rank(stats, (1.0, 1.0, 0.0))
     assert [(r.key, r.rank) for r in ranked.items] == [("D", 1), ("A", 2), ("B", 2), ("C", None)]
+
+
+async def test_exports_in_csv_and_xlsx_with_chinese_headers(api: Api, known_tickets: None) -> None:
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    as_csv = await api.client.get(
+        f"{QUERY}&org_unit=NH&lang=zh",
+        headers={"Accept": "text/csv", **await api.headers("supervisor")},
+    )
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["分组", "上报数", "应结案数", "结案数"]
+    assert rows[1][:4] == ["GC", "7", "5", "4"]
+    assert rows[-1][:2] == ["合计", "7"]
+
+    as_xlsx = await api.get(
+        "/api/v1/stats/ranking?from=2026-11-23&to=2026-11-24&org_unit=GC&format=xlsx",
+        "town_dispatcher",
+    )
+    assert as_xlsx.headers["content-disposition"].endswith('.xlsx"')
+    sheet = load_workbook(io.BytesIO(as_xlsx.content)).active
+    assert sheet is not None
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[0][:3] == ["rank", "key", "score"]
+    assert values[1][:2] == [1, "GC01"]
