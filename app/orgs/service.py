@@ -5,6 +5,7 @@ from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.auth.models import Role, User
 from app.errors import Conflict, Invalid, NotFound
 from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
 from app.orgs.models import Category, Department, Level, OrgUnit
@@ -37,6 +38,16 @@ async def get_by_code(
         message = f"{KIND[model]} {code!r} does not exist"
         raise NotFound(message) if loc is None else Invalid(message, loc=loc)
     return row
+
+
+async def unit_in_scope(session: AsyncSession, user: User, code: str) -> OrgUnit:
+    """An org unit the caller asks statistics about: in their subtree (404 otherwise)."""
+    unit = await get_by_code(session, OrgUnit, code)
+    if user.role != Role.admin:
+        assert user.org_unit is not None
+        if not unit.path.startswith(user.org_unit.path):
+            raise NotFound(f"org unit {code!r} is outside your scope")
+    return unit
 
 
 async def _refuse_duplicate(session: AsyncSession, model: type[RefData], code: str) -> None:

@@ -6,10 +6,10 @@ from sqlalchemy import select
 
 from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
-from app.errors import PROBLEM_RESPONSES, NotFound
+from app.errors import PROBLEM_RESPONSES
 from app.fields import start_of
 from app.orgs.models import OrgUnit
-from app.orgs.service import get_by_code
+from app.orgs.service import get_by_code, unit_in_scope
 from app.pagination import Page, PageDep
 from app.patrol import service
 from app.patrol.models import ClockIn
@@ -86,9 +86,5 @@ async def patrol_stats(
 ) -> PatrolStats:
     """Patrol coverage of a unit's grids on one day: only clock-ins inside the worker's own
     grid count; `coverage_rate` = grids patrolled / grids."""
-    unit = await get_by_code(session, OrgUnit, org_unit)
-    if user.role != Role.admin:
-        assert user.org_unit is not None
-        if not unit.path.startswith(user.org_unit.path):
-            raise NotFound(f"org unit {org_unit!r} is outside your scope")
+    unit = await unit_in_scope(session, user, org_unit)
     return await service.patrol_stats(session, unit, date_, settings)

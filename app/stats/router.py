@@ -5,26 +5,15 @@ from fastapi import APIRouter, Depends, Header, Query
 
 from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
-from app.errors import PROBLEM_RESPONSES, Invalid, NotFound
+from app.errors import PROBLEM_RESPONSES, Invalid
 from app.fields import start_of
-from app.orgs.models import OrgUnit
-from app.orgs.service import get_by_code
+from app.orgs.service import unit_in_scope
 from app.stats import service
 from app.stats.export import MEDIA_TYPES, Format, Lang, chosen_format, render, table
 from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, RankBy, Ranking, RankingRow
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
-
-
-async def unit_in_scope(session: SessionDep, user: User, code: str) -> OrgUnit:
-    """The org unit asked about, which must lie in the caller's subtree (404 otherwise)."""
-    unit = await get_by_code(session, OrgUnit, code)
-    if user.role != Role.admin:
-        assert user.org_unit is not None
-        if not unit.path.startswith(user.org_unit.path):
-            raise NotFound(f"org unit {code!r} is outside your scope")
-    return unit
 
 
 async def _closure(
