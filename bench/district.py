@@ -27,8 +27,7 @@ INSERT INTO org_units (code, name, level, parent_code, path, created_at)
 SELECT 'C' || c, 'community ' || c, 'community', 'T' || (c / 10),
        '/NH/T' || (c / 10) || '/C' || c || '/', now()
 FROM generate_series(0, 99) c;
-INSERT INTO org_units (code, name, level, parent_code, path, boundary,
-                       min_lat, max_lat, min_lon, max_lon, created_at)
+INSERT INTO org_units (code, name, level, parent_code, path, boundary, created_at)
 SELECT 'G' || g, 'grid ' || g, 'grid', 'C' || (g / 8),
        '/NH/T' || (g / 80) || '/C' || (g / 8) || '/G' || g || '/',
        json_build_object('type', 'Polygon', 'coordinates', json_build_array(json_build_array(
@@ -37,8 +36,7 @@ SELECT 'G' || g, 'grid ' || g, 'grid', 'C' || (g / 8),
            json_build_array(113.01 + (g % 40) * 0.01, 23.01 + (g / 40) * 0.01),
            json_build_array(113.0 + (g % 40) * 0.01, 23.01 + (g / 40) * 0.01),
            json_build_array(113.0 + (g % 40) * 0.01, 23.0 + (g / 40) * 0.01)))),
-       23.0 + (g / 40) * 0.01, 23.01 + (g / 40) * 0.01,
-       113.0 + (g % 40) * 0.01, 113.01 + (g % 40) * 0.01, now()
+       now()
 FROM generate_series(0, 799) g;
 INSERT INTO departments (code, name, org_unit_code, created_at)
 SELECT 'D' || d, 'department ' || d, 'NH', now() FROM generate_series(0, 19) d;
