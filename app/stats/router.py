@@ -1,7 +1,9 @@
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel
 
 from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
@@ -14,82 +16,76 @@ from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, RankBy, Ranking
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
-
-
-async def _closure(
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    user: User,
-    org_unit: str,
-    from_: date,
-    to: date,
-    group_by: GroupBy,
-) -> ClosureStats:
-    if to <= from_:
-        raise Invalid("to must be after from", loc=["query", "to"])
-    unit = await unit_in_scope(session, user, org_unit)
-    since = start_of(from_, settings.timezone, "from")
-    until = start_of(to, settings.timezone, "to")
-    return await service.closure_stats(
-        session, unit, since, until, group_by, settings.timezone, clock.now()
-    )
-
-
-FormatQuery = Annotated[
-    Format | None, Query(description="csv or xlsx for a download (or Accept: text/csv)")
-]
-LangQuery = Annotated[Lang, Query(description="column headers of downloads: en or zh")]
 EXPORTS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}, MEDIA_TYPES["xlsx"]: {}}}
 }
 
 
+@dataclass
+class StatsRequest:
+    """What every statistics endpoint takes: the unit and days asked about, and the download
+    format (`?format=csv|xlsx` or an Accept header naming one; JSON otherwise)."""
+
+    session: SessionDep
+    settings: SettingsDep
+    clock: ClockDep
+    user: Overseer
+    org_unit: str
+    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")]
+    to: Annotated[date, Query(description="day after the last (exclusive)")]
+    format: Annotated[
+        Format | None, Query(description="csv or xlsx for a download (or Accept: text/csv)")
+    ] = None
+    lang: Annotated[Lang, Query(description="column headers of downloads: en or zh")] = Lang.en
+    accept: Annotated[str | None, Header()] = None
+
+    async def closure(self, group_by: GroupBy) -> ClosureStats:
+        if self.to <= self.from_:
+            raise Invalid("to must be after from", loc=["query", "to"])
+        unit = await unit_in_scope(self.session, self.user, self.org_unit)
+        timezone = self.settings.timezone
+        return await service.closure_stats(
+            self.session,
+            unit,
+            start_of(self.from_, timezone, "from"),
+            start_of(self.to, timezone, "to"),
+            group_by,
+            timezone,
+            self.clock.now(),
+        )
+
+    def respond(
+        self,
+        name: str,
+        result: BaseModel,
+        model: type[BaseModel],
+        rows: list[Any],
+        total: BaseModel | None = None,
+    ) -> Any:
+        """`result` as JSON, or its `rows` (and `total`) as a CSV or XLSX download."""
+        fmt = chosen_format(self.format, self.accept)
+        if fmt == Format.json:
+            return result
+        headers, values = table(model, rows, self.lang, total)
+        return render(fmt, f"{name}-{self.org_unit}-{self.from_}", headers, values)
+
+
+StatsDep = Annotated[StatsRequest, Depends()]
+
+
 @router.get("/closure", response_model=ClosureStats, responses=EXPORTS)
-async def closure(
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    user: Overseer,
-    org_unit: str,
-    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
-    to: Annotated[date, Query(description="day after the last (exclusive)")],
-    group_by: GroupBy = GroupBy.org_unit,
-    format: FormatQuery = None,
-    lang: LangQuery = Lang.en,
-    accept: Annotated[str | None, Header()] = None,
-) -> Any:
+async def closure(request: StatsDep, group_by: GroupBy = GroupBy.org_unit) -> Any:
     """Closure statistics of the tickets reported in [from, to) under `org_unit`, counted under
     the grid where each was reported wherever it was escalated. `group_by=org_unit` groups by
     the unit's children (the grids of a community)."""
-    stats = await _closure(session, settings, clock, user, org_unit, from_, to, group_by)
-    fmt = chosen_format(format, accept)
-    if fmt == Format.json:
-        return stats
-    headers, values = table(ClosureRow, stats.items, lang, stats.totals)
-    return render(fmt, f"closure-{org_unit}-{from_}", headers, values)
+    stats = await request.closure(group_by)
+    return request.respond("closure", stats, ClosureRow, stats.items, stats.totals)
 
 
 @router.get("/ranking", response_model=Ranking, responses=EXPORTS)
-async def ranking(
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    user: Overseer,
-    org_unit: str,
-    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")],
-    to: Annotated[date, Query(description="day after the last (exclusive)")],
-    by: RankBy = RankBy.org_unit,
-    format: FormatQuery = None,
-    lang: LangQuery = Lang.en,
-    accept: Annotated[str | None, Header()] = None,
-) -> Any:
+async def ranking(request: StatsDep, by: RankBy = RankBy.org_unit) -> Any:
     """A league table of the unit's children (or of departments) by a weighted score of closure
     rate, on-time closure rate and rework rate (weights: GRIDWORK_RANKING_WEIGHTS)."""
-    stats = await _closure(session, settings, clock, user, org_unit, from_, to, GroupBy(by))
-    ranked = service.rank(stats, settings.ranking_weight_values)
-    fmt = chosen_format(format, accept)
-    if fmt == Format.json:
-        return ranked
-    headers, values = table(RankingRow, ranked.items, lang)
-    return render(fmt, f"ranking-{org_unit}-{from_}", headers, values)
+    stats = await request.closure(GroupBy(by))
+    ranked = service.rank(stats, request.settings.ranking_weight_values)
+    return request.respond("ranking", ranked, RankingRow, ranked.items)
