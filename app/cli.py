@@ -5,13 +5,15 @@ import copy
 import getpass
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
 from app.auth.schemas import UserCreate
@@ -22,11 +24,13 @@ from app.db import Database
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.errors import AppError
 from app.orgs.imports import ImportReport, import_org_units
+from app.stats import rollups
 from app.timing.service import CalendarFileError, parse_calendar_csv, store_calendar_days
 from app.worker import main as run_worker_main
 
 cli = typer.Typer(help="Gridwork work-order service.", no_args_is_help=True)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def alembic_config(database_url: str | None = None) -> Config:
@@ -37,10 +41,34 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
+async def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs `work` in one transaction on the configured database and commits it."""
+    database = Database.for_settings(get_settings())
+    try:
+        async with database.sessions() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await database.dispose()
+
+
+async def _rebuild_rollups(session: AsyncSession, only_if_needed: bool) -> int | None:
+    timezone = get_settings().timezone
+    if only_if_needed and await rollups.built_for(session, timezone):
+        return None
+    return await rollups.rebuild(session, timezone)
+
+
 @cli.command()
 def migrate(revision: str = "head") -> None:
-    """Bring the database to the newest schema (or to REVISION)."""
+    """Bring the database to the newest schema (or to REVISION); at the newest, build the
+    statistics rollups if they are not built for the configured time zone."""
     command.upgrade(alembic_config(get_settings().database_url), revision)
+    if revision == "head":
+        rows = asyncio.run(_in_session(lambda session: _rebuild_rollups(session, True)))
+        if rows is not None:
+            typer.echo(f"built the statistics rollups: {rows} rows")
 
 
 @cli.command()
@@ -64,14 +92,7 @@ def serve(
 
 
 async def _seed() -> bool:
-    database = Database(get_settings().database_url)
-    try:
-        async with database.sessions() as session:
-            created = await seed_demo(session, SystemClock().now())
-            await session.commit()
-            return created
-    finally:
-        await database.dispose()
+    return await _in_session(lambda session: seed_demo(session, SystemClock().now()))
 
 
 @cli.command("seed-demo")
@@ -84,13 +105,7 @@ def seed_demo_command() -> None:
 
 
 async def _create_user(data: UserCreate) -> None:
-    database = Database(get_settings().database_url)
-    try:
-        async with database.sessions() as session:
-            await create_user_service(session, data, SystemClock().now())
-            await session.commit()
-    finally:
-        await database.dispose()
+    await _in_session(lambda session: create_user_service(session, data, SystemClock().now()))
 
 
 @cli.command("create-user")
@@ -134,14 +149,9 @@ def worker() -> None:
 
 
 async def _import_grids(collection: object) -> ImportReport:
-    database = Database(get_settings().database_url)
-    try:
-        async with database.sessions() as session:
-            report = await import_org_units(session, collection, SystemClock().now())
-            await session.commit()
-            return report
-    finally:
-        await database.dispose()
+    return await _in_session(
+        lambda session: import_org_units(session, collection, SystemClock().now())
+    )
 
 
 @cli.command("import-grids")
@@ -169,14 +179,7 @@ cli.add_typer(calendar_cli, name="calendar")
 
 async def _import_calendar(text: str) -> int:
     days = parse_calendar_csv(text)
-    database = Database(get_settings().database_url)
-    try:
-        async with database.sessions() as session:
-            count = await store_calendar_days(session, days)
-            await session.commit()
-            return count
-    finally:
-        await database.dispose()
+    return await _in_session(lambda session: store_calendar_days(session, days))
 
 
 @calendar_cli.command("import")
@@ -197,6 +200,18 @@ def calendar_import(file: Path) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"stored {count} calendar days (deadlines started from now on count them)")
+
+
+stats_cli = typer.Typer(help="Statistics: rollups and a generated district to measure them on.")
+cli.add_typer(stats_cli, name="stats")
+
+
+@stats_cli.command("rebuild")
+def stats_rebuild() -> None:
+    """Recompute the closure rollups from the tickets (after changing GRIDWORK_TIMEZONE, or
+    after loading tickets outside the service). Ticket changes wait while it runs."""
+    rows = asyncio.run(_in_session(lambda session: _rebuild_rollups(session, False)))
+    typer.echo(f"rebuilt the statistics rollups: {rows} rows")
 
 
 def main() -> None:

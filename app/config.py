@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.db import DEFAULT_TIMEZONE
 from app.timing.calendar import parse_periods
 
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: int = Field(default=15, ge=1)
     dispatch_limit_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     working_periods: str = Field(
         default="09:00-12:00,13:30-18:00", description="local working periods of a working day"
     )
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
         default="0.4,0.4,0.2",
         description="weights of closure rate, on-time closure rate and (1 - rework rate) in the "
         "ranking score",
+    )
+    stats_rollups: bool = Field(
+        default=True,
+        description="read whole months of closure statistics from the rollups (false: always "
+        "count the tickets; the rollups are kept either way)",
     )
     gps_drift_metres: float = Field(default=50.0, ge=0)
     refresh_reuse_grace_seconds: int = Field(

@@ -1,6 +1,7 @@
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
@@ -13,6 +14,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+# Session.info key: the service's time zone, for what a flush computes in local time.
+TIMEZONE_KEY = "timezone"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -52,7 +60,17 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _local_date(stamp: str | None, timezone: str) -> str | None:
+    """SQLite's `local_date(timestamp, zone)`: the YYYY-MM-DD day of a stored UTC timestamp in
+    `zone`, daylight saving included (PostgreSQL has `timezone()`)."""
+    if stamp is None:
+        return None
+    moment = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("local_date", 2, _local_date, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -94,10 +112,16 @@ async def add_once(
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, timezone: str = DEFAULT_TIMEZONE) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={TIMEZONE_KEY: timezone}
+        )
+
+    @classmethod
+    def for_settings(cls, settings: "Settings") -> "Database":
+        return cls(settings.database_url, settings.database_pool_size, settings.timezone)
 
     @property
     def is_sqlite(self) -> bool:

@@ -120,7 +120,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     owns_database = database is None
-    database = database or Database(settings.database_url, settings.database_pool_size)
+    database = database or Database.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

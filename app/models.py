@@ -5,6 +5,7 @@ from app.db import Base
 from app.notifications.models import OutboxMessage
 from app.orgs.models import Category, Department, OrgUnit
 from app.patrol.models import ClockIn
+from app.stats.models import ClosureRollup, ClosureRollupState
 from app.tickets.models import Ticket, TicketHistory
 from app.timing.models import CalendarDay
 
@@ -13,6 +14,8 @@ __all__ = [
     "CalendarDay",
     "Category",
     "ClockIn",
+    "ClosureRollup",
+    "ClosureRollupState",
     "Department",
     "OrgUnit",
     "OutboxMessage",

@@ -65,7 +65,7 @@ async def run_worker(
 
 
 async def main(settings: Settings, clock: Clock) -> None:
-    database = Database(settings.database_url, settings.database_pool_size)
+    database = Database.for_settings(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

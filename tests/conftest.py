@@ -20,8 +20,9 @@ from sqlalchemy.engine import make_url
 import app.auth.security as security
 from app.cli import alembic_config
 from app.clock import FrozenClock
-from app.db import Database
-from app.models import Base
+from app.db import DEFAULT_TIMEZONE, Database
+from app.models import Base, ClosureRollupState
+from app.stats import rollups
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 # Monday 2026-11-23 10:00 in Asia/Shanghai.
@@ -101,20 +102,25 @@ async def database(databases: DatabaseFactory) -> AsyncIterator[Database]:
     url = await databases.create()
     await migrate(url)
     db = Database(url, pool_size=20)
+    async with db.sessions() as session:  # as `gridwork migrate` does
+        await rollups.rebuild(session, DEFAULT_TIMEZONE)
+        await session.commit()
     yield db
     await db.dispose()
 
 
 @pytest.fixture
 async def empty_db(database: Database) -> AsyncIterator[Database]:
-    """The test database, emptied after the test."""
+    """The test database, emptied after the test (the rollups stay marked as built: they are
+    emptied with the tickets)."""
     yield database
+    tables = [t for t in Base.metadata.sorted_tables if t is not ClosureRollupState.__table__]
     async with database.engine.begin() as conn:
         if database.is_sqlite:
-            for table in reversed(Base.metadata.sorted_tables):
+            for table in reversed(tables):
                 await conn.execute(delete(table))
         else:
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            names = ", ".join(t.name for t in tables)
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 

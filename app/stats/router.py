@@ -52,6 +52,7 @@ class StatsRequest:
             group_by,
             timezone,
             self.clock.now(),
+            use_rollups=self.settings.stats_rollups,
         )
 
     def respond(

@@ -1,33 +1,43 @@
-"""Closure statistics (结案率, 按期结案率, 返工率, in-community resolution) as SQL aggregates.
+"""Closure statistics (结案率, 按期结案率, 返工率, in-community resolution) over the tickets in an
+area and a range of reporting times.
 
-One GROUP BY query counts every measure per group; rates are derived from the counts. Time
-groups are counted per local day in SQL and folded into ISO weeks or months here, so the SQL
-stays the same on SQLite and PostgreSQL but for the day and the duration expressions.
+Whole local months of the range are read from the rollups (`stats.rollups`) where the grouping
+allows it: by child unit, category, department or month. The rest of the range, the day and
+week groupings and `overdue_open` (which moves with the clock) are counted from the tickets.
+Both paths sum the same measures (`stats.measures`), so they give the same numbers.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement as Expr
 
 from app.orgs.models import Level, OrgUnit
+from app.stats import measures, rollups
+from app.stats.models import NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
 from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, Ranking, RankingRow, RankingWeights
-from app.tickets import deadlines
-from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Status
 from app.tickets.models import Ticket
 from app.tickets.service import in_area
 
+TIME_GROUPS = (GroupBy.day, GroupBy.week, GroupBy.month)
+# The column naming the child of a unit of each level under which a ticket (or rollup row)
+# counts; a grid's only "child" is itself.
 CHILD_COLUMN = {
-    Level.district: Ticket.town_code,
-    Level.town: Ticket.community_code,
-    Level.community: Ticket.grid_code,
-    Level.grid: Ticket.grid_code,
+    Level.district: "town_code",
+    Level.town: "community_code",
+    Level.community: "grid_code",
+    Level.grid: "grid_code",
+}
+AREA_COLUMN = {
+    Level.district: "district_code",
+    Level.town: "town_code",
+    Level.community: "community_code",
+    Level.grid: "grid_code",
 }
 
 
@@ -45,7 +55,12 @@ class Counts:
     resolved_in_community: int = 0
     rated: int = 0
     satisfied: int = 0
-    handling_seconds: float = 0.0
+    handling_seconds: int = 0
+
+    @classmethod
+    def of(cls, stored: Sequence[Any], overdue_open: Any = 0) -> "Counts":
+        values = zip(ROLLUP_MEASURES, stored, strict=True)
+        return cls(**{name: int(v or 0) for name, v in values}, overdue_open=int(overdue_open or 0))
 
     def add(self, other: "Counts") -> None:
         for field in fields(self):
@@ -80,51 +95,115 @@ class Counts:
         )
 
 
-def _count(condition: ColumnElement[bool]) -> Expr[Any]:
-    return func.sum(case((condition, 1), else_=0))
+Groups = dict[str | None, Counts]
 
 
-def _measures(dialect: str, now: datetime) -> list[Expr[Any]]:
-    closed = Ticket.status.in_(list(CLOSED_STATUSES))
-    is_open = Ticket.status.in_(list(OPEN_STATUSES))
-    handling: Any
-    if dialect == "postgresql":
-        handling = func.extract("epoch", Ticket.closed_at - Ticket.reported_at)
-    else:
-        handling = (func.julianday(Ticket.closed_at) - func.julianday(Ticket.reported_at)) * 86400
-    return [
-        func.count(),
-        _count(Ticket.status.not_in([Status.rejected, Status.merged])),
-        _count(closed),
-        _count(and_(closed, ~Ticket.overdue)),
-        _count(Ticket.self_resolved.is_(True)),
-        _count(is_open),
-        _count(and_(is_open, deadlines.overdue_clause(True, now))),
-        _count(Ticket.escalation_count > 0),
-        _count(Ticket.rework_count > 0),
-        _count(and_(closed, Ticket.escalation_count == 0)),
-        _count(Ticket.rating.is_not(None)),
-        _count(Ticket.rating >= 4),
-        func.sum(case((closed, handling), else_=0)),
-    ]
-
-
-def _local_day(dialect: str, timezone: str, at: datetime) -> Expr[Any]:
-    if dialect == "postgresql":
-        return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM-DD")
-    offset = ZoneInfo(timezone).utcoffset(at)
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    return func.strftime("%Y-%m-%d", Ticket.reported_at, f"{minutes:+d} minutes")
-
-
-def _fold(day: str, group_by: GroupBy) -> str:
-    if group_by == GroupBy.day:
-        return day
-    parsed = date.fromisoformat(day)
+def _fold(key: str, group_by: GroupBy) -> str:
+    """A day (or, from the rollups, a month) into the time group it belongs to."""
     if group_by == GroupBy.month:
-        return day[:7]
-    year, week, _ = parsed.isocalendar()
+        return key[:7]
+    if group_by == GroupBy.day:
+        return key
+    year, week, _ = date.fromisoformat(key).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def whole_months(
+    since: datetime, until: datetime, timezone: str
+) -> tuple[datetime, datetime] | None:
+    """The first and the last local month boundary within [since, until], if they differ."""
+    zone = ZoneInfo(timezone)
+
+    def month_start(moment: datetime, later: int = 0) -> datetime:
+        local = moment.astimezone(zone).replace(tzinfo=None)
+        year, month = local.year, local.month + later
+        year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+        return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+
+    first = month_start(since)
+    if first < since:
+        first = month_start(since, 1)
+    end = month_start(until)
+    return (first, end) if first < end else None
+
+
+class Query:
+    """One closure query: where to count, and how to group."""
+
+    def __init__(
+        self, session: AsyncSession, unit: OrgUnit, group_by: GroupBy, timezone: str
+    ) -> None:
+        self.session = session
+        self.unit = unit
+        self.group_by = group_by
+        self.timezone = timezone
+        self.dialect = session.get_bind().dialect.name
+        self.groups: Groups = defaultdict(Counts)
+
+    def _key(self, source: Any) -> Any:
+        level = Level(self.unit.level)
+        if self.group_by == GroupBy.org_unit:
+            return getattr(source, CHILD_COLUMN[level])
+        if self.group_by == GroupBy.category:
+            return source.category_code
+        if self.group_by == GroupBy.department:
+            return source.department_code
+        if source is ClosureRollup:
+            return ClosureRollup.period
+        return measures.local_day(self.dialect, self.timezone)
+
+    def _collect(self, key: Any, counts: Counts) -> None:
+        if self.group_by in TIME_GROUPS:
+            key = _fold(key, self.group_by)
+        elif key == NO_DEPARTMENT and self.group_by == GroupBy.department:
+            key = None
+        self.groups[key].add(counts)
+
+    def _tickets_within(self, *ranges: tuple[datetime, datetime]) -> ColumnElement[bool]:
+        spans = [and_(Ticket.reported_at >= a, Ticket.reported_at < b) for a, b in ranges if a < b]
+        return and_(in_area(self.unit), or_(*spans))
+
+    async def from_tickets(self, now: datetime, *ranges: tuple[datetime, datetime]) -> None:
+        if not any(a < b for a, b in ranges):
+            return
+        key = self._key(Ticket)
+        query = (
+            select(key, *measures.stored(self.dialect), measures.overdue_open(now))
+            .where(self._tickets_within(*ranges))
+            .group_by(key)
+        )
+        for group, *stored, overdue_open in await self.session.execute(query):
+            self._collect(group, Counts.of(stored, overdue_open))
+
+    async def from_rollups(self, now: datetime, since: datetime, until: datetime) -> None:
+        zone = ZoneInfo(self.timezone)
+        first, end = (moment.astimezone(zone).strftime("%Y-%m") for moment in (since, until))
+        key = self._key(ClosureRollup)
+        area = getattr(ClosureRollup, AREA_COLUMN[Level(self.unit.level)])
+        query = (
+            select(key, *(func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES))
+            .where(area == self.unit.code, ClosureRollup.period >= first)
+            .where(ClosureRollup.period < end, ClosureRollup.reported > 0)
+            .group_by(key)
+        )
+        for group, *stored in await self.session.execute(query):
+            self._collect(group, Counts.of(stored))
+        key = self._key(Ticket)
+        overdue = (
+            select(key, measures.overdue_open(now))
+            .where(self._tickets_within((since, until)), measures.IS_OPEN)
+            .group_by(key)
+        )
+        for group, overdue_open in await self.session.execute(overdue):
+            if overdue_open:
+                self._collect(group, Counts(overdue_open=overdue_open))
+
+    def result(self) -> ClosureStats:
+        totals = Counts()
+        for counts in self.groups.values():
+            totals.add(counts)
+        ordered: Iterable[str | None] = sorted(self.groups, key=lambda k: (k is None, k or ""))
+        return ClosureStats(items=[self.groups[k].row(k) for k in ordered], totals=totals.row(None))
 
 
 async def closure_stats(
@@ -135,35 +214,22 @@ async def closure_stats(
     group_by: GroupBy,
     timezone: str,
     now: datetime,
+    use_rollups: bool = True,
 ) -> ClosureStats:
-    dialect = session.get_bind().dialect.name
-    time_groups = group_by in (GroupBy.day, GroupBy.week, GroupBy.month)
-    key: Any
-    if time_groups:
-        key = _local_day(dialect, timezone, since)
+    """The closure measures of the tickets reported in [since, until) in `unit`'s area."""
+    query = Query(session, unit, group_by, timezone)
+    months = None
+    if use_rollups and group_by not in (GroupBy.day, GroupBy.week):
+        months = whole_months(since, until, timezone)
+        if months and not await rollups.built_for(session, timezone):
+            months = None
+    if months is None:
+        await query.from_tickets(now, (since, until))
     else:
-        key = {
-            GroupBy.org_unit: CHILD_COLUMN[Level(unit.level)],
-            GroupBy.category: Ticket.category_code,
-            GroupBy.department: Ticket.department_code,
-        }[group_by]
-    rows = (
-        await session.execute(
-            select(key, *_measures(dialect, now))
-            .where(in_area(unit), Ticket.reported_at >= since, Ticket.reported_at < until)
-            .group_by(key)
-        )
-    ).all()
-    groups: dict[str | None, Counts] = defaultdict(Counts)
-    for group, *values in rows:
-        counts = Counts(*(int(v or 0) for v in values[:-1]))
-        counts.handling_seconds = round(float(values[-1] or 0))  # SQLite day fractions drift
-        groups[_fold(group, group_by) if time_groups else group].add(counts)
-    totals = Counts()
-    for counts in groups.values():
-        totals.add(counts)
-    ordered: Iterable[str | None] = sorted(groups, key=lambda k: (k is None, k or ""))
-    return ClosureStats(items=[groups[k].row(k) for k in ordered], totals=totals.row(None))
+        first, end = months
+        await query.from_rollups(now, first, end)
+        await query.from_tickets(now, (since, first), (end, until))
+    return query.result()
 
 
 def rank(stats: ClosureStats, weights: tuple[float, float, float]) -> Ranking:

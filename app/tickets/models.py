@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
+from app.tickets.machine import OPEN_STATUSES
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -35,6 +36,9 @@ STATUSES = (
     "rejected",
     "merged",
 )
+
+
+OPEN_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATUSES)) + ")"
 
 
 class Ticket(Base):
@@ -57,6 +61,13 @@ class Ticket(Base):
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
         Index("ix_tickets_position", "lat", "lon"),
+        # Open tickets are few among millions: statistics count the overdue ones through this.
+        Index(
+            "ix_tickets_open",
+            "reported_at",
+            postgresql_where=text(OPEN_PREDICATE),
+            sqlite_where=text(OPEN_PREDICATE),
+        ),
         Index(
             "ix_tickets_alarm_at",
             "alarm_at",

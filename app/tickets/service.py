@@ -15,6 +15,7 @@ from app.notifications.service import enqueue
 from app.orgs.geo import locate_grid
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit, get_by_code
+from app.stats import rollups  # noqa: F401  (registers the rollup upkeep of ticket changes)
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,

@@ -1,0 +1,99 @@
+"""The closure measures of API.md as SQL over tickets: one definition, read directly by the
+statistics and summed into the rollups.
+
+Each measure is an aggregate, so it counts one ticket or a whole group alike. The measures that
+stay put until the ticket changes are `stored` (the rollups keep them); `overdue_open` moves
+with the clock and is always counted from the tickets.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ColumnElement, and_, case, cast, func
+from sqlalchemy.sql import visitors
+
+from app.stats.models import ROLLUP_MEASURES
+from app.tickets import deadlines
+from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Status
+from app.tickets.models import Ticket
+
+IS_CLOSED = Ticket.status.in_(sorted(CLOSED_STATUSES))
+IS_OPEN = Ticket.status.in_(sorted(OPEN_STATUSES))
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _handling_seconds(dialect: str) -> ColumnElement[Any]:
+    """closed_at − reported_at in whole seconds (of each timestamp), an integer on both
+    databases so that sums are exact."""
+    if dialect == "postgresql":
+        seconds = func.extract("epoch", func.date_trunc("second", Ticket.closed_at)) - func.extract(
+            "epoch", func.date_trunc("second", Ticket.reported_at)
+        )
+    else:
+        seconds = func.strftime("%s", Ticket.closed_at) - func.strftime("%s", Ticket.reported_at)
+    return cast(seconds, BigInteger)
+
+
+def stored(dialect: str) -> list[ColumnElement[Any]]:
+    """The measures in `ROLLUP_MEASURES` order."""
+    measures = {
+        "reported": func.count(),
+        "accepted": _count(Ticket.status.not_in([Status.rejected, Status.merged])),
+        "closed": _count(IS_CLOSED),
+        "closed_on_time": _count(and_(IS_CLOSED, ~Ticket.overdue)),
+        "self_resolved": _count(Ticket.self_resolved.is_(True)),
+        "open": _count(IS_OPEN),
+        "escalated": _count(Ticket.escalation_count > 0),
+        "reworked": _count(Ticket.rework_count > 0),
+        "resolved_in_community": _count(and_(IS_CLOSED, Ticket.escalation_count == 0)),
+        "rated": _count(Ticket.rating.is_not(None)),
+        "satisfied": _count(Ticket.rating >= 4),
+        "handling_seconds": func.sum(case((IS_CLOSED, _handling_seconds(dialect)), else_=0)),
+    }
+    return [measures[name] for name in ROLLUP_MEASURES]
+
+
+def overdue_open(now: datetime) -> ColumnElement[Any]:
+    return _count(and_(IS_OPEN, deadlines.overdue_clause(True, now)))
+
+
+def local_day(dialect: str, timezone: str) -> ColumnElement[str]:
+    """The day (YYYY-MM-DD) in `timezone` when the ticket was reported; SQLite's `local_date`
+    is registered by `app.db`."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM-DD")
+    return func.local_date(Ticket.reported_at, timezone)
+
+
+def local_month(dialect: str, timezone: str) -> ColumnElement[str]:
+    if dialect == "postgresql":
+        return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM")
+    return func.substr(func.local_date(Ticket.reported_at, timezone), 1, 7)
+
+
+def _ticket_columns(*expressions: ColumnElement[Any]) -> frozenset[str]:
+    return frozenset(
+        element.key
+        for expression in expressions
+        for element in visitors.iterate(expression)
+        if isinstance(element, Column) and element.table is Ticket.__table__
+    )
+
+
+# The ticket columns a rollup row depends on: its key and every stored measure.
+ROLLUP_KEY_COLUMNS = (
+    Ticket.grid_code,
+    Ticket.category_code,
+    Ticket.department_code,
+    Ticket.community_code,
+    Ticket.town_code,
+    Ticket.district_code,
+)
+STORED_COLUMNS = _ticket_columns(
+    local_month("postgresql", "UTC"),
+    *(column.expression for column in ROLLUP_KEY_COLUMNS),
+    *stored("postgresql"),
+)

@@ -1,0 +1,66 @@
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+# The measures a closure rollup keeps, in the order of `stats.service.Counts`; `overdue_open`
+# depends on the time of asking and is always counted from the tickets.
+ROLLUP_MEASURES = (
+    "reported",
+    "accepted",
+    "closed",
+    "closed_on_time",
+    "self_resolved",
+    "open",
+    "escalated",
+    "reworked",
+    "resolved_in_community",
+    "rated",
+    "satisfied",
+    "handling_seconds",
+)
+NO_DEPARTMENT = ""  # a unique key treats NULLs as distinct, so "none yet" is stored as ""
+
+
+class ClosureRollup(Base):
+    """The closure measures of the tickets reported in one local month, in one grid, of one
+    category and department. Kept exact by `stats.rollups` in the transaction of every ticket
+    change; `gridwork stats-rebuild` recomputes it from the tickets."""
+
+    __tablename__ = "closure_rollups"
+    __table_args__ = (
+        Index("ix_closure_rollups_district", "district_code", "period"),
+        Index("ix_closure_rollups_town", "town_code", "period"),
+        Index("ix_closure_rollups_community", "community_code", "period"),
+    )
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    grid_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    category_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    department_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    community_code: Mapped[str] = mapped_column(String(32))
+    town_code: Mapped[str] = mapped_column(String(32))
+    district_code: Mapped[str] = mapped_column(String(32))
+
+    reported: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[int] = mapped_column(Integer)
+    closed_on_time: Mapped[int] = mapped_column(Integer)
+    self_resolved: Mapped[int] = mapped_column(Integer)
+    open: Mapped[int] = mapped_column(Integer)
+    escalated: Mapped[int] = mapped_column(Integer)
+    reworked: Mapped[int] = mapped_column(Integer)
+    resolved_in_community: Mapped[int] = mapped_column(Integer)
+    rated: Mapped[int] = mapped_column(Integer)
+    satisfied: Mapped[int] = mapped_column(Integer)
+    handling_seconds: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClosureRollupState(Base):
+    """One row once the rollups have been built: the time zone whose months they count. Until
+    then, or when the service's time zone differs, statistics are counted from the tickets."""
+
+    __tablename__ = "closure_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
