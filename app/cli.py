@@ -24,7 +24,8 @@ from app.db import Database
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.errors import AppError
 from app.orgs.imports import ImportReport, import_org_units
-from app.stats import rollups
+from app.orgs.models import OrgUnit
+from app.stats import generate, rollups
 from app.timing.service import CalendarFileError, parse_calendar_csv, store_calendar_days
 from app.worker import main as run_worker_main
 
@@ -212,6 +213,45 @@ def stats_rebuild() -> None:
     after loading tickets outside the service). Ticket changes wait while it runs."""
     rows = asyncio.run(_in_session(lambda session: _rebuild_rollups(session, False)))
     typer.echo(f"rebuilt the statistics rollups: {rows} rows")
+
+
+async def _generate(tickets: int, years: float, district: str | None, seed: int) -> None:
+    settings = get_settings()
+    now = SystemClock().now()
+    if district is None:
+        district = generate.GENERATED_DISTRICT
+
+        async def build(session: AsyncSession) -> None:
+            if await session.get(OrgUnit, district) is not None:
+                raise ValueError(f"district {district} exists; add tickets with --district")
+            await generate.build_district(session, now)
+
+        await _in_session(build)
+    await _in_session(
+        lambda session: generate.generate_tickets(
+            session, district, tickets, years, now, seed, settings.timezone, typer.echo
+        )
+    )
+
+
+@stats_cli.command("generate")
+def stats_generate(
+    tickets: Annotated[int, typer.Option(min=1)] = 10_000_000,
+    years: Annotated[float, typer.Option(min=0.01, max=20)] = 3.0,
+    district: Annotated[
+        str | None, typer.Option(help="add to this district instead of building district GD")
+    ] = None,
+    seed: int = 1,
+) -> None:
+    """Fill the database with a generated district (GD: 10 towns, 100 communities, 800 grids)
+    and TICKETS tickets over the past YEARS, for trying out and measuring statistics. Tickets
+    are written directly, not through the service: never run it on a production database."""
+    try:
+        asyncio.run(_generate(tickets, years, district, seed))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("done; the rollups are rebuilt")
 
 
 def main() -> None:

@@ -1,60 +1,142 @@
-"""Closure-statistics latency on PostgreSQL: the whole district over a year by month, and one
-town by category, with N tickets (default 1,000,000) spread over the year before 2026-11-22.
+"""Closure-statistics latency on PostgreSQL over a generated district (`gridwork stats generate`:
+800 grids, N tickets over 3 years before 2026-11-23), with and without the rollups, and what
+the rollups add to each ticket change.
 
-    .venv/bin/python -m bench.closure_stats [--tickets 1000000] [--repeat 20]
+    .venv/bin/python -m bench.closure_stats [--tickets 1000000] [--repeat 20] [--changes 500]
 """
 
 import argparse
 import asyncio
+import random
 import statistics
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
 from app.orgs.models import OrgUnit
+from app.stats import generate, rollups
 from app.stats.schemas import GroupBy
 from app.stats.service import closure_stats
-from bench.district import ADMIN_URL, fill_district, scratch_database
+from app.tickets.machine import Status
+from app.tickets.models import Ticket
+from bench.district import ADMIN_URL, scratch_database
 
-QUERIES = [
-    ("district NH, one year, by month", "NH", GroupBy.month),
-    ("town T3, one year, by category", "T3", GroupBy.category),
+NOW = datetime(2026, 11, 23, 2, tzinfo=UTC)  # 10:00 in Shanghai
+YEAR = (datetime(2025, 10, 31, 16, tzinfo=UTC), datetime(2026, 10, 31, 16, tzinfo=UTC))
+LAST_365_DAYS = (datetime(2025, 11, 22, 16, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))
+QUERIES = [  # name, unit, group_by, [since, until)
+    ("district, 2025-11..2026-10, by month", "GD", GroupBy.month, YEAR),
+    ("town, 2025-11..2026-10, by category", "GD-T03", GroupBy.category, YEAR),
+    ("district, last 365 days, by month", "GD", GroupBy.month, LAST_365_DAYS),
+    ("town, last 365 days, by category", "GD-T03", GroupBy.category, LAST_365_DAYS),
 ]
+
+
+def percentiles(timings: list[float]) -> tuple[float, float]:
+    timings = sorted(timings)
+    return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+
+
+async def time_queries(database: Database, repeat: int) -> None:
+    print(f"{'query':40} {'rollups':>7} {'median ms':>10} {'p95 ms':>8} {'groups':>7}")
+    for name, code, group_by, (since, until) in QUERIES:
+        for use_rollups in (False, True):
+            timings = []
+            async with database.sessions() as session:
+                unit = await session.get(OrgUnit, code)
+                assert unit is not None
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    stats = await closure_stats(
+                        session, unit, since, until, group_by, "Asia/Shanghai", NOW, use_rollups
+                    )
+                    timings.append((time.perf_counter() - started) * 1000)
+            median, p95 = percentiles(timings)
+            flag = "yes" if use_rollups else "no"
+            print(f"{name:40} {flag:>7} {median:10.1f} {p95:8.1f} {len(stats.items):7}")
+
+
+@contextmanager
+def rollup_upkeep(enabled: bool) -> Iterator[None]:
+    hooks = [("before_flush", rollups._take_out), ("after_flush", rollups._put_back)]
+    if not enabled:
+        for name, hook in hooks:
+            event.remove(Session, name, hook)
+    try:
+        yield
+    finally:
+        if not enabled:
+            for name, hook in hooks:
+                event.listen(Session, name, hook)
+
+
+async def time_changes(database: Database, changes: int) -> None:
+    """Rates closed tickets one transaction each (load, change, commit), the way a rating,
+    a verification or an escalation changes a ticket, with and without the rollup upkeep."""
+    async with database.sessions() as session:
+        ids = list(
+            await session.scalars(
+                select(Ticket.id).where(Ticket.status == Status.closed).limit(changes * 2)
+            )
+        )
+    random.Random(1).shuffle(ids)
+
+    async def change(ticket_id: int) -> None:
+        async with database.sessions() as session:
+            ticket = await session.get(Ticket, ticket_id)
+            assert ticket is not None
+            ticket.status, ticket.rating = Status.rated, 5
+            await session.commit()
+
+    results = {}
+    for enabled, batch in ((False, ids[:changes]), (True, ids[changes:])):
+        with rollup_upkeep(enabled):
+            results[enabled] = await timed_each(change, batch)
+    (off_median, off_p95), (on_median, on_p95) = results[False], results[True]
+    print(f"ticket change without rollups: median {off_median:.2f} ms, p95 {off_p95:.2f} ms")
+    print(f"ticket change with rollups:    median {on_median:.2f} ms, p95 {on_p95:.2f} ms")
+    print(f"rollup upkeep per change:      {on_median - off_median:+.2f} ms at the median")
+
+
+async def timed_each(work: Callable[[int], Awaitable[None]], ids: list[int]) -> tuple[float, float]:
+    timings = []
+    for ticket_id in ids:
+        started = time.perf_counter()
+        await work(ticket_id)
+        timings.append((time.perf_counter() - started) * 1000)
+    return percentiles(timings)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=500)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
-    async with scratch_database(ADMIN_URL) as url:
-        await fill_district(url, args.tickets)
-        database = Database(url)
-        settings = Settings(database_url=url)
-        since = datetime(2025, 11, 21, 16, tzinfo=UTC)  # 2025-11-22 in Shanghai
-        until = datetime(2026, 11, 22, 16, tzinfo=UTC)
-        print(f"{'query':40} {'median ms':>10} {'p95 ms':>8} {'groups':>7}")
-        for name, code, group_by in QUERIES:
-            timings = []
-            async with database.sessions() as session:
-                unit = await session.get(OrgUnit, code)
-                assert unit is not None
-                for _ in range(args.repeat):
-                    started = time.perf_counter()
-                    stats = await closure_stats(
-                        session,
-                        unit,
-                        since,
-                        until,
-                        group_by,
-                        settings.timezone,
-                        datetime.now(UTC),
-                    )
-                    timings.append((time.perf_counter() - started) * 1000)
-            timings.sort()
-            p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
-            print(f"{name:40} {statistics.median(timings):10.0f} {p95:8.0f} {len(stats.items):7}")
+    async with scratch_database(ADMIN_URL, keep=args.keep) as url:
+        database = Database.for_settings(Settings(database_url=url))
+        started = time.perf_counter()
+        async with database.sessions() as session:
+            await generate.build_district(session, NOW)
+            await session.commit()
+            await generate.generate_tickets(
+                session, "GD", args.tickets, 3, NOW, 1, "Asia/Shanghai", None
+            )
+        print(f"generated {args.tickets:,} tickets in {time.perf_counter() - started:.0f} s")
+        async with database.sessions() as session:
+            started = time.perf_counter()
+            rows = await rollups.rebuild(session, "Asia/Shanghai")
+            await session.commit()
+        print(f"rebuilt {rows:,} rollup rows in {time.perf_counter() - started:.1f} s")
+        await time_queries(database, args.repeat)
+        await time_changes(database, args.changes)
         await database.dispose()
 
 

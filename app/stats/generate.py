@@ -1,0 +1,443 @@
+"""A realistic district for measuring and checking statistics: `gridwork stats generate`.
+
+Tickets are written straight into the tables (COPY on PostgreSQL), not through the service, so
+the rollups are rebuilt afterwards. The mix follows what grid-management reports describe: about
+a third of problems are solved on the spot by the grid worker, most of the rest are dispatched
+and closed within a day or two, a few are rejected, merged, escalated or sent back; old tickets
+are closed, recent ones are still open; the volume grows over the years.
+"""
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shapely.geometry import shape
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import Role, User
+from app.auth.security import hash_password_sync
+from app.orgs.models import Category, Department, Level, OrgUnit
+from app.stats import rollups
+from app.tickets.machine import Status
+from app.tickets.models import Ticket
+
+GENERATED_DISTRICT = "GD"
+GENERATED_PASSWORD = "gridwork-generated"
+CATEGORIES = [  # code, name, hours allowed, relative frequency, department
+    ("garbage", "暴露垃圾", 4, 20, "CG"),
+    ("stacking", "乱堆物堆料", 24, 12, "CG"),
+    ("street_vending", "占道经营", 4, 10, "CG"),
+    ("illegal_building", "违法建设", 120, 3, "ZJ"),
+    ("manhole", "井盖缺失破损", 4, 3, "SZ"),
+    ("road_damage", "道路破损", 48, 5, "SZ"),
+    ("fire_lane", "消防通道堵塞", 2, 4, "XF"),
+    ("greenery", "绿化破坏", 48, 3, "YL"),
+    ("flyposting", "违规张贴小广告", 24, 8, "CG"),
+    ("river_pollution", "河道污染", 48, 2, "SW"),
+    ("noise", "噪音扰民", 24, 5, "HB"),
+    ("dispute", "邻里纠纷", 72, 4, "ZZ"),
+    ("safety_hazard", "安全隐患", 24, 4, "AJ"),
+    ("street_light", "路灯损坏", 72, 3, "SZ"),
+    ("waterlogging", "积水内涝", 12, 2, "SW"),
+    ("parking", "违规停车", 4, 6, "JJ"),
+    ("dogs", "犬只扰民", 72, 2, "GA"),
+    ("drain_blocked", "排水设施堵塞", 24, 2, "SW"),
+    ("empty_house", "空置房屋隐患", 120, 1, "ZJ"),
+    ("group_rental", "群租房", 120, 1, "GA"),
+]
+DEPARTMENTS = {
+    "CG": "城市管理和综合执法局",
+    "ZJ": "住房城乡建设和水利局",
+    "SZ": "市政设施管理所",
+    "XF": "消防救援大队",
+    "YL": "园林绿化所",
+    "SW": "水务所",
+    "HB": "生态环境分局",
+    "ZZ": "综治中心",
+    "AJ": "应急管理局",
+    "JJ": "交警大队",
+    "GA": "公安分局",
+}
+OPEN_MIX = [  # where an open ticket waits
+    (Status.reported, 15),
+    (Status.dispatched, 20),
+    (Status.in_progress, 45),
+    (Status.suspended, 5),
+    (Status.feedback, 15),
+]
+RATINGS = [(5, 55), (4, 25), (3, 12), (2, 5), (1, 3)]
+LEVELS = ("community", "town", "district")
+COLUMNS = [
+    "source",
+    "status",
+    "level",
+    "owner_unit_code",
+    "grid_code",
+    "community_code",
+    "town_code",
+    "district_code",
+    "category_code",
+    "department_code",
+    "reporter",
+    "description",
+    "lat",
+    "lon",
+    "urgent",
+    "self_resolved",
+    "reported_at",
+    "dispatched_at",
+    "feedback_at",
+    "closed_at",
+    "time_limit_value",
+    "time_limit_unit",
+    "deadline_started_at",
+    "warning_at",
+    "deadline_at",
+    "suspended_at",
+    "overdue",
+    "escalation_count",
+    "rework_count",
+    "extension_count",
+    "rating",
+    "version",
+]
+BATCH = 50_000
+
+
+@dataclass(frozen=True)
+class Grid:
+    code: str
+    community: str
+    town: str
+    district: str
+    lat: float
+    lon: float
+    reporter: str | None
+    weight: float
+
+
+@dataclass(frozen=True)
+class Kind:
+    code: str
+    name: str
+    hours: int
+    department: str | None
+    weight: float
+
+
+def _weighted(rng: random.Random, pairs: Sequence[tuple[Any, float]]) -> Callable[[], Any]:
+    values = [value for value, _ in pairs]
+    cumulative: list[float] = []
+    total = 0.0
+    for _, weight in pairs:
+        total += weight
+        cumulative.append(total)
+    return lambda: rng.choices(values, cum_weights=cumulative)[0]
+
+
+async def build_district(session: AsyncSession, now: datetime) -> None:
+    """District GD: 10 towns of 10 communities of 8 grids (800 grids of about 1 km²), the
+    categories and departments above, and a grid worker per grid."""
+    units = [OrgUnit(code="GD", name="生成区", level=Level.district, path="/GD/", created_at=now)]
+    workers = []
+    password = hash_password_sync(GENERATED_PASSWORD)
+    for t in range(10):
+        town = f"GD-T{t:02d}"
+        units.append(
+            OrgUnit(
+                code=town,
+                name=f"第{t + 1}街道",
+                level=Level.town,
+                parent_code="GD",
+                path=f"/GD/{town}/",
+                created_at=now,
+            )
+        )
+        for c in range(10):
+            community = f"{town}-C{c:02d}"
+            path = f"/GD/{town}/{community}/"
+            units.append(
+                OrgUnit(
+                    code=community,
+                    name=f"第{t + 1}街道第{c + 1}社区",
+                    level=Level.community,
+                    parent_code=town,
+                    path=path,
+                    created_at=now,
+                )
+            )
+            for g in range(8):
+                grid = f"{community}-G{g}"
+                index = (t * 10 + c) * 8 + g
+                west, south = 113.0 + (index % 40) * 0.01, 23.0 + (index // 40) * 0.01
+                ring = [
+                    [west, south],
+                    [west + 0.01, south],
+                    [west + 0.01, south + 0.01],
+                    [west, south + 0.01],
+                    [west, south],
+                ]
+                units.append(
+                    OrgUnit(
+                        code=grid,
+                        name=f"{community} 第{g + 1}网格",
+                        level=Level.grid,
+                        parent_code=community,
+                        path=f"{path}{grid}/",
+                        boundary={"type": "Polygon", "coordinates": [ring]},
+                        created_at=now,
+                    )
+                )
+                workers.append(
+                    User(
+                        username=f"gw-{grid}",
+                        password_hash=password,
+                        display_name=f"网格员 {grid}",
+                        role=Role.grid_worker,
+                        org_unit_code=grid,
+                        created_at=now,
+                    )
+                )
+    session.add_all(units)
+    await session.flush()
+    session.add_all(
+        Department(code=f"GD-{code}", name=name, org_unit_code="GD", created_at=now)
+        for code, name in DEPARTMENTS.items()
+    )
+    await session.flush()
+    session.add_all(
+        Category(
+            code=code,
+            name=name,
+            time_limit_value=hours,
+            time_limit_unit="hours",
+            default_department_code=f"GD-{department}",
+            created_at=now,
+        )
+        for code, name, hours, _, department in CATEGORIES
+    )
+    session.add_all(workers)
+    await session.flush()
+
+
+async def _grids(session: AsyncSession, district: OrgUnit, rng: random.Random) -> list[Grid]:
+    """The district's grids, each with a worker who reports (if any) and a busyness: a few
+    grids (markets, old quarters) report far more than others."""
+    units = (
+        await session.scalars(
+            select(OrgUnit).where(OrgUnit.path.startswith(district.path)).order_by(OrgUnit.path)
+        )
+    ).all()
+    by_code = {unit.code: unit for unit in units}
+    workers = select(User.org_unit_code, User.username).where(User.role == Role.grid_worker)
+    reporters = {
+        grid: username
+        for grid, username in await session.execute(workers.order_by(User.username.desc()))
+    }
+    grids = []
+    for unit in units:
+        if unit.level != Level.grid or unit.parent_code is None:
+            continue
+        community = by_code[unit.parent_code]
+        point = shape(unit.boundary).representative_point() if unit.boundary else None
+        grids.append(
+            Grid(
+                code=unit.code,
+                community=community.code,
+                town=community.parent_code or "",
+                district=district.code,
+                lat=point.y if point else 23.0,
+                lon=point.x if point else 113.0,
+                reporter=reporters.get(unit.code),
+                weight=rng.lognormvariate(0, 0.6),
+            )
+        )
+    return grids
+
+
+async def _kinds(session: AsyncSession) -> list[Kind]:
+    frequency = {code: weight for code, _, _, weight, _ in CATEGORIES}
+    kinds = []
+    for category in (await session.scalars(select(Category).order_by(Category.code))).all():
+        hours = {"minutes": 1 / 60, "days": 24, "working_days": 34}.get(category.time_limit_unit, 1)
+        kinds.append(
+            Kind(
+                code=category.code,
+                name=category.name,
+                hours=max(1, round(category.time_limit_value * hours)),
+                department=category.default_department_code,
+                weight=frequency.get(category.code, 3),
+            )
+        )
+    return kinds
+
+
+class TicketMaker:
+    """One ticket row at a time, in `COLUMNS` order, reported in [start, now)."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        grids: list[Grid],
+        kinds: list[Kind],
+        start: datetime,
+        now: datetime,
+    ) -> None:
+        self.rng = rng
+        self.now = now
+        self.start = start
+        self.span = (now - start).total_seconds()
+        self.grid = _weighted(rng, [(g, g.weight) for g in grids])
+        self.kind = _weighted(rng, [(k, k.weight) for k in kinds])
+        self.open_status = _weighted(rng, OPEN_MIX)
+        self.rating = _weighted(rng, RATINGS)
+
+    def _still_open(self, age_days: float) -> bool:
+        """Nearly everything older than a month is finished; the last days are busy."""
+        return self.rng.random() < max(0.003, 0.6 * math.exp(-age_days / 3))
+
+    def row(self, number: int) -> tuple[Any, ...]:
+        rng = self.rng
+        grid: Grid = self.grid()
+        kind: Kind = self.kind()
+        # Volume grows over the years: later times are denser.
+        reported = self.start + timedelta(seconds=self.span * rng.random() ** 0.8)
+        age_days = (self.now - reported).total_seconds() / 86400
+        limit = timedelta(hours=kind.hours)
+        status: Status
+        department = kind.department
+        dispatched = feedback = closed = suspended = None
+        escalations = reworks = 0
+        rating = None
+        overdue = False
+        self_resolved = rng.random() < 0.33
+        outcome = rng.random()
+        if self_resolved:
+            status, department = Status.closed, None
+            closed = reported + timedelta(minutes=rng.uniform(5, 60))
+        elif outcome < 0.03:
+            status, department = Status.rejected, None
+            closed = reported + timedelta(minutes=rng.uniform(10, 120))
+        elif outcome < 0.05:
+            status, department = Status.merged, None
+            closed = reported + timedelta(minutes=rng.uniform(10, 120))
+        else:
+            status = self.open_status() if self._still_open(age_days) else Status.closed
+            if rng.random() < 0.10:
+                escalations = 1 if rng.random() < 0.8 else 2
+            overdue = escalations > 0 or rng.random() < 0.04
+            if status != Status.reported:
+                dispatched = reported + timedelta(minutes=rng.uniform(3, 50))
+            if status in (Status.feedback, Status.closed) and rng.random() < 0.06:
+                reworks = 1 if rng.random() < 0.85 else 2
+            hours = rng.lognormvariate(math.log(kind.hours * 0.6), 0.8) * (1 + escalations)
+            if status in (Status.feedback, Status.closed):
+                feedback = reported + timedelta(hours=hours)
+                closed = feedback + timedelta(hours=rng.uniform(0.2, 6))
+            if status == Status.suspended:
+                suspended = reported + timedelta(hours=hours / 2)
+        if closed is not None and closed >= self.now:
+            closed = self.now - timedelta(seconds=rng.uniform(1, 600))
+        if feedback is not None and feedback >= self.now:
+            feedback = closed
+        if status == Status.feedback:
+            closed = None
+        if status == Status.closed and rng.random() < 0.6:
+            status, rating = Status.rated, self.rating()
+        level = LEVELS[min(escalations, 2)]
+        owner = (grid.community, grid.town, grid.district)[min(escalations, 2)]
+        deadline_start = dispatched or reported
+        return (
+            "patrol" if grid.reporter else "hotline",
+            status.value,
+            level,
+            owner,
+            grid.code,
+            grid.community,
+            grid.town,
+            grid.district,
+            kind.code,
+            department if status != Status.reported else None,
+            grid.reporter,
+            f"{kind.name}（生成工单 {number}）",
+            grid.lat + rng.uniform(-0.003, 0.003),
+            grid.lon + rng.uniform(-0.003, 0.003),
+            rng.random() < 0.03,
+            self_resolved,
+            reported,
+            dispatched,
+            feedback,
+            closed,
+            kind.hours,
+            "hours",
+            deadline_start,
+            deadline_start + limit * 0.8,
+            deadline_start + limit,
+            suspended,
+            overdue,
+            escalations,
+            reworks,
+            0,
+            rating,
+            1 + escalations + 2 * reworks + (status != Status.reported) + (closed is not None),
+        )
+
+    def batches(self, count: int, first: int) -> Iterator[list[tuple[Any, ...]]]:
+        for offset in range(0, count, BATCH):
+            yield [self.row(first + offset + i) for i in range(min(BATCH, count - offset))]
+
+
+async def _write(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "tickets", records=rows, columns=COLUMNS
+        )
+    else:
+        values = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+        await session.execute(insert(Ticket), values)
+
+
+async def generate_tickets(
+    session: AsyncSession,
+    district_code: str,
+    tickets: int,
+    years: float,
+    now: datetime,
+    seed: int,
+    timezone: str,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """`tickets` tickets over the `years` before `now` across the grids of `district_code`,
+    committed in batches; then the rollups are rebuilt (and, on PostgreSQL, statistics
+    refreshed)."""
+    rng = random.Random(seed)
+    district = await session.get(OrgUnit, district_code)
+    if district is None or district.level != Level.district:
+        raise ValueError(f"no district {district_code!r}")
+    grids = await _grids(session, district, rng)
+    kinds = await _kinds(session)
+    if not grids or not kinds:
+        raise ValueError(f"district {district_code!r} needs grids and categories")
+    start = now - timedelta(days=365.25 * years)
+    maker = TicketMaker(rng, grids, kinds, start.astimezone(UTC), now.astimezone(UTC))
+    started = time.perf_counter()
+    written = 0
+    for rows in maker.batches(tickets, 1):
+        await _write(session, rows)
+        await session.commit()
+        written += len(rows)
+        if progress:
+            progress(f"{written:,} tickets ({time.perf_counter() - started:.0f} s)")
+    await rollups.rebuild(session, timezone)
+    await session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        connection = await session.connection()
+        await connection.execute(text("ANALYZE"))
+        await session.commit()
