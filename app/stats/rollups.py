@@ -10,9 +10,21 @@ with it.
 """
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, delete, event, func, inspect, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    bindparam,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
@@ -49,6 +61,13 @@ def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: 
     )
 
 
+@lru_cache
+def _contribution_of_tickets(dialect: str, timezone: str, sign: int) -> Insert:
+    """`contribution` of the tickets whose ids are bound as `ids`, built once: building the
+    statement costs more than running it."""
+    return contribution(dialect, timezone, Ticket.id.in_(bindparam("ids", expanding=True)), sign)
+
+
 def _moves_contribution(ticket: Ticket) -> bool:
     state = inspect(ticket)
     return any(state.attrs[name].history.has_changes() for name in measures.STORED_COLUMNS)
@@ -57,8 +76,8 @@ def _moves_contribution(ticket: Ticket) -> bool:
 def _apply(session: Session, tickets: Sequence[Ticket], sign: int) -> None:
     connection = session.connection()
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
-    where = Ticket.id.in_(sorted(ticket.id for ticket in tickets))
-    connection.execute(contribution(connection.dialect.name, timezone, where, sign))
+    statement = _contribution_of_tickets(connection.dialect.name, timezone, sign)
+    connection.execute(statement, {"ids": sorted(ticket.id for ticket in tickets)})
 
 
 @event.listens_for(Session, "before_flush")
