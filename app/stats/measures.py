@@ -85,7 +85,6 @@ def _ticket_columns(*expressions: ColumnElement[Any]) -> frozenset[str]:
 
 # The ticket columns a rollup row depends on: its key and every stored measure.
 ROLLUP_KEY_COLUMNS = (
-    Ticket.grid_code,
     Ticket.category_code,
     Ticket.department_code,
     Ticket.community_code,

@@ -23,22 +23,23 @@ NO_DEPARTMENT = ""  # a unique key treats NULLs as distinct, so "none yet" is st
 
 
 class ClosureRollup(Base):
-    """The closure measures of the tickets reported in one local month, in one grid, of one
-    category and department. Kept exact by `stats.rollups` in the transaction of every ticket
-    change; `gridwork stats-rebuild` recomputes it from the tickets."""
+    """The closure measures of the tickets reported in one local month, in one community, of
+    one category and department. Kept exact by `stats.rollups` in the transaction of every
+    ticket change; `gridwork stats rebuild` recomputes it from the tickets.
+
+    A community, not a grid: a district's year is then some 50,000 rows at most, while one
+    community's tickets are few enough to count directly when its grids are asked for."""
 
     __tablename__ = "closure_rollups"
     __table_args__ = (
         Index("ix_closure_rollups_district", "district_code", "period"),
         Index("ix_closure_rollups_town", "town_code", "period"),
-        Index("ix_closure_rollups_community", "community_code", "period"),
     )
 
+    community_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
-    grid_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     category_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     department_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    community_code: Mapped[str] = mapped_column(String(32))
     town_code: Mapped[str] = mapped_column(String(32))
     district_code: Mapped[str] = mapped_column(String(32))
 

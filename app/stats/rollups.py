@@ -35,18 +35,17 @@ from app.stats.models import NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup, Clos
 from app.tickets.models import Ticket
 
 _PENDING_KEY = "closure_rollups_pending"
-_KEY = ("period", "grid_code", "category_code", "department_code")
-_ANCESTRY = ("community_code", "town_code", "district_code")
+_KEY = ("community_code", "period", "category_code", "department_code")
+_ANCESTRY = ("town_code", "district_code")
 
 
 def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: int) -> Insert:
     """Adds (sign 1) or takes out (sign -1) the measures of the tickets matching `where`."""
     keys = [
+        Ticket.community_code,
         measures.local_month(dialect, timezone),
-        Ticket.grid_code,
         Ticket.category_code,
         func.coalesce(Ticket.department_code, NO_DEPARTMENT),
-        Ticket.community_code,
         Ticket.town_code,
         Ticket.district_code,
     ]

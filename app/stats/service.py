@@ -1,9 +1,10 @@
 """Closure statistics (结案率, 按期结案率, 返工率, in-community resolution) over the tickets in an
 area and a range of reporting times.
 
-Whole local months of the range are read from the rollups (`stats.rollups`) where the grouping
-allows it: by child unit, category, department or month. The rest of the range, the day and
-week groupings and `overdue_open` (which moves with the clock) are counted from the tickets.
+Whole local months of the range are read from the rollups (`stats.rollups`, per community)
+where the grouping allows it: by child unit (of a town or the district), category, department
+or month. The rest of the range, the day and week groupings, a community's grids, a grid, and
+`overdue_open` (which moves with the clock) are counted from the tickets.
 Both paths sum the same measures (`stats.measures`), so they give the same numbers.
 """
 
@@ -127,6 +128,12 @@ def whole_months(
     return (first, end) if first < end else None
 
 
+def rollups_serve(level: Level, group_by: GroupBy) -> bool:
+    if group_by in (GroupBy.day, GroupBy.week) or level == Level.grid:
+        return False
+    return not (level == Level.community and group_by == GroupBy.org_unit)
+
+
 class Query:
     """One closure query: where to count, and how to group."""
 
@@ -219,7 +226,7 @@ async def closure_stats(
     """The closure measures of the tickets reported in [since, until) in `unit`'s area."""
     query = Query(session, unit, group_by, timezone)
     months = None
-    if use_rollups and group_by not in (GroupBy.day, GroupBy.week):
+    if use_rollups and rollups_serve(Level(unit.level), group_by):
         months = whole_months(since, until, timezone)
         if months and not await rollups.built_for(session, timezone):
             months = None

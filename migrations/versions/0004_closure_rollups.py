@@ -5,7 +5,7 @@ then the statistics count the tickets).
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 09:06:33.759709
+Create Date: 2026-11-23 09:22:24.621838
 """
 
 from collections.abc import Sequence
@@ -28,11 +28,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "closure_rollups",
+        sa.Column("community_code", sa.String(length=32), nullable=False),
         sa.Column("period", sa.String(length=7), nullable=False),
-        sa.Column("grid_code", sa.String(length=32), nullable=False),
         sa.Column("category_code", sa.String(length=32), nullable=False),
         sa.Column("department_code", sa.String(length=32), nullable=False),
-        sa.Column("community_code", sa.String(length=32), nullable=False),
         sa.Column("town_code", sa.String(length=32), nullable=False),
         sa.Column("district_code", sa.String(length=32), nullable=False),
         sa.Column("reported", sa.Integer(), nullable=False),
@@ -48,17 +47,14 @@ def upgrade() -> None:
         sa.Column("satisfied", sa.Integer(), nullable=False),
         sa.Column("handling_seconds", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
+            "community_code",
             "period",
-            "grid_code",
             "category_code",
             "department_code",
             name=op.f("pk_closure_rollups"),
         ),
     )
     with op.batch_alter_table("closure_rollups", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_closure_rollups_community", ["community_code", "period"], unique=False
-        )
         batch_op.create_index(
             "ix_closure_rollups_district", ["district_code", "period"], unique=False
         )
@@ -93,7 +89,6 @@ def downgrade() -> None:
     with op.batch_alter_table("closure_rollups", schema=None) as batch_op:
         batch_op.drop_index("ix_closure_rollups_town")
         batch_op.drop_index("ix_closure_rollups_district")
-        batch_op.drop_index("ix_closure_rollups_community")
 
     op.drop_table("closure_rollups")
     op.drop_table("closure_rollup_state")
