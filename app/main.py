@@ -88,9 +88,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if str(getattr(exc.orig, "sqlstate", "")).startswith("22"):  # data exception
+        sqlstate = str(getattr(exc.orig, "sqlstate", ""))
+        if sqlstate.startswith("22"):  # data exception
             return render_app_error(
                 Invalid("a value cannot be stored: out of range or with characters not allowed")
+            )
+        if sqlstate.startswith("40"):  # a deadlock or serialization failure: rolled back
+            log.info("transaction rolled back by the database: %s", exc.orig)
+            return render_app_error(
+                Conflict("the change collided with another made at the same moment; try again")
             )
         if not exc.connection_invalidated and "locked" not in str(exc.orig):
             return await unexpected(request, exc)

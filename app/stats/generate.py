@@ -10,7 +10,8 @@ are closed, recent ones are still open; the volume grows over the years.
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.auth.security import hash_password_sync
+from app.db import Base
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.stats import rollups
 from app.tickets.machine import Status
@@ -322,10 +324,8 @@ class TicketMaker:
             closed = reported + timedelta(minutes=rng.uniform(5, 60))
         elif outcome < 0.03:
             status, department = Status.rejected, None
-            closed = reported + timedelta(minutes=rng.uniform(10, 120))
         elif outcome < 0.05:
             status, department = Status.merged, None
-            closed = reported + timedelta(minutes=rng.uniform(10, 120))
         else:
             status = self.open_status() if self._still_open(age_days) else Status.closed
             if rng.random() < 0.10:
@@ -404,6 +404,32 @@ async def _write(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
         await session.execute(insert(Ticket), values)
 
 
+@asynccontextmanager
+async def _indexes_built_after(
+    session: AsyncSession, progress: Callable[[str], None] | None
+) -> AsyncIterator[None]:
+    """Into an empty PostgreSQL tickets table, loads without the (non-unique) indexes and
+    builds them at the end: ten times faster than keeping them up to date row by row."""
+    connection = await session.connection()
+    empty = await session.scalar(select(Ticket.id).limit(1)) is None
+    if connection.dialect.name != "postgresql" or not empty:
+        yield
+        return
+    indexes = [i for i in Base.metadata.tables["tickets"].indexes if not i.unique]
+    for index in indexes:
+        await connection.run_sync(index.drop)
+    await session.commit()
+    try:
+        yield
+    finally:
+        connection = await session.connection()
+        for index in indexes:
+            if progress:
+                progress(f"building {index.name}")
+            await connection.run_sync(index.create)
+        await session.commit()
+
+
 async def generate_tickets(
     session: AsyncSession,
     district_code: str,
@@ -429,12 +455,13 @@ async def generate_tickets(
     maker = TicketMaker(rng, grids, kinds, start.astimezone(UTC), now.astimezone(UTC))
     started = time.perf_counter()
     written = 0
-    for rows in maker.batches(tickets, 1):
-        await _write(session, rows)
-        await session.commit()
-        written += len(rows)
-        if progress:
-            progress(f"{written:,} tickets ({time.perf_counter() - started:.0f} s)")
+    async with _indexes_built_after(session, progress):
+        for rows in maker.batches(tickets, 1):
+            await _write(session, rows)
+            await session.commit()
+            written += len(rows)
+            if progress:
+                progress(f"{written:,} tickets ({time.perf_counter() - started:.0f} s)")
     await rollups.rebuild(session, timezone)
     await session.commit()
     if session.get_bind().dialect.name == "postgresql":

@@ -6,9 +6,17 @@ from typing import Any
 import pytest
 
 from app.clock import FrozenClock
+from app.config import Settings
 from tests.helpers import DISPATCH, IN_GC02_1, Api
 
 QUERY = "/api/v1/stats/closure?from=2026-11-23&to=2026-11-24"
+
+
+@pytest.fixture(params=[True, False], ids=["rollups", "tickets-only"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every test twice: reading whole months from the rollups, and counting only tickets
+    (GRIDWORK_STATS_ROLLUPS=false)."""
+    return settings.model_copy(update={"stats_rollups": request.param})
 
 
 async def walk(api: Api, tid: int, *steps: tuple[str, str, dict[str, Any] | None]) -> None:
@@ -73,11 +81,22 @@ EXPECTED_GC = {
 }
 
 
-async def test_every_figure(api: Api, known_tickets: None) -> None:
-    district = (await api.get(f"{QUERY}&org_unit=NH", "supervisor")).json()
+@pytest.mark.parametrize(
+    "days",
+    [
+        "from=2026-11-23&to=2026-11-24",  # counted from the tickets
+        "from=2026-11-01&to=2026-12-01",  # a whole month: the rollups
+        "from=2026-10-15&to=2026-12-15",  # both
+    ],
+)
+async def test_every_figure(api: Api, known_tickets: None, days: str) -> None:
+    query = f"/api/v1/stats/closure?{days}&org_unit=NH"
+    district = (await api.get(query, "supervisor")).json()
 
     assert district["totals"] == {"key": None, **EXPECTED_GC}
     assert district["items"] == [{"key": "GC", **EXPECTED_GC}]
+    by_month = (await api.get(f"{query}&group_by=month", "supervisor")).json()
+    assert by_month["items"] == [{"key": "2026-11", **EXPECTED_GC}]
 
 
 async def test_grouped_by_community(api: Api, known_tickets: None) -> None:

@@ -1,0 +1,211 @@
+"""The closure rollups: equal to counting the tickets on a generated district, kept exact by
+every kind of ticket change, and rebuilt after a time-zone change."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import Database
+from app.orgs.models import OrgUnit
+from app.stats import generate, rollups, service
+from app.stats.models import ROLLUP_MEASURES, ClosureRollup
+from app.stats.schemas import GroupBy
+from app.tickets import scheduler
+from app.tickets.models import Ticket
+from tests.helpers import DISPATCH, IN_GC02_1, Api
+
+ZONE = "Asia/Shanghai"
+
+
+def local(day: str) -> datetime:
+    """Midnight of `day` in Shanghai, in UTC."""
+    return datetime.fromisoformat(f"{day}T00:00:00+08:00").astimezone(UTC)
+
+
+RANGES = [
+    (local("2025-01-01"), local("2026-01-01")),  # whole months only
+    (local("2024-02-10"), local("2026-11-20")),  # ragged at both ends
+    (local("2026-11-03"), local("2026-11-20")),  # inside one month: no rollups
+]
+
+
+async def rollup_rows(database: Database) -> list[tuple[Any, ...]]:
+    """The rollup table as tuples, rows emptied by changes left out (they count nothing)."""
+    async with database.sessions() as session:
+        rows = (await session.scalars(select(ClosureRollup))).all()
+    result = []
+    for row in rows:
+        values = tuple(getattr(row, name) for name in ROLLUP_MEASURES)
+        if row.reported == 0:
+            assert not any(values), f"a row counting no ticket counts something: {values}"
+            continue
+        key = (row.community_code, row.period, row.category_code, row.department_code)
+        result.append((*key, row.town_code, row.district_code, *values))
+    return sorted(result)
+
+
+async def assert_rollups_exact(database: Database) -> None:
+    """The rollups as kept by the changes equal the rollups rebuilt from the tickets."""
+    kept = await rollup_rows(database)
+    async with database.sessions() as session:
+        await rollups.rebuild(session, ZONE)
+        await session.commit()
+    assert kept == await rollup_rows(database)
+
+
+@pytest.fixture
+async def generated(world: Database, clock: FrozenClock) -> Database:
+    """2,000 tickets over three years across the demo district, by the generator."""
+    async with world.sessions() as session:
+        await generate.generate_tickets(session, "NH", 2000, 3, clock.now(), 7, ZONE)
+    return world
+
+
+async def test_the_rollup_path_equals_counting_tickets(
+    generated: Database, clock: FrozenClock
+) -> None:
+    async with generated.sessions() as session:
+        assert await rollups.built_for(session, ZONE)
+        in_rollups = await session.scalar(select(ClosureRollup.reported).limit(1))
+        assert in_rollups
+        compared = 0
+        for code in ("NH", "GC", "DL01", "GC01-1"):
+            unit = await session.get(OrgUnit, code)
+            assert unit is not None
+            for group_by in GroupBy:
+                for since, until in RANGES:
+                    args = (session, unit, since, until, group_by, ZONE, clock.now())
+                    from_tickets = await service.closure_stats(*args, use_rollups=False)
+                    with_rollups = await service.closure_stats(*args, use_rollups=True)
+                    assert with_rollups == from_tickets, (code, group_by, since, until)
+                    compared += bool(from_tickets.items)
+    assert compared > 50  # the comparisons were not of empty results
+
+
+async def test_generated_mix_is_realistic(generated: Database) -> None:
+    async with generated.sessions() as session:
+        stats = await service.closure_stats(
+            session,
+            await session.get_one(OrgUnit, "NH"),
+            *RANGES[1],
+            GroupBy.month,
+            ZONE,
+            datetime(2026, 11, 23, tzinfo=UTC),
+        )
+    totals = stats.totals
+    assert totals.reported > 1500
+    assert 0.85 < (totals.closure_rate or 0) <= 1
+    assert 0.2 < totals.self_resolved / totals.reported < 0.45
+    assert 0 < totals.escalated < totals.reported * 0.15
+    assert 0 < totals.reworked < totals.reported * 0.1
+    assert 0.4 < totals.rated / totals.closed < 0.8
+    assert len(stats.items) == 34  # months from 2024-02 to 2026-11
+
+
+async def test_every_change_keeps_the_rollups_exact(
+    generated: Database, api: Api, clock: FrozenClock, settings: Settings
+) -> None:
+    for status in ("reported", "suspended", "feedback", "rated", "rejected", "merged"):
+        await api.ticket_in(status)
+    reworked = (await api.ticket_in("feedback"))["id"]
+    await api.must(reworked, "verify", "worker", {"passed": False})
+    returned = (await api.ticket_in("dispatched"))["id"]
+    await api.must(returned, "return", "handler", {"note": "不属于本部门"})
+    on_site = await api.report(resolved_on_site=True)
+    escalated = (await api.report(at=IN_GC02_1))["id"]
+    await api.must(escalated, "escalate", "gc02_dispatcher", {"note": "需街道协调"})
+    stale = await api.report()
+    await api.must(stale["id"], *DISPATCH)
+    refused = await api.act(
+        stale["id"], "reject", "dispatcher", {"note": "x", "expected_version": 1}
+    )
+    assert refused.status_code == 409
+    assert on_site["status"] == "closed"
+    await assert_rollups_exact(generated)
+
+    # Deadlines missed: the scheduler warns, marks overdue and escalates, in batches.
+    for _ in range(3):
+        clock.advance(timedelta(hours=6))
+        await scheduler.run_pass(generated, settings, clock.now())
+    await assert_rollups_exact(generated)
+
+
+async def test_concurrent_changes_in_one_community(
+    generated: Database, api: Api, database: Database
+) -> None:
+    """Dispatches and rejections of tickets counted in the same rollup rows, all at once."""
+    tickets = [(await api.report())["id"] for _ in range(8)]
+    responses = await asyncio.gather(
+        *(api.act(t, *DISPATCH) for t in tickets[:4]),
+        *(api.act(t, "reject", "dispatcher", {"note": "重复"}) for t in tickets[4:]),
+    )
+    assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
+    assert sum(r.status_code == 200 for r in responses) >= (1 if database.is_sqlite else 8)
+    await assert_rollups_exact(generated)
+
+
+async def test_rollups_of_another_time_zone_are_not_read(
+    generated: Database, clock: FrozenClock
+) -> None:
+    async with generated.sessions() as session:
+        await rollups.rebuild(session, "UTC")
+        await session.commit()
+        assert not await rollups.built_for(session, ZONE)
+        unit = await session.get_one(OrgUnit, "NH")
+        args = (session, unit, *RANGES[0], GroupBy.month, ZONE, clock.now())
+        assert await service.closure_stats(*args) == await service.closure_stats(
+            *args, use_rollups=False
+        )
+        await rollups.rebuild(session, ZONE)
+        await session.commit()
+        assert await rollups.built_for(session, ZONE)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "months"),
+    [
+        ("2026-01-01", "2026-03-01", ("2026-01-01", "2026-03-01")),
+        ("2025-12-15", "2026-03-10", ("2026-01-01", "2026-03-01")),
+        ("2026-01-02", "2026-01-31", None),
+        ("2026-01-02", "2026-02-01", None),
+        ("2025-11-30", "2026-02-01", ("2025-12-01", "2026-02-01")),
+    ],
+)
+def test_whole_months(since: str, until: str, months: tuple[str, str] | None) -> None:
+    expected = (local(months[0]), local(months[1])) if months else None
+    assert service.whole_months(local(since), local(until), ZONE) == expected
+
+
+async def test_a_deadlock_is_a_conflict_to_retry(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    async def collide(*_: Any, **__: Any) -> None:
+        raise DBAPIError("UPDATE closure_rollups …", {}, Deadlock("deadlock detected"))
+
+    monkeypatch.setattr(service, "closure_stats", collide)
+    response = await api.get(
+        "/api/v1/stats/closure?from=2026-11-01&to=2026-12-01&org_unit=NH", "admin"
+    )
+    assert response.status_code == 409
+    assert "try again" in response.json()["detail"]
+
+
+async def test_generated_tickets_keep_the_service_rules(generated: Database) -> None:
+    """What the generator writes is what the service would: closed tickets have a closing
+    time after the report, rated ones a rating, open ones none."""
+    async with generated.sessions() as session:
+        tickets = (await session.scalars(select(Ticket))).all()
+    for ticket in tickets:
+        closed = ticket.status in ("closed", "rated")
+        assert (ticket.closed_at is not None) == closed, ticket.status
+        if ticket.closed_at:
+            assert ticket.reported_at <= ticket.closed_at
+        assert (ticket.rating is not None) == (ticket.status == "rated")
+        assert ticket.self_resolved <= (ticket.status in ("closed", "rated"))
