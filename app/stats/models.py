@@ -20,24 +20,27 @@ ROLLUP_MEASURES = (
     "handling_seconds",
 )
 NO_DEPARTMENT = ""  # a unique key treats NULLs as distinct, so "none yet" is stored as ""
+MONTH, DAY = "m", "d"  # the grains of a rollup row: period YYYY-MM or YYYY-MM-DD
 
 
 class ClosureRollup(Base):
-    """The closure measures of the tickets reported in one local month, in one community, of
-    one category and department. Kept exact by `stats.rollups` in the transaction of every
-    ticket change; `gridwork stats rebuild` recomputes it from the tickets.
+    """The closure measures of the tickets reported in one local month (or day), in one
+    community, of one category and department. Kept exact by `stats.rollups` in the
+    transaction of every ticket change; `gridwork stats rebuild` recomputes it from the tickets.
 
-    A community, not a grid: a district's year is then some 50,000 rows at most, while one
-    community's tickets are few enough to count directly when its grids are asked for."""
+    A community, not a grid: a district's year is then some 50,000 month rows at most, while
+    one community's tickets are few enough to count directly when its grids are asked for.
+    Day rows serve the days of a range outside whole months, and day and week groupings."""
 
     __tablename__ = "closure_rollups"
     __table_args__ = (
-        Index("ix_closure_rollups_district", "district_code", "period"),
-        Index("ix_closure_rollups_town", "town_code", "period"),
+        Index("ix_closure_rollups_district", "district_code", "grain", "period"),
+        Index("ix_closure_rollups_town", "town_code", "grain", "period"),
     )
 
     community_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)  # MONTH or DAY
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
     category_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     department_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     town_code: Mapped[str] = mapped_column(String(32))

@@ -21,9 +21,11 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    literal_column,
     select,
     text,
     true,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,26 +33,47 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.stats import measures
-from app.stats.models import NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup, ClosureRollupState
+from app.stats.models import (
+    DAY,
+    MONTH,
+    NO_DEPARTMENT,
+    ROLLUP_MEASURES,
+    ClosureRollup,
+    ClosureRollupState,
+)
 from app.tickets.models import Ticket
 
 _PENDING_KEY = "closure_rollups_pending"
-_KEY = ("community_code", "period", "category_code", "department_code")
+_KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
 
 
 def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: int) -> Insert:
-    """Adds (sign 1) or takes out (sign -1) the measures of the tickets matching `where`."""
-    keys = [
-        Ticket.community_code,
-        measures.local_month(dialect, timezone),
-        Ticket.category_code,
-        func.coalesce(Ticket.department_code, NO_DEPARTMENT),
-        Ticket.town_code,
-        Ticket.district_code,
-    ]
+    """Adds (sign 1) or takes out (sign -1) the measures of the tickets matching `where`, to
+    their month rows and their day rows, in key order."""
     values = [measure * sign for measure in measures.stored(dialect)]
-    query = select(*keys, *values).where(where).group_by(*keys).order_by(*keys[:4])
+
+    selects = []
+    for grain, period in (
+        (MONTH, measures.local_month(dialect, timezone)),
+        (DAY, measures.local_day(dialect, timezone)),
+    ):
+        keys = [
+            Ticket.community_code,
+            period,
+            Ticket.category_code,
+            func.coalesce(Ticket.department_code, NO_DEPARTMENT),
+            Ticket.town_code,
+            Ticket.district_code,
+        ]
+        constant_grain: ColumnElement[str] = literal_column(f"'{grain}'")
+        selects.append(
+            select(keys[0], constant_grain, *keys[1:], *values).where(where).group_by(*keys)
+        )
+    by_key: list[ColumnElement[Any]] = [
+        literal_column(str(position)) for position in range(1, len(_KEY) + 1)
+    ]
+    query = union_all(*selects).order_by(*by_key)
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     insert = dialect_insert(ClosureRollup).from_select([*_KEY, *_ANCESTRY, *ROLLUP_MEASURES], query)
     table = ClosureRollup.__table__

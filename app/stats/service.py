@@ -1,17 +1,17 @@
 """Closure statistics (结案率, 按期结案率, 返工率, in-community resolution) over the tickets in an
 area and a range of reporting times.
 
-Whole local months of the range are read from the rollups (`stats.rollups`, per community)
-where the grouping allows it: by child unit (of a town or the district), category, department
-or month. The rest of the range, the day and week groupings, a community's grids, a grid, and
-`overdue_open` (which moves with the clock) are counted from the tickets.
+The rollups (`stats.rollups`, per community) hold whole local months and days: a range is read
+from month rows for its whole months (unless grouped by day or week), from day rows for its
+other whole days, and from the tickets for parts of days. A community's grids, a grid, and
+`overdue_open` (which moves with the clock) are always counted from the tickets.
 Both paths sum the same measures (`stats.measures`), so they give the same numbers.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.models import Level, OrgUnit
 from app.stats import measures, rollups
-from app.stats.models import NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
+from app.stats.models import DAY, MONTH, NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
 from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, Ranking, RankingRow, RankingWeights
 from app.tickets.models import Ticket
 from app.tickets.service import in_area
@@ -109,29 +109,55 @@ def _fold(key: str, group_by: GroupBy) -> str:
     return f"{year}-W{week:02d}"
 
 
-def whole_months(
-    since: datetime, until: datetime, timezone: str
-) -> tuple[datetime, datetime] | None:
-    """The first and the last local month boundary within [since, until], if they differ."""
-    zone = ZoneInfo(timezone)
+Span = tuple[datetime, datetime]
 
-    def month_start(moment: datetime, later: int = 0) -> datetime:
-        local = moment.astimezone(zone).replace(tzinfo=None)
-        year, month = local.year, local.month + later
-        year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
-        return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
 
-    first = month_start(since)
+def _local_start(moment: datetime, zone: ZoneInfo, unit: str, later: int = 0) -> datetime:
+    """The start of the local day or month holding `moment`, or of the `later`th after it."""
+    local = moment.astimezone(zone).replace(tzinfo=None)
+    if unit == "month":
+        months = local.year * 12 + local.month - 1 + later
+        start = datetime(months // 12, months % 12 + 1, 1)
+    else:
+        start = datetime(local.year, local.month, local.day) + timedelta(days=later)
+    return start.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _within(since: datetime, until: datetime, zone: ZoneInfo, unit: str) -> Span | None:
+    """The first and the last local day (or month) boundary in [since, until], if they differ."""
+    first = _local_start(since, zone, unit)
     if first < since:
-        first = month_start(since, 1)
-    end = month_start(until)
+        first = _local_start(since, zone, unit, 1)
+    end = _local_start(until, zone, unit)
     return (first, end) if first < end else None
 
 
+@dataclass
+class Spans:
+    """[since, until) cut into whole local months, whole local days outside them, and the
+    rest (parts of days)."""
+
+    months: Span | None
+    days: list[Span]
+    rest: list[Span]
+
+
+def spans(since: datetime, until: datetime, timezone: str, with_months: bool) -> Spans:
+    zone = ZoneInfo(timezone)
+    days = _within(since, until, zone, "day")
+    if days is None:
+        return Spans(None, [], [(since, until)])
+    rest = [span for span in ((since, days[0]), (days[1], until)) if span[0] < span[1]]
+    months = _within(*days, zone, "month") if with_months else None
+    if months is None:
+        return Spans(None, [days], rest)
+    outside = [(days[0], months[0]), (months[1], days[1])]
+    return Spans(months, [span for span in outside if span[0] < span[1]], rest)
+
+
 def rollups_serve(level: Level, group_by: GroupBy) -> bool:
-    if group_by in (GroupBy.day, GroupBy.week) or level == Level.grid:
-        return False
-    return not (level == Level.community and group_by == GroupBy.org_unit)
+    """Whether community rollups hold the groups: not a community's grids, nor a grid."""
+    return level != Level.grid and not (level == Level.community and group_by == GroupBy.org_unit)
 
 
 class Query:
@@ -182,23 +208,31 @@ class Query:
         for group, *stored, overdue_open in await self.session.execute(query):
             self._collect(group, Counts.of(stored, overdue_open))
 
-    async def from_rollups(self, now: datetime, since: datetime, until: datetime) -> None:
+    async def from_rollups(self, now: datetime, months: Span | None, days: list[Span]) -> None:
         zone = ZoneInfo(self.timezone)
-        first, end = (moment.astimezone(zone).strftime("%Y-%m") for moment in (since, until))
+
+        def periods(grain: str, span: Span, form: str) -> ColumnElement[bool]:
+            first, end = (moment.astimezone(zone).strftime(form) for moment in span)
+            period = ClosureRollup.period
+            return and_(ClosureRollup.grain == grain, period >= first, period < end)
+
+        covered = [periods(DAY, span, "%Y-%m-%d") for span in days]
+        if months:
+            covered.append(periods(MONTH, months, "%Y-%m"))
         key = self._key(ClosureRollup)
         area = getattr(ClosureRollup, AREA_COLUMN[Level(self.unit.level)])
         query = (
             select(key, *(func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES))
-            .where(area == self.unit.code, ClosureRollup.period >= first)
-            .where(ClosureRollup.period < end, ClosureRollup.reported > 0)
+            .where(area == self.unit.code, or_(*covered), ClosureRollup.reported > 0)
             .group_by(key)
         )
         for group, *stored in await self.session.execute(query):
             self._collect(group, Counts.of(stored))
         key = self._key(Ticket)
+        spans = [months, *days] if months else days
         overdue = (
             select(key, measures.overdue_open(now))
-            .where(self._tickets_within((since, until)), measures.IS_OPEN)
+            .where(self._tickets_within(*spans), measures.IS_OPEN)
             .group_by(key)
         )
         for group, overdue_open in await self.session.execute(overdue):
@@ -225,17 +259,15 @@ async def closure_stats(
 ) -> ClosureStats:
     """The closure measures of the tickets reported in [since, until) in `unit`'s area."""
     query = Query(session, unit, group_by, timezone)
-    months = None
-    if use_rollups and rollups_serve(Level(unit.level), group_by):
-        months = whole_months(since, until, timezone)
-        if months and not await rollups.built_for(session, timezone):
-            months = None
-    if months is None:
+    if not (
+        use_rollups and rollups_serve(Level(unit.level), group_by)
+    ) or not await rollups.built_for(session, timezone):
         await query.from_tickets(now, (since, until))
     else:
-        first, end = months
-        await query.from_rollups(now, first, end)
-        await query.from_tickets(now, (since, first), (end, until))
+        cut = spans(since, until, timezone, with_months=group_by not in (GroupBy.day, GroupBy.week))
+        if cut.months or cut.days:
+            await query.from_rollups(now, cut.months, cut.days)
+        await query.from_tickets(now, *cut.rest)
     return query.result()
 
 

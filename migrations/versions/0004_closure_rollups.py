@@ -5,7 +5,7 @@ then the statistics count the tickets).
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 09:22:24.621838
+Create Date: 2026-11-23 09:33:28.340968
 """
 
 from collections.abc import Sequence
@@ -29,7 +29,8 @@ def upgrade() -> None:
     op.create_table(
         "closure_rollups",
         sa.Column("community_code", sa.String(length=32), nullable=False),
-        sa.Column("period", sa.String(length=7), nullable=False),
+        sa.Column("grain", sa.String(length=1), nullable=False),
+        sa.Column("period", sa.String(length=10), nullable=False),
         sa.Column("category_code", sa.String(length=32), nullable=False),
         sa.Column("department_code", sa.String(length=32), nullable=False),
         sa.Column("town_code", sa.String(length=32), nullable=False),
@@ -48,6 +49,7 @@ def upgrade() -> None:
         sa.Column("handling_seconds", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
             "community_code",
+            "grain",
             "period",
             "category_code",
             "department_code",
@@ -56,9 +58,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("closure_rollups", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_closure_rollups_district", ["district_code", "period"], unique=False
+            "ix_closure_rollups_district", ["district_code", "grain", "period"], unique=False
         )
-        batch_op.create_index("ix_closure_rollups_town", ["town_code", "period"], unique=False)
+        batch_op.create_index(
+            "ix_closure_rollups_town", ["town_code", "grain", "period"], unique=False
+        )
 
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.create_index(

@@ -29,9 +29,10 @@ def local(day: str) -> datetime:
 
 
 RANGES = [
-    (local("2025-01-01"), local("2026-01-01")),  # whole months only
-    (local("2024-02-10"), local("2026-11-20")),  # ragged at both ends
-    (local("2026-11-03"), local("2026-11-20")),  # inside one month: no rollups
+    (local("2025-01-01"), local("2026-01-01")),  # whole months
+    (local("2024-02-10"), local("2026-11-20")),  # months and days
+    (local("2026-11-03"), local("2026-11-20")),  # days
+    (local("2025-03-03") + timedelta(hours=7), local("2025-06-01") - timedelta(minutes=1)),
 ]
 
 
@@ -168,18 +169,45 @@ async def test_rollups_of_another_time_zone_are_not_read(
 
 
 @pytest.mark.parametrize(
-    ("since", "until", "months"),
+    ("since", "until", "months", "days"),
     [
-        ("2026-01-01", "2026-03-01", ("2026-01-01", "2026-03-01")),
-        ("2025-12-15", "2026-03-10", ("2026-01-01", "2026-03-01")),
-        ("2026-01-02", "2026-01-31", None),
-        ("2026-01-02", "2026-02-01", None),
-        ("2025-11-30", "2026-02-01", ("2025-12-01", "2026-02-01")),
+        ("2026-01-01", "2026-03-01", ("2026-01-01", "2026-03-01"), []),
+        (
+            "2025-12-15",
+            "2026-03-10",
+            ("2026-01-01", "2026-03-01"),
+            [("2025-12-15", "2026-01-01"), ("2026-03-01", "2026-03-10")],
+        ),
+        ("2026-01-02", "2026-01-31", None, [("2026-01-02", "2026-01-31")]),
+        ("2025-11-30", "2026-02-01", ("2025-12-01", "2026-02-01"), [("2025-11-30", "2025-12-01")]),
     ],
 )
-def test_whole_months(since: str, until: str, months: tuple[str, str] | None) -> None:
-    expected = (local(months[0]), local(months[1])) if months else None
-    assert service.whole_months(local(since), local(until), ZONE) == expected
+def test_a_range_in_months_and_days(
+    since: str, until: str, months: tuple[str, str] | None, days: list[tuple[str, str]]
+) -> None:
+    cut = service.spans(local(since), local(until), ZONE, with_months=True)
+    assert cut.months == ((local(months[0]), local(months[1])) if months else None)
+    assert cut.days == [(local(a), local(b)) for a, b in days]
+    assert cut.rest == []
+
+
+def test_parts_of_days_and_ranges_without_months() -> None:
+    since, until = (
+        local("2026-01-01") + timedelta(hours=5),
+        local("2026-03-01") + timedelta(hours=1),
+    )
+    cut = service.spans(since, until, ZONE, with_months=True)
+    assert cut.months == (local("2026-02-01"), local("2026-03-01"))
+    assert cut.days == [(local("2026-01-02"), local("2026-02-01"))]
+    assert cut.rest == [(since, local("2026-01-02")), (local("2026-03-01"), until)]
+    by_week = service.spans(since, until, ZONE, with_months=False)
+    assert by_week.months is None and by_week.days == [(local("2026-01-02"), local("2026-03-01"))]
+    inside = service.spans(since, since + timedelta(hours=3), ZONE, with_months=True)
+    assert (inside.months, inside.days, inside.rest) == (
+        None,
+        [],
+        [(since, since + timedelta(hours=3))],
+    )
 
 
 async def test_a_deadlock_is_a_conflict_to_retry(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
