@@ -1,5 +1,6 @@
 """The gridwork command against a SQLite file, as an operator would use it."""
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,28 @@ def test_import_grids(sqlite_file: Path, tmp_path: Path) -> None:
 
     assert imported.exit_code == 0 and "5 org units created" in imported.output
     assert refused.exit_code == 1 and "features.4.geometry" in refused.output
+
+
+def test_stats_generate_and_rebuild(sqlite_file: Path) -> None:
+    runner = CliRunner()
+    migrated = runner.invoke(cli, ["migrate"])
+    generated = runner.invoke(cli, ["stats", "generate", "--tickets", "300", "--years", "1"])
+    again = runner.invoke(cli, ["stats", "generate", "--tickets", "10"])
+    added = runner.invoke(cli, ["stats", "generate", "--tickets", "10", "--district", "GD"])
+    nowhere = runner.invoke(cli, ["stats", "generate", "--tickets", "10", "--district", "XX"])
+    rebuilt = runner.invoke(cli, ["stats", "rebuild"])
+
+    assert "built the statistics rollups" in migrated.output
+    assert generated.exit_code == 0 and "300 tickets" in generated.output, generated.output
+    assert again.exit_code == 1 and "exists" in again.output
+    assert added.exit_code == 0
+    assert nowhere.exit_code == 1 and "no district 'XX'" in nowhere.output
+    assert rebuilt.exit_code == 0 and "rebuilt the statistics rollups" in rebuilt.output
+    with sqlite3.connect(sqlite_file) as db:
+        assert db.execute("SELECT count(*) FROM tickets").fetchone() == (310,)
+        assert db.execute("SELECT count(*) FROM org_units WHERE level = 'grid'").fetchone() == (
+            800,
+        )
+        reported = "SELECT sum(reported) FROM closure_rollups WHERE grain = ?"
+        assert db.execute(reported, ("m",)).fetchone() == (310,)
+        assert db.execute(reported, ("d",)).fetchone() == (310,)
