@@ -83,16 +83,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # asyncpg prepares every statement, and after five runs PostgreSQL may switch to a generic
-    # plan that ignores the values: a plan fit for a community's rows then scans a district's.
-    # The data is skewed by design (one district, hundreds of grids), so plan every execution.
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
-    )
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 R = TypeVar("R", bound=Base)

@@ -462,8 +462,11 @@ async def generate_tickets(
             written += len(rows)
             if progress:
                 progress(f"{written:,} tickets ({time.perf_counter() - started:.0f} s)")
-    await rollups.rebuild(session, timezone)
+    started = time.perf_counter()
+    rollup_rows = await rollups.rebuild(session, timezone)
     await session.commit()
+    if progress:
+        progress(f"rebuilt {rollup_rows:,} rollup rows ({time.perf_counter() - started:.0f} s)")
     if session.get_bind().dialect.name == "postgresql":
         connection = await session.connection()
         await connection.execute(text("ANALYZE"))

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.models import Level, OrgUnit
@@ -259,9 +259,12 @@ async def closure_stats(
 ) -> ClosureStats:
     """The closure measures of the tickets reported in [since, until) in `unit`'s area."""
     query = Query(session, unit, group_by, timezone)
-    if not (
-        use_rollups and rollups_serve(Level(unit.level), group_by)
-    ) or not await rollups.built_for(session, timezone):
+    if query.dialect == "postgresql":
+        # asyncpg prepares every statement, and after five runs PostgreSQL may keep a generic
+        # plan that ignores the values: one fit for a town's rows then scans a district's.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    served = use_rollups and rollups_serve(Level(unit.level), group_by)
+    if not served or not await rollups.built_for(session, timezone):
         await query.from_tickets(now, (since, until))
     else:
         cut = spans(since, until, timezone, with_months=group_by not in (GroupBy.day, GroupBy.week))
