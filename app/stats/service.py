@@ -229,10 +229,12 @@ class Query:
         for group, *stored in await self.session.execute(query):
             self._collect(group, Counts.of(stored))
         key = self._key(Ticket)
-        spans = [months, *days] if months else days
+        covered_spans = [months, *days] if months else days
+        # Days before the months, the months, days after: one contiguous range.
+        whole = (min(a for a, _ in covered_spans), max(b for _, b in covered_spans))
         overdue = (
             select(key, measures.overdue_open(now))
-            .where(self._tickets_within(*spans), measures.IS_OPEN)
+            .where(self._tickets_within(whole), measures.IS_OPEN)
             .group_by(key)
         )
         for group, overdue_open in await self.session.execute(overdue):

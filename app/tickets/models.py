@@ -61,9 +61,17 @@ class Ticket(Base):
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
         Index("ix_tickets_position", "lat", "lon"),
-        # Open tickets are few among millions: statistics count the overdue ones through this.
+        # Open tickets are few among millions: statistics count the overdue ones of a district
+        # or a town through these (a community's are found through its listing index).
         Index(
             "ix_tickets_open",
+            "reported_at",
+            postgresql_where=text(OPEN_PREDICATE),
+            sqlite_where=text(OPEN_PREDICATE),
+        ),
+        Index(
+            "ix_tickets_open_town",
+            "town_code",
             "reported_at",
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),

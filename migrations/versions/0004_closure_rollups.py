@@ -18,6 +18,12 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+OPEN_PREDICATE = "status IN ('dispatched', 'feedback', 'in_progress', 'reported', 'suspended')"
+OPEN_TICKET_INDEXES = {
+    "ix_tickets_open": ["reported_at"],
+    "ix_tickets_open_town": ["town_code", "reported_at"],
+}
+
 
 def upgrade() -> None:
     op.create_table(
@@ -65,30 +71,20 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_tickets_open",
-            ["reported_at"],
-            unique=False,
-            postgresql_where=sa.text(
-                "status IN ('dispatched', 'feedback', 'in_progress', 'reported', 'suspended')"
-            ),
-            sqlite_where=sa.text(
-                "status IN ('dispatched', 'feedback', 'in_progress', 'reported', 'suspended')"
-            ),
-        )
+        for name, columns in OPEN_TICKET_INDEXES.items():
+            batch_op.create_index(
+                name,
+                columns,
+                unique=False,
+                postgresql_where=sa.text(OPEN_PREDICATE),
+                sqlite_where=sa.text(OPEN_PREDICATE),
+            )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_index(
-            "ix_tickets_open",
-            postgresql_where=sa.text(
-                "status IN ('dispatched', 'feedback', 'in_progress', 'reported', 'suspended')"
-            ),
-            sqlite_where=sa.text(
-                "status IN ('dispatched', 'feedback', 'in_progress', 'reported', 'suspended')"
-            ),
-        )
+        for name in OPEN_TICKET_INDEXES:
+            batch_op.drop_index(name)
 
     with op.batch_alter_table("closure_rollups", schema=None) as batch_op:
         batch_op.drop_index("ix_closure_rollups_town")

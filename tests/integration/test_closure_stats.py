@@ -87,6 +87,7 @@ EXPECTED_GC = {
         "from=2026-11-23&to=2026-11-24",  # counted from the tickets
         "from=2026-11-01&to=2026-12-01",  # a whole month: the rollups
         "from=2026-10-15&to=2026-12-15",  # both
+        "from=2026-11-20&to=2027-01-01",  # days before a month
     ],
 )
 async def test_every_figure(api: Api, known_tickets: None, days: str) -> None:
