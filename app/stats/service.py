@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.models import Level, OrgUnit
@@ -194,7 +194,7 @@ class Query:
 
     def _tickets_within(self, *ranges: tuple[datetime, datetime]) -> ColumnElement[bool]:
         spans = [and_(Ticket.reported_at >= a, Ticket.reported_at < b) for a, b in ranges if a < b]
-        return and_(in_area(self.unit), or_(*spans))
+        return and_(in_area(self.unit), or_(false(), *spans))
 
     async def from_tickets(self, now: datetime, *ranges: tuple[datetime, datetime]) -> None:
         if not any(a < b for a, b in ranges):
