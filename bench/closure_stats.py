@@ -3,6 +3,7 @@
 the rollups add to each ticket change.
 
     .venv/bin/python -m bench.closure_stats [--tickets 1000000] [--repeat 20] [--changes 500]
+        [--keep | --database gridwork_bench_xxxxxxxx]
 """
 
 import argparse
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -125,7 +127,12 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--changes", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="measure a database kept by an earlier --keep run")
     args = parser.parse_args()
+    if args.database:
+        url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
+        await measure(Database.for_settings(Settings(database_url=url)), args)
+        return
     async with scratch_database(ADMIN_URL, keep=args.keep) as url:
         database = Database.for_settings(Settings(database_url=url))
         started = time.perf_counter()
@@ -136,9 +143,13 @@ async def main() -> None:
                 session, "GD", args.tickets, 3, NOW, 1, "Asia/Shanghai", progress
             )
         print(f"generated {args.tickets:,} tickets in {time.perf_counter() - started:.0f} s")
-        await time_queries(database, args.repeat)
-        await time_changes(database, args.changes)
-        await database.dispose()
+        await measure(database, args)
+
+
+async def measure(database: Database, args: argparse.Namespace) -> None:
+    await time_queries(database, args.repeat)
+    await time_changes(database, args.changes)
+    await database.dispose()
 
 
 if __name__ == "__main__":
