@@ -1,12 +1,10 @@
 """Closure rollups kept exact in the transaction of every ticket change.
 
-A flush that changes a column a rollup row depends on (`measures.STORED_COLUMNS`) first takes
-the ticket's stored contribution out of its row, as the database holds it before the change,
-and after the flush adds the new one. Both are the same INSERT … SELECT over the ticket with
-the same measures the statistics read directly, so the two paths cannot disagree. Rows are
-written in key order, so concurrent changes wait on each other but never deadlock within a
-flush. A rolled-back change (a stale version, a failed savepoint) takes its rollup writes
-with it.
+A flush that changes a column a rollup row depends on (`measures.STORED_COLUMNS`) reads the
+ticket's contribution before the UPDATE, as the database holds it, and again after; the
+difference is added to the rollup rows in the same transaction. Both reads are the measures
+the statistics read directly, so the two paths cannot disagree. A rolled-back change (a stale
+version, a failed savepoint) takes its rollup writes with it.
 """
 
 from collections.abc import Sequence
@@ -28,8 +26,10 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.sql.expression import BindParameter, CompoundSelect
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.stats import measures
@@ -48,11 +48,9 @@ _KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
 
 
-def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: int) -> Insert:
-    """Adds (sign 1) or takes out (sign -1) the measures of the tickets matching `where`, to
-    their month rows and their day rows, in key order."""
-    values = [measure * sign for measure in measures.stored(dialect)]
-
+def contributions(dialect: str, timezone: str, where: ColumnElement[bool]) -> CompoundSelect:
+    """The measures of the tickets matching `where` by rollup row, month rows and day rows,
+    in the columns `_KEY + _ANCESTRY + ROLLUP_MEASURES`."""
     selects = []
     for grain, period in (
         (MONTH, measures.local_month(dialect, timezone)),
@@ -68,14 +66,18 @@ def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: 
         ]
         constant_grain: ColumnElement[str] = literal_column(f"'{grain}'")
         selects.append(
-            select(keys[0], constant_grain, *keys[1:], *values).where(where).group_by(*keys)
+            select(keys[0], constant_grain, *keys[1:], *measures.stored(dialect))
+            .where(where)
+            .group_by(*keys)
         )
-    by_key: list[ColumnElement[Any]] = [
-        literal_column(str(position)) for position in range(1, len(_KEY) + 1)
-    ]
-    query = union_all(*selects).order_by(*by_key)
+    return union_all(*selects)
+
+
+@lru_cache
+def _upsert(dialect: str) -> Insert:
+    """Adds the bound measures to their rows (creating them)."""
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    insert = dialect_insert(ClosureRollup).from_select([*_KEY, *_ANCESTRY, *ROLLUP_MEASURES], query)
+    insert = dialect_insert(ClosureRollup)
     table = ClosureRollup.__table__
     return insert.on_conflict_do_update(
         index_elements=list(_KEY),
@@ -84,10 +86,17 @@ def contribution(dialect: str, timezone: str, where: ColumnElement[bool], sign: 
 
 
 @lru_cache
-def _contribution_of_tickets(dialect: str, timezone: str, sign: int) -> Insert:
-    """`contribution` of the tickets whose ids are bound as `ids`, built once: building the
-    statement costs more than running it."""
-    return contribution(dialect, timezone, Ticket.id.in_(bindparam("ids", expanding=True)), sign)
+def _statements(dialect: str, timezone: str) -> tuple[CompoundSelect, CompoundSelect]:
+    """Built once (building them costs more than running them): the contributions of the
+    tickets bound as `ids`, locking the tickets first; the same without locking."""
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
+    locked = (
+        select(Ticket.id).where(Ticket.id.in_(ids)).order_by(Ticket.id).with_for_update()
+    ).correlate(None)
+    return (
+        contributions(dialect, timezone, Ticket.id.in_(locked)),
+        contributions(dialect, timezone, Ticket.id.in_(ids)),
+    )
 
 
 def _moves_contribution(ticket: Ticket) -> bool:
@@ -95,26 +104,47 @@ def _moves_contribution(ticket: Ticket) -> bool:
     return any(state.attrs[name].history.has_changes() for name in measures.STORED_COLUMNS)
 
 
-def _apply(session: Session, tickets: Sequence[Ticket], sign: int) -> None:
+def _contributions_of(session: Session, tickets: Sequence[Ticket], lock: bool) -> list[Row[Any]]:
     connection = session.connection()
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
-    statement = _contribution_of_tickets(connection.dialect.name, timezone, sign)
-    connection.execute(statement, {"ids": sorted(ticket.id for ticket in tickets)})
+    locking, plain = _statements(connection.dialect.name, timezone)
+    ids = sorted(ticket.id for ticket in tickets)
+    return list(connection.execute(locking if lock else plain, {"ids": ids}))
 
 
 @event.listens_for(Session, "before_flush")
 def _take_out(session: Session, _context: UOWTransaction, _instances: Any) -> None:
+    """Reads what the changed tickets count for now, as the database holds them; their rows
+    are locked first, so that rollup rows are only ever locked after the tickets."""
     changed = [t for t in session.dirty if isinstance(t, Ticket) and _moves_contribution(t)]
     removed = [t for t in session.deleted if isinstance(t, Ticket)]
-    if changed or removed:
-        _apply(session, changed + removed, -1)
-    session.info[_PENDING_KEY] = changed + [t for t in session.new if isinstance(t, Ticket)]
+    old = _contributions_of(session, changed + removed, lock=True) if changed or removed else []
+    added = changed + [t for t in session.new if isinstance(t, Ticket)]
+    session.info[_PENDING_KEY] = (old, added)
 
 
 @event.listens_for(Session, "after_flush")
 def _put_back(session: Session, _context: UOWTransaction) -> None:
-    if pending := session.info.pop(_PENDING_KEY, None):
-        _apply(session, pending, 1)
+    """Writes new minus old contributions in one statement, in key order: two changes moving
+    tickets between the same rows in opposite directions wait for each other, never deadlock."""
+    old, added = session.info.pop(_PENDING_KEY, ([], []))
+    new = _contributions_of(session, added, lock=False) if added else []
+    deltas: dict[tuple[Any, ...], list[Any]] = {}
+    width = len(_KEY) + len(_ANCESTRY)
+    for rows, sign in ((old, -1), (new, 1)):
+        for row in rows:
+            key, counts = tuple(row[:width]), row[width:]
+            total = deltas.setdefault(key, [0] * len(ROLLUP_MEASURES))
+            for position, count in enumerate(counts):
+                total[position] += sign * int(count or 0)
+    changes = [
+        dict(zip((*_KEY, *_ANCESTRY, *ROLLUP_MEASURES), (*key, *counts), strict=True))
+        for key, counts in sorted(deltas.items())
+        if any(counts)
+    ]
+    if changes:
+        connection = session.connection()
+        connection.execute(_upsert(connection.dialect.name), changes)
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:
@@ -130,7 +160,9 @@ async def rebuild(session: AsyncSession, timezone: str) -> int:
     if dialect == "postgresql":
         await session.execute(text("LOCK TABLE closure_rollups IN EXCLUSIVE MODE"))
     await session.execute(delete(ClosureRollup))
-    await session.execute(contribution(dialect, timezone, true(), 1))
+    columns = [*_KEY, *_ANCESTRY, *ROLLUP_MEASURES]
+    everything = contributions(dialect, timezone, true())
+    await session.execute(_upsert(dialect).from_select(columns, everything))
     await session.execute(delete(ClosureRollupState))
     session.add(ClosureRollupState(id=1, timezone=timezone))
     await session.flush()
