@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
@@ -25,6 +25,7 @@ from app.auth.security import hash_password_sync
 from app.db import Base
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.stats import rollups
+from app.stats.models import ClosureRollupState
 from app.tickets.machine import Status
 from app.tickets.models import Ticket
 
@@ -313,15 +314,15 @@ class TicketMaker:
         limit = timedelta(hours=kind.hours)
         status: Status
         department = kind.department
-        dispatched = feedback = closed = suspended = None
         escalations = reworks = 0
         rating = None
         overdue = False
+        hours_after: dict[str, float] = {}  # hours after the report of each step taken
         self_resolved = rng.random() < 0.33
         outcome = rng.random()
         if self_resolved:
             status, department = Status.closed, None
-            closed = reported + timedelta(minutes=rng.uniform(5, 60))
+            hours_after["closed"] = rng.uniform(5, 60) / 60
         elif outcome < 0.03:
             status, department = Status.rejected, None
         elif outcome < 0.05:
@@ -330,28 +331,33 @@ class TicketMaker:
             status = self.open_status() if self._still_open(age_days) else Status.closed
             if rng.random() < 0.10:
                 escalations = 1 if rng.random() < 0.8 else 2
-            overdue = escalations > 0 or rng.random() < 0.04
             if status != Status.reported:
-                dispatched = reported + timedelta(minutes=rng.uniform(3, 50))
+                hours_after["dispatched"] = rng.uniform(3, 50) / 60
             if status in (Status.feedback, Status.closed) and rng.random() < 0.06:
                 reworks = 1 if rng.random() < 0.85 else 2
-            hours = rng.lognormvariate(math.log(kind.hours * 0.6), 0.8) * (1 + escalations)
+            handling = rng.lognormvariate(math.log(kind.hours * 0.35), 0.7) * (1 + escalations)
             if status in (Status.feedback, Status.closed):
-                feedback = reported + timedelta(hours=hours)
-                closed = feedback + timedelta(hours=rng.uniform(0.2, 6))
+                hours_after["feedback"] = hours_after["dispatched"] + handling
+            if status == Status.closed:
+                hours_after["closed"] = hours_after["feedback"] + rng.uniform(0.2, 6)
             if status == Status.suspended:
-                suspended = reported + timedelta(hours=hours / 2)
-        if closed is not None and closed >= self.now:
-            closed = self.now - timedelta(seconds=rng.uniform(1, 600))
-        if feedback is not None and feedback >= self.now:
-            feedback = closed
-        if status == Status.feedback:
-            closed = None
+                hours_after["suspended"] = hours_after["dispatched"] + handling / 2
+        # Steps that would lie in the future are drawn closer, in order, before now.
+        last = max(hours_after.values(), default=0.0)
+        scale = min(1.0, age_days * 24 * 0.99 / last) if last else 1.0
+        times = {
+            step: reported + timedelta(hours=hours * scale) for step, hours in hours_after.items()
+        }
+        dispatched, feedback = times.get("dispatched"), times.get("feedback")
+        closed, suspended = times.get("closed"), times.get("suspended")
+        deadline_start = dispatched or reported
+        if not self_resolved and status not in (Status.rejected, Status.merged):
+            # As the scheduler would have marked it (and escalated it, where it could).
+            overdue = escalations > 0 or (feedback or self.now) > deadline_start + limit
         if status == Status.closed and rng.random() < 0.6:
             status, rating = Status.rated, self.rating()
         level = LEVELS[min(escalations, 2)]
         owner = (grid.community, grid.town, grid.district)[min(escalations, 2)]
-        deadline_start = dispatched or reported
         return (
             "patrol" if grid.reporter else "hotline",
             status.value,
@@ -453,6 +459,9 @@ async def generate_tickets(
         raise ValueError(f"district {district_code!r} needs grids and categories")
     start = now - timedelta(days=365.25 * years)
     maker = TicketMaker(rng, grids, kinds, start.astimezone(UTC), now.astimezone(UTC))
+    # The rollups miss what is written here until they are rebuilt: do not read them meanwhile.
+    await session.execute(delete(ClosureRollupState))
+    await session.commit()
     started = time.perf_counter()
     written = 0
     async with _indexes_built_after(session, progress):

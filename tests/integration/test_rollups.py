@@ -231,15 +231,26 @@ async def test_a_deadlock_is_a_conflict_to_retry(api: Api, monkeypatch: pytest.M
     assert "try again" in response.json()["detail"]
 
 
-async def test_generated_tickets_keep_the_service_rules(generated: Database) -> None:
-    """What the generator writes is what the service would: closed tickets have a closing
-    time after the report, rated ones a rating, open ones none."""
-    async with generated.sessions() as session:
+async def test_generated_tickets_keep_the_service_rules(
+    world: Database, clock: FrozenClock
+) -> None:
+    """What the generator writes is what the service would: steps in order and in the past,
+    closed tickets with a closing time, rated ones with a rating, late ones overdue. Most
+    tickets are reported in the last days, where steps must be drawn closer to fit."""
+    async with world.sessions() as session:
+        await generate.generate_tickets(session, "NH", 1500, 0.02, clock.now(), 3, ZONE)
         tickets = (await session.scalars(select(Ticket))).all()
+    now = clock.now()
     for ticket in tickets:
-        closed = ticket.status in ("closed", "rated")
-        assert (ticket.closed_at is not None) == closed, ticket.status
-        if ticket.closed_at:
-            assert ticket.reported_at <= ticket.closed_at
+        steps = [ticket.reported_at, ticket.dispatched_at, ticket.feedback_at, ticket.closed_at]
+        taken = [step for step in steps if step is not None]
+        assert taken == sorted(taken) and taken[-1] <= now, ticket.status
+        assert ticket.suspended_at is None or ticket.suspended_at <= now
+        assert (ticket.closed_at is not None) == (ticket.status in ("closed", "rated"))
         assert (ticket.rating is not None) == (ticket.status == "rated")
         assert ticket.self_resolved <= (ticket.status in ("closed", "rated"))
+        assert ticket.deadline_at is not None
+        if ticket.feedback_at and ticket.feedback_at > ticket.deadline_at:
+            assert ticket.overdue
+        if ticket.status in ("dispatched", "in_progress") and ticket.deadline_at < now:
+            assert ticket.overdue
