@@ -84,9 +84,9 @@ EXPECTED_GC = {
 @pytest.mark.parametrize(
     "days",
     [
-        "from=2026-11-23&to=2026-11-24",  # counted from the tickets
-        "from=2026-11-01&to=2026-12-01",  # a whole month: the rollups
-        "from=2026-10-15&to=2026-12-15",  # both
+        "from=2026-11-23&to=2026-11-24",  # one day: day rows (tickets only without rollups)
+        "from=2026-11-01&to=2026-12-01",  # a whole month: month rows
+        "from=2026-10-15&to=2026-12-15",  # days, a month, days
         "from=2026-11-20&to=2027-01-01",  # days before a month
     ],
 )
