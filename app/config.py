@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         description="read whole months of closure statistics from the rollups (false: always "
         "count the tickets; the rollups are kept either way)",
     )
+    attachments_dir: str = Field(
+        default="./attachments", description="directory of the local photo store"
+    )
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gps_drift_metres: float = Field(default=50.0, ge=0)
     refresh_reuse_grace_seconds: int = Field(
         default=60, ge=0, description="a just-rotated refresh token still works this long"

@@ -66,6 +66,14 @@ class Invalid(AppError):
         super().__init__(detail, **kw)
 
 
+class PayloadTooLarge(AppError):
+    status, slug, title = 413, "payload-too-large", "Too large"
+
+
+class UnsupportedMedia(AppError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class TooManyRequests(AppError):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 

@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.attachments.router import router as attachments_router
+from app.attachments.storage import LocalStorage
 from app.auth.router import router as auth_router
 from app.auth.service import ensure_bootstrap_admin
 from app.clock import Clock, SystemClock
@@ -159,6 +161,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.clock = clock or SystemClock()
+    app.state.storage = LocalStorage(settings.attachments_dir)
     _install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(orgs_router)
@@ -166,6 +169,7 @@ def create_app(
     app.include_router(calendar_router)
     app.include_router(patrol_router)
     app.include_router(stats_router)
+    app.include_router(attachments_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Imports every model so that `Base.metadata` is complete (migrations, tests)."""
 
+from app.attachments.models import Attachment
 from app.auth.models import RefreshToken, User
 from app.db import Base
 from app.notifications.models import OutboxMessage
@@ -10,6 +11,7 @@ from app.tickets.models import Ticket, TicketHistory
 from app.timing.models import CalendarDay
 
 __all__ = [
+    "Attachment",
     "Base",
     "CalendarDay",
     "Category",

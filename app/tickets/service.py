@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.attachments import linking
 from app.auth.models import Role, User
 from app.config import Settings
 from app.db import add_once
@@ -170,14 +171,6 @@ def _history(
     )
 
 
-def check_attachments(attachment_ids: list[str]) -> None:
-    """Photos are referenced by the id their upload returned; no upload exists yet to refer to."""
-    if attachment_ids:
-        raise Invalid(
-            f"attachment {attachment_ids[0]!r} does not exist", loc=["body", "attachment_ids", 0]
-        )
-
-
 def _dispatch_limit(settings: Settings) -> TimeLimit:
     return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
 
@@ -195,7 +188,7 @@ async def report_event(
     `client_id` returns the ticket filed the first time, also when both arrive at once."""
     if (existing := await _existing_report(session, user, data)) is not None:
         return existing, False
-    check_attachments(data.attachment_ids)
+    await linking.check_unused(session, user, data.attachment_ids)
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
     category = await get_by_code(session, Category, data.category_code, ["body", "category_code"])
@@ -244,6 +237,7 @@ async def report_event(
     )
     if not created:
         return ticket, False
+    await linking.attach(session, user, data.attachment_ids, ticket, "report")
     details = {"grid_distance_m": round(match.distance_m, 1)} if match.distance_m else None
     session.add(_history(ticket, user.username, "report", now, None, None, details=details))
     return ticket, True
@@ -368,7 +362,9 @@ async def _deny_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) ->
 
 
 async def _feedback(ctx: ActionContext, ticket: Ticket, body: FeedbackIn) -> None:
-    check_attachments(body.attachment_ids)
+    assert ctx.user is not None  # only a handler gives feedback
+    await linking.check_unused(ctx.session, ctx.user, body.attachment_ids)
+    await linking.attach(ctx.session, ctx.user, body.attachment_ids, ticket, "feedback")
     ticket.feedback_at = ctx.now
 
 

@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,13 +24,14 @@ EXTRA_USERS = [  # beyond the demo's: people outside the demo tickets' scope
 
 
 @pytest.fixture
-def settings(database: Database) -> Settings:
+def settings(database: Database, tmp_path: Path) -> Settings:
     # Long-lived access tokens, so tests may move the clock by days; test_auth shortens them.
     return Settings(
         env="test",
         database_url=database.url,
         secret_key=TEST_SECRET,
         access_token_minutes=60 * 24 * 365,
+        attachments_dir=str(tmp_path / "attachments"),
     )
 
 

@@ -1,0 +1,59 @@
+import hashlib
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
+
+from app.attachments import images
+from app.attachments.models import Attachment
+from app.attachments.storage import Storage
+from app.auth.models import User
+from app.errors import NotFound, UnsupportedMedia
+from app.tickets.models import Ticket
+from app.tickets.service import get_visible_ticket
+
+
+async def store_photo(
+    session: AsyncSession, storage: Storage, user: User, data: bytes, now: datetime
+) -> Attachment:
+    try:
+        photo = await run_in_threadpool(images.process, data)
+    except images.NotAnImage as exc:
+        raise UnsupportedMedia(str(exc)) from exc
+    digest = hashlib.sha256(photo.data).hexdigest()
+    thumbnail_digest = hashlib.sha256(photo.thumbnail).hexdigest()
+    await storage.put(digest, photo.data)
+    await storage.put(thumbnail_digest, photo.thumbnail)
+    attachment = Attachment(
+        id=uuid.uuid4().hex,
+        sha256=digest,
+        thumbnail_sha256=thumbnail_digest,
+        media_type=photo.media_type,
+        size_bytes=len(photo.data),
+        width=photo.width,
+        height=photo.height,
+        uploaded_by=user.username,
+        uploaded_at=now,
+    )
+    session.add(attachment)
+    await session.flush()
+    return attachment
+
+
+async def visible_attachment(session: AsyncSession, user: User, attachment_id: str) -> Attachment:
+    """The attachment if `user` uploaded it or may see its ticket; 404 otherwise."""
+    attachment = await session.get(Attachment, attachment_id)
+    if attachment is None:
+        raise NotFound(f"attachment {attachment_id!r} does not exist")
+    if attachment.uploaded_by != user.username:
+        if attachment.ticket_id is None:
+            raise NotFound(f"attachment {attachment_id!r} does not exist")
+        await get_visible_ticket(session, user, attachment.ticket_id)
+    return attachment
+
+
+async def ticket_photos(session: AsyncSession, ticket: Ticket) -> list[Attachment]:
+    query = select(Attachment).where(Attachment.ticket_id == ticket.id)
+    return list(await session.scalars(query.order_by(Attachment.uploaded_at, Attachment.id)))
