@@ -143,6 +143,9 @@ class ExtensionIn(ActionIn):
 
 class VerifyIn(ActionIn):
     passed: bool = Field(description="false sends the ticket back for rework (返工)")
+    attachment_ids: AttachmentIds = Field(
+        default=[], description="photos taken while checking the work on site"
+    )
 
 
 class RateIn(ActionIn):

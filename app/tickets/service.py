@@ -361,14 +361,19 @@ async def _deny_extension(ctx: ActionContext, ticket: Ticket, body: ActionIn) ->
     _take_pending_extension(ticket)
 
 
+async def _attach(ctx: ActionContext, ticket: Ticket, ids: list[str], stage: str) -> None:
+    assert ctx.user is not None  # photos come with a person's action
+    await linking.check_unused(ctx.session, ctx.user, ids)
+    await linking.attach(ctx.session, ctx.user, ids, ticket, stage)
+
+
 async def _feedback(ctx: ActionContext, ticket: Ticket, body: FeedbackIn) -> None:
-    assert ctx.user is not None  # only a handler gives feedback
-    await linking.check_unused(ctx.session, ctx.user, body.attachment_ids)
-    await linking.attach(ctx.session, ctx.user, body.attachment_ids, ticket, "feedback")
+    await _attach(ctx, ticket, body.attachment_ids, "feedback")
     ticket.feedback_at = ctx.now
 
 
 async def _verify(ctx: ActionContext, ticket: Ticket, body: VerifyIn) -> Status:
+    await _attach(ctx, ticket, body.attachment_ids, "verify")
     ctx.details.update(passed=body.passed)
     if body.passed:
         ticket.closed_at = ctx.now

@@ -105,8 +105,14 @@ async def test_feedback_photos_and_someone_elses_photo(api: Api) -> None:
     after = (await upload(api, image_bytes("WEBP"), "after.webp", as_="handler")).json()
     await api.must(tid, "feedback", "handler", {"note": "已清理", "attachment_ids": [after["id"]]})
 
+    checked = (await upload(api, image_bytes("JPEG"), "checked.jpg")).json()
+    await api.must(tid, "verify", "worker", {"passed": True, "attachment_ids": [checked["id"]]})
+
     photos = (await api.get(f"/api/v1/tickets/{tid}/attachments", "worker")).json()
-    assert [(p["stage"], p["media_type"]) for p in photos] == [("feedback", "image/webp")]
+    assert [(p["stage"], p["media_type"]) for p in photos] == [
+        ("feedback", "image/webp"),
+        ("verify", "image/jpeg"),
+    ]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/attachments/nope", "/api/v1/attachments/nope/thumbnail"])
