@@ -20,6 +20,7 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
+from app.open311.router import admin_router as open311_admin_router
 from app.orgs.router import router as orgs_router
 from app.patrol.router import router as patrol_router
 from app.stats.router import router as stats_router
@@ -170,6 +171,7 @@ def create_app(
     app.include_router(patrol_router)
     app.include_router(stats_router)
     app.include_router(attachments_router)
+    app.include_router(open311_admin_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
