@@ -54,6 +54,10 @@ async def visible_attachment(session: AsyncSession, user: User, attachment_id: s
     return attachment
 
 
+STAGES = ("report", "feedback", "verify")
+
+
 async def ticket_photos(session: AsyncSession, ticket: Ticket) -> list[Attachment]:
-    query = select(Attachment).where(Attachment.ticket_id == ticket.id)
-    return list(await session.scalars(query.order_by(Attachment.uploaded_at, Attachment.id)))
+    """The ticket's photos, stage by stage, each stage's in the order they were taken."""
+    photos = await session.scalars(select(Attachment).where(Attachment.ticket_id == ticket.id))
+    return sorted(photos, key=lambda a: (STAGES.index(a.stage or "report"), a.uploaded_at, a.id))
