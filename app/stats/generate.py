@@ -143,66 +143,55 @@ def _weighted(rng: random.Random, pairs: Sequence[tuple[Any, float]]) -> Callabl
     return lambda: rng.choices(values, cum_weights=cumulative)[0]
 
 
+def _square(index: int) -> dict[str, Any]:
+    """The `index`th grid square of about 1 km², 40 to a row."""
+    west, south = 113.0 + (index % 40) * 0.01, 23.0 + (index // 40) * 0.01
+    east, north = west + 0.01, south + 0.01
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
 async def build_district(session: AsyncSession, now: datetime) -> None:
     """District GD: 10 towns of 10 communities of 8 grids (800 grids of about 1 km²), the
     categories and departments above, and a grid worker per grid."""
-    units = [OrgUnit(code="GD", name="生成区", level=Level.district, path="/GD/", created_at=now)]
-    workers = []
+    units: list[OrgUnit] = []
+    workers: list[User] = []
     password = hash_password_sync(GENERATED_PASSWORD)
-    for t in range(10):
-        town = f"GD-T{t:02d}"
-        units.append(
-            OrgUnit(
-                code=town,
-                name=f"第{t + 1}街道",
-                level=Level.town,
-                parent_code="GD",
-                path=f"/GD/{town}/",
-                created_at=now,
-            )
+
+    def unit(code: str, name: str, level: Level, parent: OrgUnit | None = None) -> OrgUnit:
+        made = OrgUnit(
+            code=code,
+            name=name,
+            level=level,
+            parent_code=parent.code if parent else None,
+            path=f"{parent.path if parent else '/'}{code}/",
+            created_at=now,
         )
+        units.append(made)
+        return made
+
+    district = unit(GENERATED_DISTRICT, "生成区", Level.district)
+    for t in range(10):
+        town = unit(f"GD-T{t:02d}", f"第{t + 1}街道", Level.town, district)
         for c in range(10):
-            community = f"{town}-C{c:02d}"
-            path = f"/GD/{town}/{community}/"
-            units.append(
-                OrgUnit(
-                    code=community,
-                    name=f"第{t + 1}街道第{c + 1}社区",
-                    level=Level.community,
-                    parent_code=town,
-                    path=path,
-                    created_at=now,
-                )
+            community = unit(
+                f"{town.code}-C{c:02d}", f"第{t + 1}街道第{c + 1}社区", Level.community, town
             )
             for g in range(8):
-                grid = f"{community}-G{g}"
-                index = (t * 10 + c) * 8 + g
-                west, south = 113.0 + (index % 40) * 0.01, 23.0 + (index // 40) * 0.01
-                ring = [
-                    [west, south],
-                    [west + 0.01, south],
-                    [west + 0.01, south + 0.01],
-                    [west, south + 0.01],
-                    [west, south],
-                ]
-                units.append(
-                    OrgUnit(
-                        code=grid,
-                        name=f"{community} 第{g + 1}网格",
-                        level=Level.grid,
-                        parent_code=community,
-                        path=f"{path}{grid}/",
-                        boundary={"type": "Polygon", "coordinates": [ring]},
-                        created_at=now,
-                    )
+                grid = unit(
+                    f"{community.code}-G{g}",
+                    f"{community.code} 第{g + 1}网格",
+                    Level.grid,
+                    community,
                 )
+                grid.boundary = _square(len(workers))
                 workers.append(
                     User(
-                        username=f"gw-{grid}",
+                        username=f"gw-{grid.code}",
                         password_hash=password,
-                        display_name=f"网格员 {grid}",
+                        display_name=f"网格员 {grid.code}",
                         role=Role.grid_worker,
-                        org_unit_code=grid,
+                        org_unit_code=grid.code,
                         created_at=now,
                     )
                 )

@@ -9,8 +9,7 @@ with the clock and is always counted from the tickets.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ColumnElement, and_, case, cast, func
-from sqlalchemy.sql import visitors
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func
 
 from app.stats.models import ROLLUP_MEASURES
 from app.tickets import deadlines
@@ -72,27 +71,3 @@ def local_month(dialect: str, timezone: str) -> ColumnElement[str]:
     if dialect == "postgresql":
         return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM")
     return func.substr(func.local_date(Ticket.reported_at, timezone), 1, 7)
-
-
-def _ticket_columns(*expressions: ColumnElement[Any]) -> frozenset[str]:
-    return frozenset(
-        element.key
-        for expression in expressions
-        for element in visitors.iterate(expression)
-        if isinstance(element, Column) and element.table is Ticket.__table__
-    )
-
-
-# The ticket columns a rollup row depends on: its key and every stored measure.
-ROLLUP_KEY_COLUMNS = (
-    Ticket.category_code,
-    Ticket.department_code,
-    Ticket.community_code,
-    Ticket.town_code,
-    Ticket.district_code,
-)
-STORED_COLUMNS = _ticket_columns(
-    local_month("postgresql", "UTC"),
-    *(column.expression for column in ROLLUP_KEY_COLUMNS),
-    *stored("postgresql"),
-)

@@ -1,6 +1,6 @@
 """Closure rollups kept exact in the transaction of every ticket change.
 
-A flush that changes a column a rollup row depends on (`measures.STORED_COLUMNS`) reads the
+A flush that changes a column a rollup row depends on (`_DEPENDS_ON`) reads the
 ticket's contribution before the UPDATE, as the database holds it, and again after; the
 difference is added to the rollup rows in the same transaction. Both reads are the measures
 the statistics read directly, so the two paths cannot disagree. A rolled-back change (a stale
@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Insert,
     bindparam,
@@ -29,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import BindParameter, CompoundSelect
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
@@ -46,11 +48,12 @@ from app.tickets.models import Ticket
 _PENDING_KEY = "closure_rollups_pending"
 _KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
+_COLUMNS = (*_KEY, *_ANCESTRY, *ROLLUP_MEASURES)  # of a rollup row, as `contributions` gives them
 
 
 def contributions(dialect: str, timezone: str, where: ColumnElement[bool]) -> CompoundSelect:
     """The measures of the tickets matching `where` by rollup row, month rows and day rows,
-    in the columns `_KEY + _ANCESTRY + ROLLUP_MEASURES`."""
+    in the order of `_COLUMNS`."""
     selects = []
     for grain, period in (
         (MONTH, measures.local_month(dialect, timezone)),
@@ -99,9 +102,17 @@ def _statements(dialect: str, timezone: str) -> tuple[CompoundSelect, CompoundSe
     )
 
 
+# The ticket columns a rollup row depends on: every one its key or its measures read.
+_DEPENDS_ON = frozenset(
+    element.key
+    for element in visitors.iterate(contributions("postgresql", DEFAULT_TIMEZONE, true()))
+    if isinstance(element, Column) and element.table is Ticket.__table__
+)
+
+
 def _moves_contribution(ticket: Ticket) -> bool:
     state = inspect(ticket)
-    return any(state.attrs[name].history.has_changes() for name in measures.STORED_COLUMNS)
+    return any(state.attrs[name].history.has_changes() for name in _DEPENDS_ON)
 
 
 def _contributions_of(session: Session, tickets: Sequence[Ticket], lock: bool) -> list[Row[Any]]:
@@ -138,7 +149,7 @@ def _put_back(session: Session, _context: UOWTransaction) -> None:
             for position, count in enumerate(counts):
                 total[position] += sign * int(count or 0)
     changes = [
-        dict(zip((*_KEY, *_ANCESTRY, *ROLLUP_MEASURES), (*key, *counts), strict=True))
+        dict(zip(_COLUMNS, (*key, *counts), strict=True))
         for key, counts in sorted(deltas.items())
         if any(counts)
     ]
@@ -160,9 +171,8 @@ async def rebuild(session: AsyncSession, timezone: str) -> int:
     if dialect == "postgresql":
         await session.execute(text("LOCK TABLE closure_rollups IN EXCLUSIVE MODE"))
     await session.execute(delete(ClosureRollup))
-    columns = [*_KEY, *_ANCESTRY, *ROLLUP_MEASURES]
     everything = contributions(dialect, timezone, true())
-    await session.execute(_upsert(dialect).from_select(columns, everything))
+    await session.execute(_upsert(dialect).from_select(list(_COLUMNS), everything))
     await session.execute(delete(ClosureRollupState))
     session.add(ClosureRollupState(id=1, timezone=timezone))
     await session.flush()

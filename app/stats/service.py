@@ -23,7 +23,7 @@ from app.stats import measures, rollups
 from app.stats.models import DAY, MONTH, NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
 from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, Ranking, RankingRow, RankingWeights
 from app.tickets.models import Ticket
-from app.tickets.service import in_area
+from app.tickets.service import AREA_COLUMNS, in_area
 
 TIME_GROUPS = (GroupBy.day, GroupBy.week, GroupBy.month)
 # The column naming the child of a unit of each level under which a ticket (or rollup row)
@@ -32,12 +32,6 @@ CHILD_COLUMN = {
     Level.district: "town_code",
     Level.town: "community_code",
     Level.community: "grid_code",
-    Level.grid: "grid_code",
-}
-AREA_COLUMN = {
-    Level.district: "district_code",
-    Level.town: "town_code",
-    Level.community: "community_code",
     Level.grid: "grid_code",
 }
 
@@ -141,6 +135,13 @@ class Spans:
     days: list[Span]
     rest: list[Span]
 
+    @property
+    def covered(self) -> Span:
+        """From the first whole day to the last: days before the months, the months, days
+        after them are one contiguous range."""
+        spans = [self.months, *self.days] if self.months else self.days
+        return min(a for a, _ in spans), max(b for _, b in spans)
+
 
 def spans(since: datetime, until: datetime, timezone: str, with_months: bool) -> Spans:
     zone = ZoneInfo(timezone)
@@ -208,7 +209,7 @@ class Query:
         for group, *stored, overdue_open in await self.session.execute(query):
             self._collect(group, Counts.of(stored, overdue_open))
 
-    async def from_rollups(self, now: datetime, months: Span | None, days: list[Span]) -> None:
+    async def from_rollups(self, now: datetime, cut: Spans) -> None:
         zone = ZoneInfo(self.timezone)
 
         def periods(grain: str, span: Span, form: str) -> ColumnElement[bool]:
@@ -216,11 +217,11 @@ class Query:
             period = ClosureRollup.period
             return and_(ClosureRollup.grain == grain, period >= first, period < end)
 
-        covered = [periods(DAY, span, "%Y-%m-%d") for span in days]
-        if months:
-            covered.append(periods(MONTH, months, "%Y-%m"))
+        covered = [periods(DAY, span, "%Y-%m-%d") for span in cut.days]
+        if cut.months:
+            covered.append(periods(MONTH, cut.months, "%Y-%m"))
         key = self._key(ClosureRollup)
-        area = getattr(ClosureRollup, AREA_COLUMN[Level(self.unit.level)])
+        area = getattr(ClosureRollup, AREA_COLUMNS[Level(self.unit.level)].key)
         query = (
             select(key, *(func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES))
             .where(area == self.unit.code, or_(*covered), ClosureRollup.reported > 0)
@@ -229,12 +230,9 @@ class Query:
         for group, *stored in await self.session.execute(query):
             self._collect(group, Counts.of(stored))
         key = self._key(Ticket)
-        covered_spans = [months, *days] if months else days
-        # Days before the months, the months, days after: one contiguous range.
-        whole = (min(a for a, _ in covered_spans), max(b for _, b in covered_spans))
         overdue = (
             select(key, measures.overdue_open(now))
-            .where(self._tickets_within(whole), measures.IS_OPEN)
+            .where(self._tickets_within(cut.covered), measures.IS_OPEN)
             .group_by(key)
         )
         for group, overdue_open in await self.session.execute(overdue):
@@ -271,7 +269,7 @@ async def closure_stats(
     else:
         cut = spans(since, until, timezone, with_months=group_by not in (GroupBy.day, GroupBy.week))
         if cut.months or cut.days:
-            await query.from_rollups(now, cut.months, cut.days)
+            await query.from_rollups(now, cut)
         await query.from_tickets(now, *cut.rest)
     return query.result()
 
