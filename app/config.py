@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     )
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gps_drift_metres: float = Field(default=50.0, ge=0)
+    open311_requests_per_minute: int = Field(
+        default=30, ge=1, description="requests an Open311 client key may file per minute"
+    )
+    open311_jurisdiction_id: str | None = Field(
+        default=None, description="the jurisdiction_id Open311 clients send (any when unset)"
+    )
+    open311_contact: str = Field(
+        default="", description="who Open311 client developers contact (service discovery)"
+    )
     refresh_reuse_grace_seconds: int = Field(
         default=60, ge=0, description="a just-rotated refresh token still works this long"
     )

@@ -8,7 +8,13 @@ from app.auth.models import Role
 from app.auth.schemas import UserCreate
 from app.auth.service import create_user
 from app.orgs.models import Level, OrgUnit
-from app.orgs.schemas import CategoryIn, DepartmentIn, OrgUnitIn
+from app.orgs.schemas import (
+    AttributeValue,
+    CategoryIn,
+    DepartmentIn,
+    OrgUnitIn,
+    ServiceAttribute,
+)
 from app.orgs.service import create_category, create_department, create_org_unit
 from app.timing.limits import TimeLimit, TimeUnit
 
@@ -36,6 +42,28 @@ CATEGORIES = [  # code, name, limit, urgent limit, default department
     ("road_damage", "道路破损", (2, TimeUnit.working_days), (4, TimeUnit.hours), "NH-SZ"),
     ("illegal_building", "违法建设", (5, TimeUnit.working_days), None, "NH-CG"),
     ("dispute", "邻里纠纷", (3, TimeUnit.working_days), (4, TimeUnit.hours), "GC-ZZ"),
+]
+# Questions citizens answer when they report road damage through Open311.
+ROAD_DAMAGE_ATTRIBUTES = [
+    ServiceAttribute(
+        code="size",
+        datatype="singlevaluelist",
+        description="破损面积",
+        required=True,
+        order=1,
+        values=[
+            AttributeValue(key="small", name="小于1平方米"),
+            AttributeValue(key="medium", name="1至5平方米"),
+            AttributeValue(key="large", name="大于5平方米"),
+        ],
+    ),
+    ServiceAttribute(
+        code="blocking",
+        datatype="singlevaluelist",
+        description="是否影响通行",
+        order=2,
+        values=[AttributeValue(key="yes", name="是"), AttributeValue(key="no", name="否")],
+    ),
 ]
 USERS = [  # username, display name, role, org unit, department
     ("admin", "系统管理员", Role.admin, DISTRICT, None),
@@ -97,6 +125,7 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
                 urgent_time_limit=TimeLimit(value=urgent[0], unit=urgent[1]) if urgent else None,
                 default_department_code=department,
                 public=code in {"garbage", "road_damage"},
+                attributes=ROAD_DAMAGE_ATTRIBUTES if code == "road_damage" else [],
             ),
             now,
         )

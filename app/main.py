@@ -1,10 +1,12 @@
 import asyncio
+import functools
+import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -20,7 +22,10 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
+from app.open311.formats import error_response as open311_error
 from app.open311.router import admin_router as open311_admin_router
+from app.open311.router import gateway_router as open311_router
+from app.open311.router import staff_router as open311_staff_router
 from app.orgs.router import router as orgs_router
 from app.patrol.router import router as patrol_router
 from app.stats.router import router as stats_router
@@ -61,35 +66,68 @@ def render_app_error(error: AppError) -> JSONResponse:
     )
 
 
+# Open311 clients expect the GeoReport v2 error list and its status codes instead of problem
+# details: no 422 (a bad field is a 400) and no 401 (a bad key is a 403).
+OPEN311_PATH = "/open311/"
+OPEN311_STATUS = {422: 400, 401: 403}
+
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+H = TypeVar("H", bound=Handler)
+
+
+def _also_for_open311(handler: Handler) -> Handler:
+    """The handler, with its problem re-rendered as GeoReport v2 errors on the Open311 paths."""
+
+    @functools.wraps(handler)
+    async def handle(request: Request, exc: Any) -> Response:
+        response = await handler(request, exc)
+        if not request.url.path.startswith(OPEN311_PATH):
+            return response
+        detail = json.loads(bytes(response.body))["detail"]
+        status = OPEN311_STATUS.get(response.status_code, response.status_code)
+        kept = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+        return open311_error(request.url.path, status, detail, kept)
+
+    return handle
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AppError)
+    def exception_handler(kind: type[Exception]) -> Callable[[H], H]:
+        def register(handler: H) -> H:
+            app.add_exception_handler(kind, _also_for_open311(handler))
+            return handler
+
+        return register
+
+    @exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
         return render_app_error(exc)
 
-    @app.exception_handler(RequestValidationError)
+    @exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         return problem(422, "Invalid request", detail, "/problems/validation-error", errors)
 
-    @app.exception_handler(StarletteHTTPException)
+    @exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(StaleDataError)
+    @exception_handler(StaleDataError)
     async def stale(_: Request, exc: StaleDataError) -> JSONResponse:
         return render_app_error(
             StaleVersion("the ticket was changed by someone else at the same time; reload it")
         )
 
-    @app.exception_handler(IntegrityError)
+    @exception_handler(IntegrityError)
     async def integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity error: %s", exc.orig)
         return render_app_error(Conflict("the change conflicts with data stored meanwhile"))
 
-    @app.exception_handler(DBAPIError)
+    @exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         sqlstate = str(getattr(exc.orig, "sqlstate", ""))
         if sqlstate.startswith("22"):  # data exception
@@ -108,14 +146,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         error.headers = {"Retry-After": "5"}
         return render_app_error(error)
 
-    @app.exception_handler(ConnectionError)
+    @exception_handler(ConnectionError)
     async def connection_refused(_: Request, exc: ConnectionError) -> JSONResponse:
         log.warning("database unreachable: %s", exc)
         error = ServiceUnavailable("the database is unreachable; try again shortly")
         error.headers = {"Retry-After": "5"}
         return render_app_error(error)
 
-    @app.exception_handler(Exception)
+    @exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
@@ -172,6 +210,8 @@ def create_app(
     app.include_router(stats_router)
     app.include_router(attachments_router)
     app.include_router(open311_admin_router)
+    app.include_router(open311_router)
+    app.include_router(open311_staff_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

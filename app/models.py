@@ -4,7 +4,7 @@ from app.attachments.models import Attachment
 from app.auth.models import RefreshToken, User
 from app.db import Base
 from app.notifications.models import OutboxMessage
-from app.open311.models import Open311Client
+from app.open311.models import Open311Client, Open311Request
 from app.orgs.models import Category, Department, OrgUnit
 from app.patrol.models import ClockIn
 from app.stats.models import ClosureRollup, ClosureRollupState
@@ -21,6 +21,7 @@ __all__ = [
     "ClosureRollupState",
     "Department",
     "Open311Client",
+    "Open311Request",
     "OrgUnit",
     "OutboxMessage",
     "RefreshToken",

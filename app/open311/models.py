@@ -1,6 +1,7 @@
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -19,3 +20,21 @@ class Open311Client(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Open311Request(Base):
+    """What a citizen sent through Open311 beyond the ticket itself. The contact details are
+    for staff only: the Open311 channel never shows them."""
+
+    __tablename__ = "open311_requests"
+    __table_args__ = (Index("ix_open311_requests_client_time", "client_id", "requested_at"),)
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("open311_clients.id"))
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    address: Mapped[str | None] = mapped_column(Text, default=None)
+    address_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    media_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    contact: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -1,15 +1,21 @@
-from datetime import datetime
-from typing import Annotated
+"""Admin endpoints for Open311 clients, staff's view of a citizen request, and the GeoReport v2
+gateway itself under /open311/v2 (errors there are rendered by `main` in the spec's form)."""
 
-from fastapi import APIRouter, Path, Response, status
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
+from starlette.datastructures import UploadFile
 
-from app.deps import AdminUser, ClockDep, SessionDep
-from app.errors import PROBLEM_RESPONSES
+from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
+from app.errors import PROBLEM_RESPONSES, Forbidden, NotFound, PayloadTooLarge
 from app.fields import Name
-from app.open311 import clients
-from app.open311.models import Open311Client
+from app.open311 import clients, gateway
+from app.open311.formats import Format, respond
+from app.open311.models import Open311Client, Open311Request
+from app.tickets.service import get_visible_ticket
 
 admin_router = APIRouter(prefix="/api/v1/open311", tags=["open311"], responses=PROBLEM_RESPONSES)
 
@@ -58,3 +64,191 @@ async def revoke_client(
     await clients.revoke(session, client_id, clock.now())
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class CitizenRequestOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    client_id: int
+    requested_at: datetime
+    address: str | None
+    address_id: str | None
+    media_url: str | None
+    attributes: dict[str, Any]
+    contact: dict[str, str]
+
+
+staff_router = APIRouter(prefix="/api/v1/tickets", tags=["open311"], responses=PROBLEM_RESPONSES)
+
+
+@staff_router.get("/{ticket_id}/open311", response_model=CitizenRequestOut)
+async def citizen_request(ticket_id: int, session: SessionDep, user: CurrentUser) -> Open311Request:
+    """What the citizen sent with a ticket filed through Open311: address, media URL, answers
+    to the service's questions and contact details (for staff who may see the ticket)."""
+    await get_visible_ticket(session, user, ticket_id)
+    request = await session.get(Open311Request, ticket_id)
+    if request is None:
+        raise NotFound(f"ticket {ticket_id} was not filed through Open311")
+    return request
+
+
+# The GeoReport v2 gateway -----------------------------------------------------------------
+
+MAX_FORM_BYTES = 64 * 1024
+SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-23T00:00:00+08:00"
+
+
+async def check_jurisdiction(
+    settings: SettingsDep, jurisdiction_id: Annotated[str | None, Query()] = None
+) -> None:
+    """One jurisdiction is served: an id, when one is configured and sent, must be it."""
+    configured = settings.open311_jurisdiction_id
+    if configured and jurisdiction_id and jurisdiction_id != configured:
+        raise gateway.Open311NotFound(f"jurisdiction_id {jurisdiction_id[:60]!r} was not found")
+
+
+gateway_router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311 GeoReport v2"],
+    dependencies=[Depends(check_jurisdiction)],
+)
+FormatPath = Annotated[Format, Path(description="json or xml")]
+
+
+@gateway_router.get("/discovery.{fmt}")
+async def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Response:
+    """Open311 service discovery: where the GeoReport v2 endpoint is and what it speaks."""
+    endpoint = {
+        "specification": SPEC_URL,
+        "url": str(request.url_for("services", fmt="json")).removesuffix("/services.json"),
+        "changeset": CHANGESET,
+        "type": "production",
+        "formats": ["text/xml", "application/json"],
+    }
+    document = {
+        "changeset": CHANGESET,
+        "contact": settings.open311_contact,
+        "key_service": "API keys are issued by the district's system operators",
+        "endpoints": [endpoint],
+    }
+    return respond(fmt, "discovery", document)
+
+
+@gateway_router.get("/services.{fmt}", name="services")
+async def list_services(fmt: FormatPath, session: SessionDep) -> Response:
+    """The services: one per event category."""
+    return respond(fmt, "services", await gateway.services(session))
+
+
+@gateway_router.get("/services/{service_code}.{fmt}")
+async def service_definition(fmt: FormatPath, service_code: str, session: SessionDep) -> Response:
+    """The questions a request of the service may answer (its attributes)."""
+    return respond(fmt, "service_definition", await gateway.definition(session, service_code))
+
+
+@gateway_router.post("/requests.{fmt}", status_code=status.HTTP_201_CREATED)
+async def create_request(
+    fmt: FormatPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> Response:
+    """Files a citizen's request (form-encoded, with the client's `api_key`): it becomes a
+    ticket of source `open311` owned by the community whose grid contains lat/long, or whose
+    name the address_string holds."""
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        raise PayloadTooLarge(f"a request form may be at most {MAX_FORM_BYTES} bytes")
+    async with request.form(max_files=0, max_fields=200) as form:
+        items = [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
+    api_key = dict(items).get("api_key") or request.query_params.get("api_key")
+    client = await clients.client_for_key(session, api_key) if api_key else None
+    if client is None:
+        raise Forbidden("api_key was not provided or is not valid")
+    parsed = gateway.RequestForm.parse([(k, v) for k, v in items if k != "api_key"])
+    ticket, filed = await gateway.file_request(session, settings, clock.now(), client, parsed)
+    await session.commit()
+    number = (await gateway.Renderer(session, settings).load([ticket])).request(ticket)[
+        "service_request_id"
+    ]
+    document = [
+        {
+            "service_request_id": number,
+            "token": filed.token,
+            "service_notice": "received; it will be dispatched to the department in charge",
+            "account_id": None,
+        }
+    ]
+    return respond(fmt, "service_requests", document, status.HTTP_201_CREATED)
+
+
+@gateway_router.get("/requests.{fmt}")
+async def list_requests(
+    fmt: FormatPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    service_request_id: Annotated[str | None, Query(description="comma-separated")] = None,
+    service_code: Annotated[str | None, Query(description="comma-separated")] = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    status_: Annotated[str | None, Query(alias="status", description="open, closed")] = None,
+) -> Response:
+    """Requests filed through Open311 and tickets of public categories, newest first: the last
+    90 days by default, a range of at most 90 days, at most 1000 requests."""
+    start, end = gateway.window(
+        gateway.parse_moment(start_date, "start_date", settings.timezone),
+        gateway.parse_moment(end_date, "end_date", settings.timezone),
+        clock.now(),
+    )
+    query = gateway.RequestQuery(
+        ids=gateway.split_list(service_request_id),
+        service_codes=gateway.split_list(service_code),
+        statuses=gateway.split_list(status_),
+        start=start,
+        end=end,
+    )
+    found = await gateway.find_requests(session, settings, query)
+    renderer = await gateway.Renderer(session, settings).load(found)
+    return respond(fmt, "service_requests", [renderer.request(t) for t in found])
+
+
+@gateway_router.get("/requests/{service_request_id}.{fmt}")
+async def get_request(
+    fmt: FormatPath, service_request_id: str, session: SessionDep, settings: SettingsDep
+) -> Response:
+    ticket = await gateway.find_request(session, settings, service_request_id)
+    renderer = await gateway.Renderer(session, settings).load([ticket])
+    return respond(fmt, "service_requests", [renderer.request(ticket)])
+
+
+@gateway_router.get("/tokens/{token}.{fmt}")
+async def get_token(
+    fmt: FormatPath, token: str, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The service_request_id of a token returned when the request was filed."""
+    return respond(fmt, "service_requests", [await gateway.find_token(session, settings, token)])
+
+
+@gateway_router.get("/servicerequestupdates.{fmt}")
+async def list_updates(
+    fmt: FormatPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> Response:
+    """The FixMyStreet extension: the public updates of the channel's requests between
+    start_date and end_date (at most 90 days; the last 90 by default), oldest first, at most
+    1000 (ask again from the last one's updated_datetime for more)."""
+    start, end = gateway.window(
+        gateway.parse_moment(start_date, "start_date", settings.timezone),
+        gateway.parse_moment(end_date, "end_date", settings.timezone),
+        clock.now(),
+    )
+    updates = await gateway.find_updates(session, start, end)
+    renderer = await gateway.Renderer(session, settings).load([t for _, t in updates])
+    document = [gateway.render_update(renderer, row, ticket) for row, ticket in updates]
+    return respond(fmt, "service_requests_updates", document)

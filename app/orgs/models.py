@@ -89,4 +89,8 @@ class Category(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     # Reports of this category within this distance of an open one are flagged as duplicates.
     duplicate_radius_m: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
+    # Open311 service definition attributes (orgs.schemas.ServiceAttribute), in order.
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

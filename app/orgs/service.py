@@ -9,7 +9,7 @@ from app.auth.models import Role, User
 from app.errors import Conflict, Invalid, NotFound
 from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
 from app.orgs.models import Category, Department, Level, OrgUnit
-from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn
+from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn, ServiceAttribute
 from app.timing.limits import TimeLimit
 
 
@@ -136,6 +136,9 @@ async def create_category(session: AsyncSession, data: CategoryIn, now: datetime
         default_department_code=data.default_department_code,
         public=data.public,
         duplicate_radius_m=data.duplicate_radius_m,
+        attributes=[
+            a.model_dump(exclude_none=True) for a in sorted(data.attributes, key=lambda a: a.order)
+        ],
         created_at=now,
     )
     session.add(category)
@@ -162,5 +165,6 @@ def category_out(category: Category) -> CategoryOut:
         default_department_code=category.default_department_code,
         public=category.public,
         duplicate_radius_m=category.duplicate_radius_m,
+        attributes=[ServiceAttribute.model_validate(a) for a in category.attributes],
         created_at=category.created_at,
     )

@@ -6,3 +6,12 @@ from app.tickets.models import Ticket
 def ticket_number(ticket: Ticket, prefix: str, tz: ZoneInfo) -> str:
     """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
     return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
+
+
+def ticket_id_of(number: str, prefix: str) -> int | None:
+    """The id inside a ticket number of this prefix, or None when it is not one. The caller
+    checks the whole number against the ticket (the day part must match too)."""
+    head, _, digits = number.rpartition("-")
+    if not head.startswith(f"{prefix}-") or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits) if len(digits) <= 18 else None

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.db import add_once
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.notifications.service import enqueue
-from app.orgs.geo import locate_grid
+from app.orgs.geo import GridMatch, locate_grid
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit, get_by_code
 from app.stats import rollups  # noqa: F401  (registers the rollup upkeep of ticket changes)
@@ -181,6 +181,67 @@ async def _existing_report(session: AsyncSession, user: User, data: EventIn) -> 
     )
 
 
+async def locate(
+    session: AsyncSession, settings: Settings, lat: float, lon: float, loc: list[str | int]
+) -> GridMatch:
+    """The grid a report at the point belongs to (422 at `loc` when it is too far from all)."""
+    match = await locate_grid(session, lat, lon, settings.gps_drift_metres)
+    if match is None:
+        raise Invalid(
+            f"the point is more than {settings.gps_drift_metres:g} m from every grid", loc=loc
+        )
+    return match
+
+
+async def new_ticket(
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    category: Category,
+    match: GridMatch,
+    **fields: Any,
+) -> Ticket:
+    """A ticket reported now in the matched grid, owned by its community, with the possible
+    duplicates flagged and, unless resolved on site, the dispatch limit running. `fields` are
+    Ticket columns (description, lat, lon, source, reporter...). Not yet added to the session."""
+    district, town, community, grid = match.path.strip("/").split("/")
+    ticket = Ticket(
+        level=Level.community,
+        owner_unit_code=community,
+        grid_code=grid,
+        community_code=community,
+        town_code=town,
+        district_code=district,
+        category_code=category.code,
+        reported_at=now,
+        **fields,
+    )
+    tz = ZoneInfo(settings.timezone)
+    ticket.possible_duplicates = await possible_duplicates(
+        session,
+        ticket,
+        category.duplicate_radius_m,
+        now,
+        lambda t: ticket_number(t, settings.ticket_number_prefix, tz),
+    )
+    if ticket.self_resolved:
+        ticket.status, ticket.closed_at = Status.closed, now
+    else:
+        ticket.status = Status.reported
+        deadlines.start_deadline(ticket, now, _dispatch_limit(settings), None)
+        deadlines.sync_alarm(ticket)
+    return ticket
+
+
+def report_history(
+    ticket: Ticket, actor: str, now: datetime, match: GridMatch, **details: Any
+) -> TicketHistory:
+    """The first history row of a ticket: its report, with how far from its grid it was."""
+    if match.distance_m:
+        details["grid_distance_m"] = round(match.distance_m, 1)
+    return _history(ticket, actor, "report", now, None, None, details=details or None)
+
+
 async def report_event(
     session: AsyncSession, user: User, data: EventIn, settings: Settings, now: datetime
 ) -> tuple[Ticket, bool]:
@@ -192,23 +253,15 @@ async def report_event(
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
     category = await get_by_code(session, Category, data.category_code, ["body", "category_code"])
-    match = await locate_grid(session, data.lat, data.lon, settings.gps_drift_metres)
-    if match is None:
-        raise Invalid(
-            f"the point is more than {settings.gps_drift_metres:g} m from every grid",
-            loc=["body", "lat"],
-        )
-    district, town, community, grid = match.path.strip("/").split("/")
-    ticket = Ticket(
+    match = await locate(session, settings, data.lat, data.lon, ["body", "lat"])
+    ticket = await new_ticket(
+        session,
+        settings,
+        now,
+        category,
+        match,
         client_id=data.client_id,
         source="patrol",
-        level=Level.community,
-        owner_unit_code=community,
-        grid_code=grid,
-        community_code=community,
-        town_code=town,
-        district_code=district,
-        category_code=category.code,
         reporter=user.username,
         description=data.description,
         lat=data.lat,
@@ -216,30 +269,14 @@ async def report_event(
         urgent=data.urgent,
         self_resolved=data.resolved_on_site,
         occurred_at=data.occurred_at,
-        reported_at=now,
     )
-    tz = ZoneInfo(settings.timezone)
-    ticket.possible_duplicates = await possible_duplicates(
-        session,
-        ticket,
-        category.duplicate_radius_m,
-        now,
-        lambda t: ticket_number(t, settings.ticket_number_prefix, tz),
-    )
-    if data.resolved_on_site:
-        ticket.status, ticket.closed_at = Status.closed, now
-    else:
-        ticket.status = Status.reported
-        deadlines.start_deadline(ticket, now, _dispatch_limit(settings), None)
-        deadlines.sync_alarm(ticket)
     ticket, created = await add_once(
         session, ticket, lambda: _existing_report(session, user, data), keep=[user]
     )
     if not created:
         return ticket, False
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
-    details = {"grid_distance_m": round(match.distance_m, 1)} if match.distance_m else None
-    session.add(_history(ticket, user.username, "report", now, None, None, details=details))
+    session.add(report_history(ticket, user.username, now, match))
     return ticket, True
 
 

@@ -1,0 +1,575 @@
+"""The GeoReport v2 citizen channel: services are the categories, service requests are tickets.
+
+The channel shows tickets filed through it and tickets of public categories, with what a
+citizen may know: the status as `open` or `closed` with a note written for the public (never the
+staff's own notes), the department in charge and the deadline, and never who reported it.
+"""
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import Invalid, NotFound, TooManyRequests
+from app.open311.models import Open311Client, Open311Request
+from app.orgs.geo import GridMatch, grid_map
+from app.orgs.models import Category, Department, Level, OrgUnit
+from app.tickets import service as tickets
+from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Action, Status
+from app.tickets.models import Ticket, TicketHistory
+from app.tickets.numbers import ticket_id_of, ticket_number
+
+MAX_SPAN = timedelta(days=90)
+MAX_RESULTS = 1000
+MAX_DESCRIPTION = 4000
+CONTACT_FIELDS = ("email", "first_name", "last_name", "phone", "device_id", "account_id")
+_ATTRIBUTE_KEY = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
+
+
+class Open311NotFound(NotFound):
+    """A 404 of the channel: its text is the whole error description."""
+
+
+def channel_clause() -> ColumnElement[bool]:
+    """The tickets the channel lists: filed through it, or of a public category."""
+    public = select(Category.code).where(Category.public.is_(True))
+    return (Ticket.source == "open311") | Ticket.category_code.in_(public.scalar_subquery())
+
+
+# Services ---------------------------------------------------------------------------------
+
+
+def service_of(category: Category) -> dict[str, Any]:
+    return {
+        "service_code": category.code,
+        "service_name": category.name,
+        "description": category.name,
+        "metadata": bool(category.attributes),
+        "type": "realtime",
+        "keywords": "",
+        "group": "",
+    }
+
+
+async def services(session: AsyncSession) -> list[dict[str, Any]]:
+    categories = await session.scalars(select(Category).order_by(Category.code))
+    return [service_of(c) for c in categories]
+
+
+async def category_of(session: AsyncSession, service_code: str) -> Category:
+    category = await session.get(Category, service_code)
+    if category is None:
+        raise Open311NotFound(f"service_code {service_code!r} was not found")
+    return category
+
+
+async def definition(session: AsyncSession, service_code: str) -> dict[str, Any]:
+    category = await category_of(session, service_code)
+    attributes = [
+        {
+            "variable": a.get("variable", True),
+            "code": a["code"],
+            "datatype": a["datatype"],
+            "required": a.get("required", False),
+            "datatype_description": a.get("datatype_description"),
+            "order": a["order"],
+            "description": a["description"],
+            "values": a.get("values", []),
+        }
+        for a in category.attributes
+    ]
+    return {"service_code": category.code, "attributes": attributes}
+
+
+# Filing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RequestForm:
+    """The fields of POST requests, each given at most once; an empty field counts as absent
+    (GeoReport v2, "Optional Arguments")."""
+
+    fields: dict[str, str]
+    attributes: dict[str, str | list[str]]
+
+    @classmethod
+    def parse(cls, items: Sequence[tuple[str, str]]) -> "RequestForm":
+        fields: dict[str, str] = {}
+        attributes: dict[str, str | list[str]] = {}
+        for key, value in items:
+            if "\x00" in value:
+                raise Invalid(f"{key} contains a NUL character")
+            if (match := _ATTRIBUTE_KEY.match(key)) is not None:
+                code, many = match.groups()
+                if many:
+                    listed = attributes.setdefault(code, [])
+                    if isinstance(listed, list) and value:
+                        listed.append(value)
+                elif value:
+                    attributes[code] = value
+            elif value.strip():
+                if key in fields:
+                    raise Invalid(f"{key} is given more than once")
+                fields[key] = value.strip()
+        return cls(fields, attributes)
+
+    def text(self, name: str, max_length: int) -> str | None:
+        value = self.fields.get(name)
+        if value is not None and len(value) > max_length:
+            raise Invalid(f"{name} is longer than {max_length} characters")
+        return value
+
+    def number(self, name: str, low: float, high: float) -> float | None:
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            raise Invalid(f"{name} is not a number: {value[:40]!r}") from None
+        if not low <= number <= high:
+            raise Invalid(f"{name} must be between {low:g} and {high:g}")
+        return number
+
+
+def _check_attributes(category: Category, given: Mapping[str, str | list[str]]) -> None:
+    """The answers to the service definition's questions. Attributes it does not define are
+    kept as given (clients such as FixMyStreet send their own)."""
+    if len(given) > 50 or any(
+        len(v) > 2000
+        for values in given.values()
+        for v in ([values] if isinstance(values, str) else values)
+    ):
+        raise Invalid("too many attributes, or an attribute value over 2000 characters")
+    for attribute in category.attributes:
+        if not attribute.get("variable", True):
+            continue
+        code, kind = attribute["code"], attribute["datatype"]
+        value = given.get(code)
+        if value is None or value == []:
+            if attribute.get("required"):
+                raise Invalid(f"attribute[{code}] is required: {attribute['description']}")
+            continue
+        values = value if isinstance(value, list) else [value]
+        keys = {v["key"] for v in attribute.get("values", [])}
+        if kind != "multivaluelist" and len(values) > 1:
+            raise Invalid(f"attribute[{code}] takes one value")
+        for one in values:
+            if keys and one not in keys:
+                raise Invalid(f"attribute[{code}]: {one[:40]!r} is not one of {sorted(keys)}")
+            if kind == "number" and not _is_number(one):
+                raise Invalid(f"attribute[{code}] is not a number: {one[:40]!r}")
+            if kind == "datetime" and not _is_datetime(one):
+                raise Invalid(f"attribute[{code}] is not an ISO 8601 date-time: {one[:40]!r}")
+            if kind == "string" and "\n" in one:
+                raise Invalid(f"attribute[{code}] is a single line of text")
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def place_address(
+    session: AsyncSession, address: str
+) -> tuple[GridMatch, float, float] | None:
+    """A grid and a point in it for an address that names one community (the longest name
+    found in it), preferring a grid of that community also named: without a geocoder, the
+    names of the org units are the only addresses known."""
+    communities = (
+        await session.execute(
+            select(OrgUnit.code, OrgUnit.name, OrgUnit.path).where(OrgUnit.level == Level.community)
+        )
+    ).all()
+    named = [c for c in communities if len(c.name) >= 2 and c.name in address]
+    if not named:
+        return None
+    community = max(named, key=lambda c: len(c.name))
+    grid_names = dict(
+        (
+            await session.execute(
+                select(OrgUnit.code, OrgUnit.name).where(OrgUnit.parent_code == community.code)
+            )
+        ).all()
+    )
+    mapped = await grid_map(session)
+    candidates = sorted(
+        (i for i, path in enumerate(mapped.paths) if path.startswith(community.path)),
+        key=lambda i: (grid_names.get(mapped.codes[i], "") not in address, mapped.codes[i]),
+    )
+    if not candidates:
+        return None
+    best = candidates[0]
+    point = mapped.shapes[best].representative_point()
+    return GridMatch(mapped.codes[best], mapped.paths[best], 0.0), point.y, point.x
+
+
+async def _locate(
+    session: AsyncSession, settings: Settings, form: RequestForm
+) -> tuple[GridMatch, float, float, dict[str, Any]]:
+    lat, lon = form.number("lat", -90, 90), form.number("long", -180, 180)
+    if (lat is None) != (lon is None):
+        raise Invalid("lat and long must be sent together")
+    if lat is not None and lon is not None:
+        return await tickets.locate(session, settings, lat, lon, ["lat"]), lat, lon, {}
+    address = form.text("address_string", 500)
+    if address is None:
+        raise Invalid(
+            "a location is required: lat and long, or an address_string naming a community"
+        )
+    placed = await place_address(session, address)
+    if placed is None:
+        raise Invalid(
+            "address_string names no community of the district; send lat and long instead"
+        )
+    match, lat, lon = placed
+    return match, lat, lon, {"located_by": "address_string"}
+
+
+async def check_rate(
+    session: AsyncSession, client: Open311Client, settings: Settings, now: datetime
+) -> None:
+    """At most `open311_requests_per_minute` filings per client key in any minute. The client's
+    row is locked, so its filings are counted one after the other."""
+    await session.execute(
+        select(Open311Client.id).where(Open311Client.id == client.id).with_for_update()
+    )
+    recent = await session.scalar(
+        select(func.count())
+        .select_from(Open311Request)
+        .where(
+            Open311Request.client_id == client.id,
+            Open311Request.requested_at > now - timedelta(minutes=1),
+        )
+    )
+    if (recent or 0) >= settings.open311_requests_per_minute:
+        raise TooManyRequests(
+            f"this api_key may file {settings.open311_requests_per_minute} requests a minute; "
+            "try again shortly",
+            headers={"Retry-After": "60"},
+        )
+
+
+async def file_request(
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    client: Open311Client,
+    form: RequestForm,
+) -> tuple[Ticket, Open311Request]:
+    """A citizen's request becomes a ticket of source `open311`, reported now and owned by the
+    community of the grid at its point, on the same state machine as every ticket."""
+    service_code = form.fields.get("service_code")
+    if service_code is None:
+        raise Invalid("service_code was not provided")
+    category = await category_of(session, service_code)
+    _check_attributes(category, form.attributes)
+    match, lat, lon, located = await _locate(session, settings, form)
+    description = form.text("description", MAX_DESCRIPTION) or category.name
+    media_url = form.text("media_url", 2000)
+    if media_url is not None and not media_url.startswith(("http://", "https://")):
+        raise Invalid("media_url must be an http or https URL")
+    contact = {name: value for name in CONTACT_FIELDS if (value := form.text(name, 200))}
+    await check_rate(session, client, settings, now)
+    ticket = await tickets.new_ticket(
+        session,
+        settings,
+        now,
+        category,
+        match,
+        source="open311",
+        description=description,
+        lat=lat,
+        lon=lon,
+    )
+    session.add(ticket)
+    await session.flush()
+    request = Open311Request(
+        ticket_id=ticket.id,
+        client_id=client.id,
+        token=secrets.token_hex(16),
+        requested_at=now,
+        address=form.text("address_string", 500),
+        address_id=form.text("address_id", 200),
+        media_url=media_url,
+        attributes=dict(form.attributes),
+        contact=contact,
+    )
+    session.add(request)
+    actor = f"open311:{client.name}"[:64]
+    session.add(tickets.report_history(ticket, actor, now, match, client_id=client.id, **located))
+    await session.flush()
+    return ticket, request
+
+
+# Reading ----------------------------------------------------------------------------------
+
+
+def parse_moment(value: str | None, name: str, timezone: str) -> datetime | None:
+    """A w3 date-time with its offset; a bare date is the start of that local day."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time.min, ZoneInfo(timezone)).astimezone(UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{name} is not a w3 date-time such as 2026-01-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise Invalid(f"{name} needs a time zone (Z or an offset such as +08:00)")
+    return moment.astimezone(UTC)
+
+
+def window(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The spec's range: at most 90 days, the last 90 by default, 90 from a lone bound."""
+    if start is not None and end is not None:
+        if end < start:
+            raise Invalid("end_date is before start_date")
+        if end - start > MAX_SPAN:
+            raise Invalid("start_date and end_date may not span more than 90 days")
+        return start, end
+    if start is not None:
+        return start, start + MAX_SPAN
+    if end is not None:
+        return end - MAX_SPAN, end
+    return now - MAX_SPAN, now
+
+
+def split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@dataclass
+class RequestQuery:
+    ids: list[str]
+    service_codes: list[str]
+    statuses: list[str]
+    start: datetime
+    end: datetime
+
+
+async def find_requests(
+    session: AsyncSession, settings: Settings, query: RequestQuery
+) -> list[Ticket]:
+    """The tickets a GET requests asks for, newest first, at most 1000. Named ids override
+    every other filter."""
+    statement = select(Ticket).where(channel_clause())
+    if query.ids:
+        if len(query.ids) > MAX_RESULTS:
+            raise Invalid(f"at most {MAX_RESULTS} service_request_id at once")
+        ids = [ticket_id_of(n, settings.ticket_number_prefix) for n in query.ids]
+        statement = statement.where(Ticket.id.in_([i for i in ids if i is not None]))
+    else:
+        unknown = set(query.statuses) - {"open", "closed"}
+        if unknown:
+            raise Invalid(f"status may be open or closed, not {sorted(unknown)[0][:20]!r}")
+        if query.service_codes:
+            statement = statement.where(Ticket.category_code.in_(query.service_codes))
+        if set(query.statuses) == {"open"}:
+            statement = statement.where(Ticket.status.in_(OPEN_STATUSES))
+        elif set(query.statuses) == {"closed"}:
+            statement = statement.where(Ticket.status.not_in(OPEN_STATUSES))
+        statement = statement.where(Ticket.reported_at.between(query.start, query.end))
+    statement = statement.order_by(Ticket.reported_at.desc(), Ticket.id.desc()).limit(MAX_RESULTS)
+    found = list(await session.scalars(statement))
+    if query.ids:  # a number whose day part does not match its id names no request
+        wanted = set(query.ids)
+        found = [t for t in found if _number(t, settings) in wanted]
+    return found
+
+
+def _number(ticket: Ticket, settings: Settings) -> str:
+    return ticket_number(ticket, settings.ticket_number_prefix, ZoneInfo(settings.timezone))
+
+
+async def find_request(session: AsyncSession, settings: Settings, number: str) -> Ticket:
+    ticket_id = ticket_id_of(number, settings.ticket_number_prefix)
+    ticket = (
+        await session.scalar(select(Ticket).where(Ticket.id == ticket_id, channel_clause()))
+        if ticket_id is not None
+        else None
+    )
+    if ticket is None or _number(ticket, settings) != number:
+        raise Open311NotFound(f"service_request_id {number[:40]!r} was not found")
+    return ticket
+
+
+async def find_token(session: AsyncSession, settings: Settings, token: str) -> dict[str, Any]:
+    ticket = await session.scalar(
+        select(Ticket).join(Open311Request).where(Open311Request.token == token)
+    )
+    if ticket is None:
+        raise Open311NotFound(f"token {token[:40]!r} was not found")
+    return {"service_request_id": _number(ticket, settings), "token": token}
+
+
+# Rendering --------------------------------------------------------------------------------
+
+PUBLIC_NOTES = {
+    Status.reported: "received; waiting to be dispatched",
+    Status.dispatched: "dispatched to {agency}",
+    Status.in_progress: "being handled by {agency}",
+    Status.suspended: "handling is paused",
+    Status.feedback: "handled; waiting to be checked",
+    Status.closed: "resolved",
+    Status.rated: "resolved",
+    Status.rejected: "not accepted as a case",
+    Status.merged: "a duplicate of {duplicate}",
+}
+HANDLING = frozenset({Status.dispatched, Status.in_progress, Status.suspended})
+
+
+class Renderer:
+    """Renders tickets for the channel, with the names and numbers they refer to loaded once."""
+
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.tz = ZoneInfo(settings.timezone)
+        self.categories: dict[str, str] = {}
+        self.agencies: dict[str, str] = {}
+        self.numbers: dict[int, str] = {}
+        self.requests: dict[int, Open311Request] = {}
+        self.updated: dict[int, datetime] = {}
+
+    async def load(self, ticket_list: list[Ticket]) -> "Renderer":
+        ids = [t.id for t in ticket_list]
+        self.categories = dict(
+            (await self.session.execute(select(Category.code, Category.name))).all()
+        )
+        self.agencies = dict(
+            (await self.session.execute(select(Department.code, Department.name))).all()
+        )
+        originals = {t.duplicate_of for t in ticket_list if t.duplicate_of is not None}
+        for original in await self.session.scalars(select(Ticket).where(Ticket.id.in_(originals))):
+            self.numbers[original.id] = _number(original, self.settings)
+        for request in await self.session.scalars(
+            select(Open311Request).where(Open311Request.ticket_id.in_(ids))
+        ):
+            self.requests[request.ticket_id] = request
+        last_change = select(TicketHistory.ticket_id, func.max(TicketHistory.at)).where(
+            TicketHistory.ticket_id.in_(ids)
+        )
+        self.updated = dict(
+            (await self.session.execute(last_change.group_by(TicketHistory.ticket_id))).all()
+        )
+        return self
+
+    def moment(self, value: datetime | None) -> str | None:
+        return value.astimezone(self.tz).isoformat(timespec="seconds") if value else None
+
+    def note(self, ticket: Ticket, status: Status) -> str:
+        if status in CLOSED_STATUSES and ticket.self_resolved:
+            return "resolved on the spot"
+        return PUBLIC_NOTES[status].format(
+            agency=self.agencies.get(ticket.department_code or "", "the department in charge"),
+            duplicate=self.numbers.get(ticket.duplicate_of or 0, "another request"),
+        )
+
+    def request(self, ticket: Ticket) -> dict[str, Any]:
+        status = Status(ticket.status)
+        extra = self.requests.get(ticket.id)
+        return {
+            "service_request_id": _number(ticket, self.settings),
+            "status": "open" if status in OPEN_STATUSES else "closed",
+            "status_notes": self.note(ticket, status),
+            "service_name": self.categories.get(ticket.category_code, ticket.category_code),
+            "service_code": ticket.category_code,
+            "description": ticket.description,
+            "agency_responsible": self.agencies.get(ticket.department_code or ""),
+            "service_notice": None,
+            "requested_datetime": self.moment(ticket.reported_at),
+            "updated_datetime": self.moment(self.updated.get(ticket.id, ticket.reported_at)),
+            "expected_datetime": self.moment(ticket.deadline_at) if status in HANDLING else None,
+            "address": extra.address if extra else None,
+            "address_id": extra.address_id if extra else None,
+            "zipcode": None,
+            "lat": ticket.lat,
+            "long": ticket.lon,
+            "media_url": extra.media_url if extra else None,
+        }
+
+
+# Updates (the FixMyStreet servicerequestupdates extension) --------------------------------
+
+# The status an update reports, by the action recorded in the ticket's history, in
+# FixMyStreet's vocabulary; actions not listed are not published.
+UPDATE_STATUS = {
+    Action.dispatch: "action_scheduled",
+    Action.claim: "in_progress",
+    Action.return_: "investigating",
+    Action.suspend: "in_progress",
+    Action.resume: "in_progress",
+    Action.escalate: "investigating",
+    Action.feedback: "in_progress",
+    Action.reject: "closed",
+    Action.merge: "duplicate",
+}
+UPDATE_NOTES = {
+    Action.return_: "returned by the department; waiting to be dispatched again",
+    Action.escalate: "passed up to the {level} level",
+    Action.verify: "checked and sent back for more work",
+}
+
+
+async def find_updates(
+    session: AsyncSession, start: datetime, end: datetime
+) -> list[tuple[TicketHistory, Ticket]]:
+    published = [*UPDATE_STATUS, Action.verify]
+    statement = (
+        select(TicketHistory, Ticket)
+        .join(Ticket, Ticket.id == TicketHistory.ticket_id)
+        .where(
+            channel_clause(),
+            TicketHistory.action.in_(published),
+            TicketHistory.at.between(start, end),
+        )
+        .order_by(TicketHistory.at, TicketHistory.id)
+        .limit(MAX_RESULTS)
+    )
+    return [(row, ticket) for row, ticket in await session.execute(statement)]
+
+
+def render_update(renderer: Renderer, row: TicketHistory, ticket: Ticket) -> dict[str, Any]:
+    action, to_status = Action(row.action), Status(row.to_status)
+    if action == Action.verify:
+        status = "fixed" if to_status in CLOSED_STATUSES else "in_progress"
+    else:
+        status = UPDATE_STATUS[action]
+    note = UPDATE_NOTES.get(action)
+    if action == Action.verify and to_status in CLOSED_STATUSES:
+        note = None
+    description = note.format(level=row.to_level) if note else renderer.note(ticket, to_status)
+    if action == Action.dispatch and row.details:
+        agency = renderer.agencies.get(str(row.details.get("department_code")), "")
+        description = f"dispatched to {agency or 'the department in charge'}"
+    return {
+        "update_id": str(row.id),
+        "service_request_id": _number(ticket, renderer.settings),
+        "status": status,
+        "updated_datetime": renderer.moment(row.at),
+        "description": description,
+        "media_url": None,
+    }
