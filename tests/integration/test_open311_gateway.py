@@ -513,7 +513,7 @@ async def test_updates_tell_a_request_s_progress_in_order(
 ) -> None:
     number = (await file(client, request_form(key))).json()[0]["service_request_id"]
     tid = ticket_id(number)
-    steps = [
+    steps: list[tuple[str, str, dict[str, Any]]] = [
         ("dispatcher", "dispatch", {"department_code": "NH-CG"}),
         ("handler", "claim", {}),
         ("handler", "feedback", {"note": "done"}),
