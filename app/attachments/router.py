@@ -8,6 +8,7 @@ from starlette.datastructures import UploadFile
 from app.attachments import service
 from app.attachments.models import Attachment
 from app.attachments.storage import Storage
+from app.bodies import limited
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Invalid, NotFound, PayloadTooLarge
 from app.tickets.service import get_visible_ticket
@@ -101,14 +102,13 @@ async def upload(
     """Stores a photo (JPEG, PNG, WebP or HEIC, told by its content) for a report, feedback or
     verification to name by its id. It is served upright and without EXIF or GPS data."""
     limit = settings.attachment_max_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"the photo is larger than {limit} bytes")  # before reading it
-    form = await request.form(max_files=1, max_fields=4)
-    file = form.get("file")
-    if not isinstance(file, UploadFile):
-        raise Invalid("send the photo as the multipart field `file`", loc=["body", "file"])
-    data = await _read_limited(file, limit)
+    refusal = f"the photo is larger than {limit} bytes"
+    body = limited(request, limit + MULTIPART_OVERHEAD, refusal)
+    async with body.form(max_files=1, max_fields=4) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise Invalid("send the photo as the multipart field `file`", loc=["body", "file"])
+        data = await _read_limited(file, limit)
     attachment = await service.store_photo(session, storage, user, data, clock.now())
     await session.commit()
     return render(attachment)

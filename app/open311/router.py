@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
+from app.bodies import limited
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES, Forbidden, NotFound, PayloadTooLarge
+from app.errors import PROBLEM_RESPONSES, Forbidden, NotFound
 from app.fields import Name
 from app.open311 import clients, gateway
 from app.open311.formats import Format, respond
@@ -158,9 +159,8 @@ async def create_request(
     """Files a citizen's request (form-encoded, with the client's `api_key`): it becomes a
     ticket of source `open311` owned by the community whose grid contains lat/long, or whose
     name the address_string holds."""
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"a request form may be at most {MAX_FORM_BYTES} bytes")
-    async with request.form(max_files=0, max_fields=200) as form:
+    body = limited(request, MAX_FORM_BYTES, f"a request form may be at most {MAX_FORM_BYTES} bytes")
+    async with body.form(max_files=0, max_fields=200) as form:
         items = [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
     api_key = dict(items).get("api_key") or request.query_params.get("api_key")
     client = await clients.client_for_key(session, api_key) if api_key else None

@@ -1,6 +1,7 @@
 """Photos: checked by content, stripped of metadata, served only to who may see the ticket."""
 
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -72,6 +73,37 @@ async def test_an_oversized_file_is_refused_before_it_is_read(
     slightly_big = await upload(api, image_bytes("PNG", (10, 10)) + b"\0" * 8000)
 
     assert response.status_code == 413 and slightly_big.status_code == 413
+    assert await count(world, Attachment) == 0
+
+
+async def test_an_upload_without_a_length_stops_being_read_past_the_limit(
+    api: Api, settings: Settings, world: Database
+) -> None:
+    settings.attachment_max_bytes = 4096
+    boundary = "gridwork-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    sent = []
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: sent chunk by chunk
+        yield head + image_bytes("PNG", (10, 10))
+        for _ in range(1000):
+            sent.append(1)
+            yield b"\0" * 65536
+
+    response = await api.client.post(
+        "/api/v1/attachments",
+        content=chunked(),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            **await api.headers("worker"),
+        },
+    )
+
+    assert response.status_code == 413
+    assert len(sent) < 10  # 64 MB offered, about 128 KB read
     assert await count(world, Attachment) == 0
 
 
