@@ -86,7 +86,7 @@ def _also_for_open311(handler: Handler) -> Handler:
             return response
         detail = json.loads(bytes(response.body))["detail"]
         status = OPEN311_STATUS.get(response.status_code, response.status_code)
-        kept = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+        kept = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "allow")}
         return open311_error(request.url.path, status, detail, kept)
 
     return handle

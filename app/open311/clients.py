@@ -4,7 +4,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
@@ -35,9 +35,14 @@ async def revoke(session: AsyncSession, client_id: int, now: datetime) -> None:
     client.revoked_at = client.revoked_at or now
 
 
-async def client_for_key(session: AsyncSession, api_key: str) -> Open311Client | None:
-    """The active client holding `api_key`, if any."""
-    query = select(Open311Client).where(
-        Open311Client.key_hash == _hash(api_key), Open311Client.revoked_at.is_(None)
+async def lock_client_for_key(session: AsyncSession, api_key: str) -> Open311Client | None:
+    """The active client holding `api_key`, if any, with its row locked until the transaction
+    ends. The lock is a write, so that SQLite, which has no row locks, takes its write lock
+    here too: a client's filings then run one after the other on both databases."""
+    locked = await session.scalar(
+        update(Open311Client)
+        .where(Open311Client.key_hash == _hash(api_key), Open311Client.revoked_at.is_(None))
+        .values(key_prefix=Open311Client.key_prefix)
+        .returning(Open311Client.id)
     )
-    return await session.scalar(query)
+    return await session.get(Open311Client, locked) if locked is not None else None

@@ -2,6 +2,7 @@
 convention: a list is an element holding one child per item)."""
 
 import json
+import re
 from enum import StrEnum
 from typing import Any
 from xml.etree import ElementTree
@@ -26,12 +27,17 @@ class Format(StrEnum):
     xml = "xml"
 
 
+# Characters XML 1.0 cannot carry (it can tab, line feed and carriage return). The gateway
+# refuses them on input; text stored before is written without them.
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return NOT_XML.sub("", str(value))
 
 
 def _fill(element: ElementTree.Element, value: Any) -> None:

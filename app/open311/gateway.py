@@ -5,6 +5,7 @@ citizen may know: the status as `open` or `closed` with a note written for the p
 staff's own notes), the department in charge and the deadline, and never who reported it.
 """
 
+import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.errors import Invalid, NotFound, TooManyRequests
+from app.open311.formats import NOT_XML
 from app.open311.models import Open311Client, Open311Request
 from app.orgs.geo import GridMatch, grid_map
 from app.orgs.models import Category, Department, Level, OrgUnit
@@ -35,6 +37,13 @@ _ATTRIBUTE_KEY = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
 
 class Open311NotFound(NotFound):
     """A 404 of the channel: its text is the whole error description."""
+
+
+def check_jurisdiction(settings: Settings, jurisdiction_id: str | None) -> None:
+    """One jurisdiction is served: an id, when one is configured and sent, must be it."""
+    configured = settings.open311_jurisdiction_id
+    if configured and jurisdiction_id and jurisdiction_id != configured:
+        raise Open311NotFound(f"jurisdiction_id {jurisdiction_id[:60]!r} was not found")
 
 
 def channel_clause() -> ColumnElement[bool]:
@@ -104,8 +113,8 @@ class RequestForm:
         fields: dict[str, str] = {}
         attributes: dict[str, str | list[str]] = {}
         for key, value in items:
-            if "\x00" in value:
-                raise Invalid(f"{key} contains a NUL character")
+            if NOT_XML.search(value):
+                raise Invalid(f"{key} contains control characters")
             if (match := _ATTRIBUTE_KEY.match(key)) is not None:
                 code, many = match.groups()
                 if many:
@@ -167,25 +176,25 @@ def _check_attributes(category: Category, given: Mapping[str, str | list[str]]) 
             if kind == "number" and not _is_number(one):
                 raise Invalid(f"attribute[{code}] is not a number: {one[:40]!r}")
             if kind == "datetime" and not _is_datetime(one):
-                raise Invalid(f"attribute[{code}] is not an ISO 8601 date-time: {one[:40]!r}")
+                raise Invalid(
+                    f"attribute[{code}] is not an ISO 8601 date-time with an offset: {one[:40]!r}"
+                )
             if kind == "string" and "\n" in one:
                 raise Invalid(f"attribute[{code}] is a single line of text")
 
 
 def _is_number(value: str) -> bool:
     try:
-        float(value)
+        return "_" not in value and math.isfinite(float(value))
     except ValueError:
         return False
-    return True
 
 
 def _is_datetime(value: str) -> bool:
     try:
-        datetime.fromisoformat(value)
+        return datetime.fromisoformat(value).tzinfo is not None
     except ValueError:
         return False
-    return True
 
 
 async def place_address(
@@ -247,11 +256,8 @@ async def _locate(
 async def check_rate(
     session: AsyncSession, client: Open311Client, settings: Settings, now: datetime
 ) -> None:
-    """At most `open311_requests_per_minute` filings per client key in any minute. The client's
-    row is locked, so its filings are counted one after the other."""
-    await session.execute(
-        select(Open311Client.id).where(Open311Client.id == client.id).with_for_update()
-    )
+    """At most `open311_requests_per_minute` filings per client key in any minute (the caller
+    holds the client's row locked, so its filings are counted one after the other)."""
     recent = await session.scalar(
         select(func.count())
         .select_from(Open311Request)
@@ -323,15 +329,18 @@ async def file_request(
 # Reading ----------------------------------------------------------------------------------
 
 
-def parse_moment(value: str | None, name: str, timezone: str) -> datetime | None:
-    """A w3 date-time with its offset; a bare date is the start of that local day."""
+def _moment(value: str | None, name: str, timezone: str, *, end: bool) -> datetime | None:
+    """A w3 date-time with its offset (a `+` sent unencoded arrives as a space); a bare date
+    is its whole local day: its start, or its end for `end_date`."""
     if value is None or not value.strip():
         return None
-    text = value.strip()
+    text = value.strip().replace(" ", "+")
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day, time.min, ZoneInfo(timezone)).astimezone(UTC)
+            day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
+            return datetime.combine(day, time.min, ZoneInfo(timezone)).astimezone(UTC) - (
+                timedelta(microseconds=1) if end else timedelta()
+            )
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise Invalid(f"{name} is not a w3 date-time such as 2026-01-01T00:00:00Z") from None
@@ -340,21 +349,27 @@ def parse_moment(value: str | None, name: str, timezone: str) -> datetime | None
     return moment.astimezone(UTC)
 
 
-def window(
-    start: datetime | None, end: datetime | None, now: datetime
+def date_range(
+    start_date: str | None, end_date: str | None, timezone: str, now: datetime
 ) -> tuple[datetime, datetime]:
-    """The spec's range: at most 90 days, the last 90 by default, 90 from a lone bound."""
-    if start is not None and end is not None:
-        if end < start:
-            raise Invalid("end_date is before start_date")
-        if end - start > MAX_SPAN:
-            raise Invalid("start_date and end_date may not span more than 90 days")
-        return start, end
-    if start is not None:
-        return start, start + MAX_SPAN
-    if end is not None:
-        return end - MAX_SPAN, end
-    return now - MAX_SPAN, now
+    """The spec's range of start_date and end_date: at most 90 days, the last 90 by default,
+    90 from a lone bound."""
+    try:
+        start = _moment(start_date, "start_date", timezone, end=False)
+        end = _moment(end_date, "end_date", timezone, end=True)
+        if start is not None and end is not None:
+            if end < start:
+                raise Invalid("end_date is before start_date")
+            if end - start > MAX_SPAN:
+                raise Invalid("start_date and end_date may not span more than 90 days")
+            return start, end
+        if start is not None:
+            return start, start + MAX_SPAN
+        if end is not None:
+            return end - MAX_SPAN, end
+        return now - MAX_SPAN, now
+    except OverflowError:
+        raise Invalid("start_date or end_date is out of range") from None
 
 
 def split_list(value: str | None) -> list[str]:
@@ -366,12 +381,12 @@ class RequestQuery:
     ids: list[str]
     service_codes: list[str]
     statuses: list[str]
-    start: datetime
-    end: datetime
+    start_date: str | None
+    end_date: str | None
 
 
 async def find_requests(
-    session: AsyncSession, settings: Settings, query: RequestQuery
+    session: AsyncSession, settings: Settings, query: RequestQuery, now: datetime
 ) -> list[Ticket]:
     """The tickets a GET requests asks for, newest first, at most 1000. Named ids override
     every other filter."""
@@ -391,7 +406,8 @@ async def find_requests(
             statement = statement.where(Ticket.status.in_(OPEN_STATUSES))
         elif set(query.statuses) == {"closed"}:
             statement = statement.where(Ticket.status.not_in(OPEN_STATUSES))
-        statement = statement.where(Ticket.reported_at.between(query.start, query.end))
+        start, end = date_range(query.start_date, query.end_date, settings.timezone, now)
+        statement = statement.where(Ticket.reported_at.between(start, end))
     statement = statement.order_by(Ticket.reported_at.desc(), Ticket.id.desc()).limit(MAX_RESULTS)
     found = list(await session.scalars(statement))
     if query.ids:  # a number whose day part does not match its id names no request
@@ -463,7 +479,8 @@ class Renderer:
             (await self.session.execute(select(Department.code, Department.name))).all()
         )
         originals = {t.duplicate_of for t in ticket_list if t.duplicate_of is not None}
-        for original in await self.session.scalars(select(Ticket).where(Ticket.id.in_(originals))):
+        shown = select(Ticket).where(Ticket.id.in_(originals), channel_clause())
+        for original in await self.session.scalars(shown):
             self.numbers[original.id] = _number(original, self.settings)
         for request in await self.session.scalars(
             select(Open311Request).where(Open311Request.ticket_id.in_(ids))

@@ -11,10 +11,10 @@ from starlette.datastructures import UploadFile
 
 from app.bodies import limited
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES, Forbidden, NotFound
+from app.errors import PROBLEM_RESPONSES, Forbidden, Invalid, NotFound
 from app.fields import Name
 from app.open311 import clients, gateway
-from app.open311.formats import Format, respond
+from app.open311.formats import NOT_XML, Format, respond
 from app.open311.models import Open311Client, Open311Request
 from app.tickets.service import get_visible_ticket
 
@@ -100,19 +100,23 @@ SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-23T00:00:00+08:00"
 
 
-async def check_jurisdiction(
-    settings: SettingsDep, jurisdiction_id: Annotated[str | None, Query()] = None
+async def check_parameters(
+    request: Request,
+    settings: SettingsDep,
+    jurisdiction_id: Annotated[str | None, Query()] = None,
 ) -> None:
-    """One jurisdiction is served: an id, when one is configured and sent, must be it."""
-    configured = settings.open311_jurisdiction_id
-    if configured and jurisdiction_id and jurisdiction_id != configured:
-        raise gateway.Open311NotFound(f"jurisdiction_id {jurisdiction_id[:60]!r} was not found")
+    """No control characters in the path or the query; the jurisdiction, when sent, is the
+    one served."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if NOT_XML.search(value):
+            raise Invalid(f"{name} contains control characters")
+    gateway.check_jurisdiction(settings, jurisdiction_id)
 
 
 gateway_router = APIRouter(
     prefix="/open311/v2",
     tags=["open311 GeoReport v2"],
-    dependencies=[Depends(check_jurisdiction)],
+    dependencies=[Depends(check_parameters)],
 )
 FormatPath = Annotated[Format, Path(description="json or xml")]
 
@@ -163,10 +167,11 @@ async def create_request(
     async with body.form(max_files=0, max_fields=200) as form:
         items = [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
     api_key = dict(items).get("api_key") or request.query_params.get("api_key")
-    client = await clients.client_for_key(session, api_key) if api_key else None
+    parsed = gateway.RequestForm.parse([(k, v) for k, v in items if k != "api_key"])
+    gateway.check_jurisdiction(settings, parsed.fields.get("jurisdiction_id"))
+    client = await clients.lock_client_for_key(session, api_key) if api_key else None
     if client is None:
         raise Forbidden("api_key was not provided or is not valid")
-    parsed = gateway.RequestForm.parse([(k, v) for k, v in items if k != "api_key"])
     ticket, filed = await gateway.file_request(session, settings, clock.now(), client, parsed)
     await session.commit()
     number = (await gateway.Renderer(session, settings).load([ticket])).request(ticket)[
@@ -197,19 +202,14 @@ async def list_requests(
 ) -> Response:
     """Requests filed through Open311 and tickets of public categories, newest first: the last
     90 days by default, a range of at most 90 days, at most 1000 requests."""
-    start, end = gateway.window(
-        gateway.parse_moment(start_date, "start_date", settings.timezone),
-        gateway.parse_moment(end_date, "end_date", settings.timezone),
-        clock.now(),
-    )
     query = gateway.RequestQuery(
         ids=gateway.split_list(service_request_id),
         service_codes=gateway.split_list(service_code),
         statuses=gateway.split_list(status_),
-        start=start,
-        end=end,
+        start_date=start_date,
+        end_date=end_date,
     )
-    found = await gateway.find_requests(session, settings, query)
+    found = await gateway.find_requests(session, settings, query, clock.now())
     renderer = await gateway.Renderer(session, settings).load(found)
     return respond(fmt, "service_requests", [renderer.request(t) for t in found])
 
@@ -243,11 +243,7 @@ async def list_updates(
     """The FixMyStreet extension: the public updates of the channel's requests between
     start_date and end_date (at most 90 days; the last 90 by default), oldest first, at most
     1000 (ask again from the last one's updated_datetime for more)."""
-    start, end = gateway.window(
-        gateway.parse_moment(start_date, "start_date", settings.timezone),
-        gateway.parse_moment(end_date, "end_date", settings.timezone),
-        clock.now(),
-    )
+    start, end = gateway.date_range(start_date, end_date, settings.timezone, clock.now())
     updates = await gateway.find_updates(session, start, end)
     renderer = await gateway.Renderer(session, settings).load([t for _, t in updates])
     document = [gateway.render_update(renderer, row, ticket) for row, ticket in updates]

@@ -18,8 +18,8 @@ async def test_register_list_and_revoke(api: Api, world: Database) -> None:
     async with world.sessions() as session:
         stored = await session.scalar(select(Open311Client))
         assert stored is not None and key not in stored.key_hash and len(stored.key_hash) == 64
-        assert (await clients.client_for_key(session, key)) is not None
-        assert (await clients.client_for_key(session, key + "x")) is None
+        assert (await clients.lock_client_for_key(session, key)) is not None
+        assert (await clients.lock_client_for_key(session, key + "x")) is None
 
     listed = (await api.get("/api/v1/open311/clients", "admin")).json()
     assert [(c["name"], c["key_prefix"], c["revoked_at"]) for c in listed] == [
@@ -33,7 +33,7 @@ async def test_register_list_and_revoke(api: Api, world: Database) -> None:
         )
         assert revoked.status_code == 204
     async with world.sessions() as session:
-        assert (await clients.client_for_key(session, key)) is None
+        assert (await clients.lock_client_for_key(session, key)) is None
 
 
 async def test_only_admins_and_valid_input(api: Api) -> None:

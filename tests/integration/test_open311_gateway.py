@@ -1,6 +1,7 @@
 """The GeoReport v2 gateway through HTTP: services, filing, reading, updates, and every error
 in the spec's form."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -271,6 +272,8 @@ async def test_an_address_naming_a_community_places_the_request_in_it(
         ({"description": "长" * 4001}, 400, "description is longer than 4000 characters"),
         ({"media_url": "javascript:alert(1)"}, 400, "media_url must be an http or https URL"),
         ({"service_code": "road_damage"}, 400, "attribute[size] is required"),
+        ({"description": "垃圾\x0b堆放"}, 400, "description contains control characters"),
+        ({"jurisdiction_id": "sfgov.org"}, 201, ""),  # no jurisdiction configured: any is fine
         (
             {"service_code": "road_damage", "attribute[size]": "huge"},
             400,
@@ -287,6 +290,9 @@ async def test_bad_requests_get_spec_errors_and_file_nothing(
     says: str,
 ) -> None:
     response = await file(client, request_form(key) | fields)
+    if status == 201:
+        assert response.status_code == 201, response.text
+        return
     assert says in only_error(response, status)
     assert await count(world, Ticket) == 0
 
@@ -338,6 +344,11 @@ async def test_errors_are_xml_on_xml_paths(client: httpx.AsyncClient, key: str) 
         ("/requests.json?start_date=2026-05-01T00:00:00", 400, "needs a time zone"),
         ("/requests.json?start_date=yesterday", 400, "is not a w3 date-time"),
         ("/requests.json?status=pending", 400, "status may be open or closed"),
+        ("/requests.json?start_date=9999-12-31T00:00:00Z", 400, "out of range"),
+        ("/requests.json?end_date=0001-01-01", 400, "out of range"),
+        ("/servicerequestupdates.json?end_date=0001-01-01T00:00:00Z", 400, "out of range"),
+        ("/tokens/%00.json", 400, "token contains control characters"),
+        ("/requests.json?service_code=%01", 400, "service_code contains control characters"),
         ("/services.html", 400, "fmt"),
         ("/nothing.json", 404, "Not Found"),
     ],
@@ -386,6 +397,12 @@ async def test_a_configured_jurisdiction_must_match(
         assert ok.status_code == 200
         wrong = await client.get(f"{V2}/services.json?jurisdiction_id=sfgov.org")
         assert "jurisdiction_id 'sfgov.org' was not found" in only_error(wrong, 404)
+        key = (await register(Api(client)))["api_key"]
+        filed = await file(client, request_form(key, jurisdiction_id="sfgov.org"))
+        assert "jurisdiction_id 'sfgov.org' was not found" in only_error(filed, 404)
+        assert (
+            await file(client, request_form(key, jurisdiction_id="nanhai.gov.cn"))
+        ).status_code == 201
 
 
 # Reading ----------------------------------------------------------------------------------------
@@ -575,3 +592,72 @@ async def test_a_request_outside_every_grid_near_one_snaps_to_it(
         await client.get(f"/api/v1/tickets/{ticket_id(number)}", headers=await api.headers("admin"))
     ).json()
     assert ticket["grid_code"] == "DL01-1"
+
+
+async def test_concurrent_filings_with_one_key_keep_to_its_limit(
+    world: Database, settings: Settings, clock: FrozenClock, api: Api
+) -> None:
+    key = (await register(api))["api_key"]
+    limited = create_app(
+        settings.model_copy(update={"open311_requests_per_minute": 3}), database=world, clock=clock
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=limited), base_url="http://gridwork.test"
+    ) as client:
+        responses = await asyncio.gather(*(file(client, request_form(key)) for _ in range(8)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 3, statuses
+    assert set(statuses) <= {201, 429, 503}  # SQLite may answer "busy, try again"
+    assert await count(world, Ticket) == 3
+
+
+async def test_ids_override_the_date_range_and_bare_dates_are_whole_days(
+    client: httpx.AsyncClient, key: str
+) -> None:
+    number = (await file(client, request_form(key))).json()[0]["service_request_id"]
+    named = await client.get(
+        f"{V2}/requests.json?service_request_id={number}"
+        "&start_date=2020-01-01T00:00:00Z&end_date=2026-01-01T00:00:00Z"
+    )
+    assert [r["service_request_id"] for r in named.json()] == [number]
+    today = await client.get(f"{V2}/requests.json?start_date=2026-11-23&end_date=2026-11-23")
+    assert [r["service_request_id"] for r in today.json()] == [number]
+    unencoded_plus = await client.get(
+        f"{V2}/requests.json?start_date=2026-11-23T09:00:00+08:00"
+    )  # '+' arrives as a space
+    assert [r["service_request_id"] for r in unencoded_plus.json()] == [number]
+
+
+async def test_a_duplicate_of_a_ticket_the_channel_does_not_show_is_not_named(
+    api: Api, client: httpx.AsyncClient, key: str, act: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    private = (
+        await api.client.post(
+            "/api/v1/events",
+            json=event_body(category_code="dispute"),
+            headers=await api.headers("worker"),
+        )
+    ).json()
+    number = (await file(client, request_form(key, service_code="dispute"))).json()[0][
+        "service_request_id"
+    ]
+    await act("dispatcher", ticket_id(number), "merge", duplicate_of=private["id"])
+    (read,) = (await client.get(f"{V2}/requests/{number}.json")).json()
+    assert read["status_notes"] == "a duplicate of another request"
+    assert private["number"] not in (await client.get(f"{V2}/servicerequestupdates.json")).text
+
+
+async def test_xml_drops_characters_it_cannot_carry(api: Api, client: httpx.AsyncClient) -> None:
+    await api.client.post(
+        "/api/v1/events",
+        json=event_body(description="垃圾\x0b堆放"),
+        headers=await api.headers("worker"),
+    )
+    root = ElementTree.fromstring((await client.get(f"{V2}/requests.xml")).content)
+    assert root.findtext("request/description") == "垃圾堆放"
+
+
+async def test_a_wrong_method_says_which_are_allowed(client: httpx.AsyncClient) -> None:
+    response = await client.delete(f"{V2}/requests.json")
+    only_error(response, 405)
+    assert "POST" in response.headers["allow"]
