@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint migrate clean
+.PHONY: install run test lint bench migrate clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests migrations scripts bench
 	$(VENV)/bin/ruff format --check app tests migrations scripts bench
 	$(VENV)/bin/mypy app
+
+## The load benchmark: Gridwork on the local PostgreSQL under wrk, beside a reference app
+## (needs wrk: apt-get install wrk). Figures in bench/results/.
+bench: $(STAMP)
+	$(PY) -m bench.load.run
 
 migrate: $(STAMP)
 	$(VENV)/bin/gridwork migrate

@@ -1,5 +1,6 @@
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -13,15 +14,20 @@ from app.config import Settings
 from app.db import Database
 from app.errors import Forbidden, Unauthorized
 
+T = TypeVar("T")
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are coroutines: FastAPI runs a plain function or a class in a worker thread,
+# a hop that costs more than most of them do.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -30,6 +36,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
     async with database.sessions() as session:
         yield session
+
+
+def built_by_coroutine(cls: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]:
+    """A dependency that builds `cls` (a dataclass of other dependencies and parameters) from
+    the same parameters, as a coroutine."""
+
+    async def build(**values: Any) -> T:
+        return cls(**values)
+
+    build.__signature__ = inspect.signature(cls)  # type: ignore[attr-defined]
+    return build
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

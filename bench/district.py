@@ -49,15 +49,21 @@ SELECT 'K' || k, 'category ' || k, 4, 'hours', false, now() FROM generate_series
 TICKETS_SQL = """
 INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_code,
     community_code, town_code, district_code, category_code, department_code, reporter,
-    description, lat, lon, urgent, self_resolved, reported_at, dispatched_at,
-    time_limit_value, time_limit_unit, deadline_started_at, warning_at, deadline_at, overdue,
+    description, lat, lon, urgent, self_resolved, reported_at, dispatched_at, feedback_at,
+    closed_at, rating, time_limit_value, time_limit_unit, deadline_started_at, warning_at,
+    deadline_at, overdue,
     escalation_count, rework_count, extension_count, version)
 SELECT gen_random_uuid(), 'patrol', s.status, 'community', 'C' || (s.g / 8), 'G' || s.g,
     'C' || (s.g / 8), 'T' || (s.g / 80), 'NH',
     'K' || (s.i % 30),
     CASE WHEN s.status = 'reported' THEN NULL ELSE 'D' || (s.i % 20) END,
     'w' || s.g, 'generated ticket ' || s.i, 23.005, 113.005, false, false,
-    s.at, s.at, 4, 'hours', s.at, s.at + interval '192 minutes', s.at + interval '4 hours',
+    s.at, s.at,
+    CASE WHEN s.status IN ('feedback', 'closed', 'rated')
+        THEN s.at + interval '3 hours' END,
+    CASE WHEN s.status IN ('closed', 'rated') THEN s.at + interval '200 minutes' END,
+    CASE WHEN s.status = 'rated' THEN 3 + s.i % 3 END,
+    4, 'hours', s.at, s.at + interval '192 minutes', s.at + interval '4 hours',
     false, 0, 0, 0, 1
 FROM (
     SELECT i, (i * 7919) % 800 AS g,

@@ -18,7 +18,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 CHUNK = 256 * 1024
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 

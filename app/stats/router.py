@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel
 
 from app.auth.models import Role, User
-from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
+from app.deps import ClockDep, SessionDep, SettingsDep, built_by_coroutine, require_roles
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.fields import start_of
 from app.orgs.service import unit_in_scope
@@ -71,7 +71,7 @@ class StatsRequest:
         return render(fmt, f"{name}-{self.org_unit}-{self.from_}", headers, values)
 
 
-StatsDep = Annotated[StatsRequest, Depends()]
+StatsDep = Annotated[StatsRequest, Depends(built_by_coroutine(StatsRequest))]
 
 
 @router.get("/closure", response_model=ClosureStats, responses=EXPORTS)

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
 from app.auth.models import Role, User
-from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
+from app.deps import (
+    ClockDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    built_by_coroutine,
+    require_roles,
+)
 from app.errors import PROBLEM_RESPONSES, NotFound
 from app.fields import start_of
 from app.orgs.models import Level, OrgUnit
@@ -195,7 +202,7 @@ class Caller:
     user: CurrentUser
 
 
-CallerDep = Annotated[Caller, Depends()]
+CallerDep = Annotated[Caller, Depends(built_by_coroutine(Caller))]
 
 
 async def _take_action(
