@@ -1,10 +1,10 @@
 """`gridwork`: the operator's command line."""
 
 import asyncio
-import copy
 import getpass
 import json
 import logging
+import logging.config
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -23,6 +23,7 @@ from app.config import get_settings
 from app.db import Database
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.errors import AppError
+from app.observability import logging_config
 from app.orgs.imports import ImportReport, import_org_units
 from app.orgs.models import OrgUnit
 from app.stats import generate, rollups
@@ -79,16 +80,16 @@ def serve(
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Serve the HTTP API."""
-    get_settings()  # refuse to start on bad settings before forking workers
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    settings = get_settings()  # refuse to start on bad settings before forking workers
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_config=log_config,
+        log_config=logging_config(settings.log_format == "json"),
+        access_log=False,  # RequestContext writes one access line per request
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 
@@ -145,8 +146,9 @@ def create_user(
 @cli.command()
 def worker() -> None:
     """Run the scheduler (warnings, escalation, webhook delivery); any number may run."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker_main(get_settings(), SystemClock()))
+    settings = get_settings()
+    logging.config.dictConfig(logging_config(settings.log_format == "json"))
+    asyncio.run(run_worker_main(settings, SystemClock()))
 
 
 async def _import_grids(collection: object) -> ImportReport:

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     )
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gps_drift_metres: float = Field(default=50.0, ge=0)
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per line, with the request id"
+    )
+    shutdown_grace_seconds: int = Field(
+        default=30, ge=1, description="how long a stopping server lets requests in flight finish"
+    )
     open311_requests_per_minute: int = Field(
         default=30, ge=1, description="requests an Open311 client key may file per minute"
     )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -22,6 +23,7 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
+from app.observability import RequestContext, exposition
 from app.open311.formats import error_response as open311_error
 from app.open311.router import admin_router as open311_admin_router
 from app.open311.router import gateway_router as open311_router
@@ -71,6 +73,9 @@ def render_app_error(error: AppError) -> JSONResponse:
 OPEN311_PATH = "/open311/"
 OPEN311_STATUS = {422: 400, 401: 403}
 
+
+# Connection exceptions, and the server shutting down, crashed or still starting up.
+UNAVAILABLE_SQLSTATES = ("08", "57P")
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 H = TypeVar("H", bound=Handler)
@@ -139,7 +144,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             return render_app_error(
                 Conflict("the change collided with another made at the same moment; try again")
             )
-        if not exc.connection_invalidated and "locked" not in str(exc.orig):
+        unavailable = (
+            exc.connection_invalidated
+            or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+            or "locked" in str(exc.orig)  # SQLite busy past its timeout
+        )
+        if not unavailable:
             return await unexpected(request, exc)
         log.warning("database unavailable: %s", exc.orig)
         error = ServiceUnavailable("the database is unavailable; try again shortly")
@@ -202,6 +212,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.storage = LocalStorage(settings.attachments_dir)
     _install_error_handlers(app)
+    app.add_middleware(RequestContext)
     app.include_router(auth_router)
     app.include_router(orgs_router)
     app.include_router(tickets_router)
@@ -217,6 +228,14 @@ def create_app(
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: request latency by route, open tickets by status, overdue open
+        tickets, scheduler lag."""
+        async with database.sessions() as session:
+            body = await exposition(session, app.state.clock.now())
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

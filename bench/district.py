@@ -44,8 +44,9 @@ INSERT INTO categories (code, name, time_limit_value, time_limit_unit, public, c
 SELECT 'K' || k, 'category ' || k, 4, 'hours', false, now() FROM generate_series(0, 29) k;
 """
 
-# Tickets spread over the year before 2026-11-22: 1 in 10 waits for dispatch, 3 in 10 are
-# being handled, the rest closed or rated. Deadlines are 4 hours; alarms are set by the caller.
+# Tickets spread over the year before 2026-11-22, each at a point of its grid. Those of the
+# last two weeks are a mix (1 in 10 waits for dispatch, 3 in 10 are being handled, the rest
+# closed or rated); older ones are closed or rated. Deadlines are 4 hours; no alarms are set.
 TICKETS_SQL = """
 INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_code,
     community_code, town_code, district_code, category_code, department_code, reporter,
@@ -57,7 +58,9 @@ SELECT gen_random_uuid(), 'patrol', s.status, 'community', 'C' || (s.g / 8), 'G'
     'C' || (s.g / 8), 'T' || (s.g / 80), 'NH',
     'K' || (s.i % 30),
     CASE WHEN s.status = 'reported' THEN NULL ELSE 'D' || (s.i % 20) END,
-    'w' || s.g, 'generated ticket ' || s.i, 23.005, 113.005, false, false,
+    'w' || s.g, 'generated ticket ' || s.i,
+    23.0 + (s.g / 40) * 0.01 + (s.i * 37 % 100) * 0.0001,
+    113.0 + (s.g % 40) * 0.01 + (s.i * 53 % 100) * 0.0001, false, false,
     s.at, s.at,
     CASE WHEN s.status IN ('feedback', 'closed', 'rated')
         THEN s.at + interval '3 hours' END,
@@ -66,11 +69,17 @@ SELECT gen_random_uuid(), 'patrol', s.status, 'community', 'C' || (s.g / 8), 'G'
     4, 'hours', s.at, s.at + interval '192 minutes', s.at + interval '4 hours',
     false, 0, 0, 0, 1
 FROM (
-    SELECT i, (i * 7919) % 800 AS g,
-           (ARRAY['rated','rated','closed','closed','closed','closed','feedback','in_progress',
-                  'dispatched','reported'])[1 + i % 10] AS status,
-           timestamptz '2025-11-22 00:00+00' + (i * 31536000 / $1) * interval '1 second' AS at
-    FROM generate_series(1::bigint, $1::bigint) i
+    SELECT i, g, at,
+           CASE WHEN at < timestamptz '2026-11-08 00:00+00'
+                THEN (ARRAY['rated', 'rated', 'closed', 'closed', 'closed'])[1 + i % 5]
+                ELSE (ARRAY['rated', 'rated', 'closed', 'closed', 'closed', 'closed', 'feedback',
+                            'in_progress', 'dispatched', 'reported'])[1 + i % 10]
+           END AS status
+    FROM (
+        SELECT i, (i * 7919) % 800 AS g,
+               timestamptz '2025-11-22 00:00+00' + (i * 31536000 / $1) * interval '1 second' AS at
+        FROM generate_series(1::bigint, $1::bigint) i
+    ) base
 ) s
 """
 

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from app.attachments import linking
 from app.auth.models import Role, User
@@ -515,6 +516,7 @@ async def apply_action(
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
     deadlines.sync_alarm(ticket)
+    _count_change(ticket)
     if (event := NOTIFIED_ACTIONS.get(action)) is not None:
         enqueue(session, settings, event, ticket, now, {"by": actor_name(user), **ctx.details})
     session.add(
@@ -533,12 +535,21 @@ async def apply_action(
     return ticket
 
 
+def _count_change(ticket: Ticket) -> None:
+    """Makes the flush UPDATE the ticket even when the change left every column as it was (a
+    re-dispatch to the same department at the same instant): the UPDATE checks and bumps
+    `version`, so a change decided on a stale copy fails with 409 instead of being recorded,
+    and `version` counts every change."""
+    flag_modified(ticket, "status")
+
+
 async def record_system_change(
     session: AsyncSession, ticket: Ticket, action: str, now: datetime
 ) -> None:
     """A change the scheduler makes besides the actions (a warning, a miss at the top level):
     the ticket's new state and its history row, flushed together."""
     deadlines.sync_alarm(ticket)
+    _count_change(ticket)
     session.add(_history(ticket, SYSTEM_ACTOR, action, now, ticket.status, ticket.level))
     await session.flush()
 

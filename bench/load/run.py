@@ -50,7 +50,8 @@ INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_cod
     urgent, self_resolved, reported_at, time_limit_value, time_limit_unit, deadline_started_at,
     warning_at, deadline_at, overdue, escalation_count, rework_count, extension_count, version)
 SELECT gen_random_uuid(), 'patrol', 'reported', 'community', 'C' || (g / 8), 'G' || g,
-    'C' || (g / 8), 'T9', 'NH', 'K' || (i % 30), 'w' || g, 'chain ticket ' || i, 23.185, 113.005,
+    'C' || (g / 8), 'T9', 'NH', 'K' || (i % 30), 'w' || g, 'chain ticket ' || i,
+    23.005 + (g / 40) * 0.01, 113.005 + (g % 40) * 0.01,
     false, false, now(), 60, 'minutes', now(), now() + interval '48 minutes',
     now() + interval '60 minutes', false, 0, 0, 0, 1
 FROM (SELECT i, 720 + (i % 80) AS g FROM generate_series(1, $1) i) s

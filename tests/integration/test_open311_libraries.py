@@ -2,12 +2,9 @@
 HTTP: civicbot's GeoReport v2 client (JSON, including filing) and georeport (XML reads)."""
 
 import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from civicbot.http import HttpTransport, RateLimiter
 from civicbot.open311 import Open311Client
 from civicbot.registry import Endpoint
@@ -16,40 +13,9 @@ from georeport import GeoReport
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
-from app.main import create_app
 from app.open311 import clients
 from tests.helpers import IN_GC02_1
-
-
-class LiveServer:
-    """The app in uvicorn on a free local port, in a thread with its own event loop (and its
-    own connections to the test database)."""
-
-    def __init__(self, settings: Settings, clock: FrozenClock) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(settings, clock=clock), log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-        started = threading.Event()
-        while not self.server.started and self.thread.is_alive():
-            started.wait(0.01)
-        assert self.server.started, "uvicorn did not start"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/open311/v2"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
+from tests.live import LiveServer
 
 
 @pytest.fixture
@@ -68,7 +34,7 @@ async def api_key(world: Database, clock: FrozenClock) -> str:
 
 
 def civicbot_client(live: LiveServer) -> Open311Client:
-    endpoint = Endpoint(id="gridwork", name="Gridwork", base_url=live.url, write=True)
+    endpoint = Endpoint(id="gridwork", name="Gridwork", base_url=live.open311, write=True)
     transport = HttpTransport(timeout=10, rate_limiter=RateLimiter(min_interval=0))
     return Open311Client(endpoint, transport=transport)
 
@@ -114,7 +80,7 @@ async def test_civicbot_lists_services_files_a_request_and_reads_it_back(
 
 async def test_georeport_reads_services_and_requests_as_xml(live: LiveServer, api_key: str) -> None:
     filer = civicbot_client(live)
-    reader = GeoReport(live.url, output_format="xml")
+    reader = GeoReport(live.open311, output_format="xml")
 
     def session() -> tuple[object, ...]:
         filed = filer.create_request(

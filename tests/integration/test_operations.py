@@ -1,6 +1,14 @@
+import io
+import json
+import logging
+from datetime import timedelta
+
 import httpx
 
+from app.clock import FrozenClock
+from app.observability import JsonFormatter
 from app.tickets.machine import Action
+from tests.helpers import Api
 
 
 async def test_health_and_readiness_need_no_token(client: httpx.AsyncClient) -> None:
@@ -33,3 +41,61 @@ async def test_unknown_path_is_a_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_each_response_carries_a_request_id(client: httpx.AsyncClient) -> None:
+    generated = (await client.get("/healthz")).headers["x-request-id"]
+    assert len(generated) == 32
+    given = await client.get("/healthz", headers={"X-Request-ID": "desk-7.call-42"})
+    assert given.headers["x-request-id"] == "desk-7.call-42"
+    odd = await client.get("/healthz", headers={"X-Request-ID": "x" * 65})
+    assert odd.headers["x-request-id"] != "x" * 65
+
+
+async def test_access_lines_are_json_with_the_request_id(api: Api) -> None:
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("gridwork.access")
+    access.addHandler(handler)
+    previous_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        ticket = await api.report()
+        response = await api.get(f"/api/v1/tickets/{ticket['id']}", "dispatcher")
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(previous_level)
+    entries = [json.loads(line) for line in lines.getvalue().splitlines()]
+    read = next(e for e in entries if e["request_id"] == response.headers["x-request-id"])
+    assert read["route"] == "/api/v1/tickets/{ticket_id}"
+    assert (read["method"], read["status"], read["level"]) == ("GET", 200, "info")
+    assert read["duration_ms"] >= 0
+
+
+async def test_metrics_show_latency_open_tickets_overdue_and_scheduler_lag(
+    api: Api, clock: FrozenClock
+) -> None:
+    first = await api.report()
+    await api.report()
+    await api.must(first["id"], "dispatch", "dispatcher", {"department_code": "NH-CG"})
+    clock.advance(timedelta(hours=5))  # both past their limits; no scheduler has run
+
+    text = (await api.client.get("/metrics")).text
+
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert metrics['gridwork_open_tickets{status="reported"}'] == 1
+    assert metrics['gridwork_open_tickets{status="dispatched"}'] == 1
+    assert metrics['gridwork_open_tickets{status="feedback"}'] == 0
+    assert metrics["gridwork_overdue_open_tickets"] == 2
+    # the report's alarm fell due (48 minutes after it was filed) 4 h 12 min ago
+    assert metrics["gridwork_scheduler_lag_seconds"] == 4 * 3600 + 12 * 60
+    assert any(
+        key.startswith("gridwork_http_request_duration_seconds_count{")
+        and 'route="/api/v1/tickets/{ticket_id}/actions/dispatch"' in key
+        for key in metrics
+    )

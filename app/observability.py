@@ -1,0 +1,177 @@
+"""What operators watch: one JSON log line per record carrying the request's id, an access line
+per request, and Prometheus metrics at /metrics.
+
+With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR to an empty directory so that the
+metrics of all of them are added up (prometheus_client's multiprocess mode)."""
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.stats.measures import IS_OPEN
+from app.tickets import deadlines
+from app.tickets.machine import OPEN_STATUSES
+from app.tickets.models import Ticket
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+REQUEST_ID_HEADER = "x-request-id"
+_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+REQUEST_SECONDS = Histogram(
+    "gridwork_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+access_log = logging.getLogger("gridwork.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as one line of JSON, with the id of the request it belongs to."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (current := request_id.get()) is not None:
+            line["request_id"] = current
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def logging_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig for the app, the access lines and uvicorn's own loggers."""
+    formatter = (
+        {"()": JsonFormatter}
+        if json_logs
+        else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    )
+    handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
+    quiet = {"handlers": ["main"], "level": level, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"main": formatter},
+        "handlers": {"main": handler},
+        "root": {"handlers": ["main"], "level": level},
+        "loggers": {
+            "uvicorn": quiet,
+            "uvicorn.error": quiet,
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+class RequestContext:
+    """Gives each request an id (the client's X-Request-ID when it is a sane one), returns it
+    in the response, times the request into the histogram and writes its access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        current = given if _ACCEPTED_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(current)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.encode(), current.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    }
+                },
+            )
+            request_id.reset(token)
+
+
+async def exposition(session: AsyncSession, now: datetime) -> bytes:
+    """The metrics in Prometheus' text format: the request histogram, and the state of the
+    tickets read now (open tickets by status, overdue open tickets, scheduler lag)."""
+    registry = CollectorRegistry()
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.MultiProcessCollector(registry)
+        request_metrics = generate_latest(registry)
+        registry = CollectorRegistry()
+    else:
+        request_metrics = generate_latest(REGISTRY)
+    by_status = Gauge(
+        "gridwork_open_tickets", "Open tickets by status", ["status"], registry=registry
+    )
+    counts = dict(
+        (
+            await session.execute(
+                select(Ticket.status, func.count()).where(IS_OPEN).group_by(Ticket.status)
+            )
+        ).all()
+    )
+    for status in sorted(OPEN_STATUSES):
+        by_status.labels(status).set(counts.get(status, 0))
+    overdue = await session.scalar(
+        select(func.count()).where(IS_OPEN, deadlines.overdue_clause(True, now))
+    )
+    Gauge(
+        "gridwork_overdue_open_tickets",
+        "Open tickets that have missed a deadline",
+        registry=registry,
+    ).set(overdue or 0)
+    oldest_due = await session.scalar(
+        select(func.min(Ticket.alarm_at)).where(Ticket.alarm_at <= now)
+    )
+    Gauge(
+        "gridwork_scheduler_lag_seconds",
+        "How long the oldest due scheduler alarm has waited (0: none waits)",
+        registry=registry,
+    ).set((now - oldest_due).total_seconds() if oldest_due else 0)
+    return request_metrics + generate_latest(registry)

@@ -1,0 +1,227 @@
+"""Reliability under concurrency and faults, on PostgreSQL: duplicated resends, actors racing on
+the same tickets, the database restarted under load, and a scheduler process killed with
+SIGKILL mid-batch."""
+
+import asyncio
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.tickets.machine import TRANSITIONS, Action, Status
+from app.tickets.models import Ticket, TicketHistory
+from tests.helpers import IN_DL01_1, IN_GC01_1, Api, count, event_body
+
+pytestmark = pytest.mark.usefixtures("postgres_only")
+
+
+def assert_legal_walk(history: list[dict[str, Any]], ticket: dict[str, Any]) -> None:
+    """Each change starts where the previous one ended, by a transition the machine allows,
+    and the version counted every change."""
+    assert history[0]["action"] == "report"
+    for before, row in itertools.pairwise(history):
+        assert row["from_status"] == before["to_status"], [
+            (h["action"], h["from_status"], h["to_status"], h["actor"]) for h in history
+        ]
+        if row["action"] in Action.__members__.values():
+            rule = TRANSITIONS[(Status(row["from_status"]), Action(row["action"]))]
+            assert Status(row["to_status"]) in rule.targets(Status(row["from_status"])), row
+    assert history[-1]["to_status"] == ticket["status"]
+    assert ticket["version"] == len(history)
+
+
+async def test_resent_reports_racing_file_each_ticket_once(api: Api, world: Database) -> None:
+    unique = [("worker", event_body()) for _ in range(100)] + [
+        ("worker2", event_body(at=IN_DL01_1)) for _ in range(50)
+    ]
+    resent = random.Random(7).sample(unique, 50)
+    for user in ("worker", "worker2"):
+        await api.headers(user)
+
+    responses = await asyncio.gather(
+        *(api.post("/api/v1/events", user, body) for user, body in [*unique, *resent])
+    )
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 150, 200: 50}, statuses
+    assert await count(world, Ticket) == 150
+    by_client = {r.json()["id"] for r in responses}
+    assert len(by_client) == 150
+
+
+async def test_twenty_actors_racing_leave_legal_histories(api: Api) -> None:
+    tickets = [(await api.report())["id"] for _ in range(6)]
+    moves: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("dispatcher", "dispatch", {"department_code": "NH-CG"}),
+        ("town_dispatcher", "dispatch", {"department_code": "NH-CG"}),
+        ("handler", "claim", None),
+        ("handler", "return", {"note": "不属于本部门"}),
+        ("handler", "suspend", {"note": "等待配件"}),
+        ("handler", "resume", {"note": "配件到了"}),
+        ("handler", "feedback", {"note": "已处理"}),
+        ("dispatcher", "verify", {"passed": False}),
+        ("worker", "verify", {"passed": True}),
+        ("dispatcher", "escalate", {"note": "需要街道协调"}),
+    ]
+    for user in {user for user, _, _ in moves}:
+        await api.headers(user)
+    seen: Counter[int] = Counter()
+
+    async def actor(seed: int) -> None:
+        chance = random.Random(seed)
+        for _ in range(12):
+            user, action, body = chance.choice(moves)
+            response = await api.act(chance.choice(tickets), action, user, body)
+            seen[response.status_code] += 1
+
+    await asyncio.gather(*(actor(seed) for seed in range(20)))
+
+    assert set(seen) <= {200, 403, 404, 409}, seen  # 404: escalated out of a dispatcher's reach
+    assert seen[200] > 20 and seen[409] > 0, seen  # real changes, and real collisions
+    for tid in tickets:
+        ticket = (await api.get(f"/api/v1/tickets/{tid}", "admin")).json()
+        assert_legal_walk(await api.history(tid), ticket)
+
+
+def _cluster() -> list[str] | None:
+    """pg_ctlcluster arguments for the local server, when this process may restart it."""
+    tool = shutil.which("pg_ctlcluster")
+    versions = sorted(Path("/etc/postgresql").glob("*/main")) if tool else []
+    if not tool or not versions or os.geteuid() != 0:
+        return None
+    return [tool, "--skip-systemctl-redirect", versions[-1].parent.name, "main"]
+
+
+async def test_a_database_restart_under_load_loses_nothing(
+    world: Database, settings: Settings, clock: FrozenClock
+) -> None:
+    cluster = _cluster()
+    if cluster is None:
+        pytest.skip("needs root and pg_ctlcluster to restart the local PostgreSQL")
+    app = create_app(settings, clock=clock)  # its own connection pool, as a server has
+    filed: dict[str, int] = {}
+    statuses: Counter[int] = Counter()
+    running = True
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
+        ) as client,
+    ):
+        api = Api(client)
+        headers = await api.headers("worker")
+
+        async def reporter() -> None:
+            while running:
+                body = event_body()
+                response = await client.post("/api/v1/events", json=body, headers=headers)
+                statuses[response.status_code] += 1
+                if response.status_code == 201:
+                    filed[body["client_id"]] = response.json()["id"]
+
+        async def until(condition: Any, what: str) -> None:
+            deadline = time.monotonic() + 60
+            while not condition():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}: {statuses}"
+                await asyncio.sleep(0.05)
+
+        load = [asyncio.create_task(reporter()) for _ in range(5)]
+        await until(lambda: statuses[201] >= 20, "reports before the restart")
+        await asyncio.to_thread(subprocess.run, [*cluster, "stop", "--", "-m", "fast"], check=True)
+        await until(lambda: statuses[503] >= 5, "503s while the database is down")
+        await asyncio.to_thread(subprocess.run, [*cluster, "start"], check=True)
+        before = statuses[201]
+        await until(lambda: statuses[201] >= before + 20, "reports after the restart")
+        running = False
+        await asyncio.gather(*load)
+
+    await world.engine.dispose()  # its pooled connections died with the server
+    assert set(statuses) <= {201, 503}, statuses
+    async with world.sessions() as session:
+        stored = dict((await session.execute(select(Ticket.client_id, Ticket.id))).all())
+    assert {str(k): v for k, v in stored.items()} == filed  # every 201 committed, nothing else
+
+
+def _worker(settings: Settings, batch: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "GRIDWORK_DATABASE_URL": settings.database_url,
+        "GRIDWORK_SECRET_KEY": settings.secret_key,
+        "GRIDWORK_SCHEDULER_BATCH_SIZE": str(batch),
+        "GRIDWORK_SCHEDULER_INTERVAL_SECONDS": "1",
+    }
+    command = [str(Path(sys.executable).parent / "gridwork"), "worker"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_a_scheduler_killed_mid_batch_escalates_each_ticket_once(
+    world: Database, settings: Settings
+) -> None:
+    # Reports filed two hours ago: their dispatch limit (60 minutes) has passed by the real
+    # clock the worker process runs on.
+    filed_at = FrozenClock(datetime.now(UTC) - timedelta(hours=2))
+    app = create_app(settings, database=world, clock=filed_at)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
+    ) as client:
+        api = Api(client)
+        await api.headers("worker")
+        for _ in range(8):
+            await asyncio.gather(*(api.report(at=IN_GC01_1) for _ in range(50)))
+
+    async def escalated() -> int:
+        async with world.sessions() as session:
+            return int(
+                await session.scalar(select(func.count()).where(TicketHistory.action == "escalate"))
+                or 0
+            )
+
+    async def wait_for(condition: Any, what: str) -> int:
+        deadline = time.monotonic() + 60
+        while not condition(done := await escalated()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what} ({done})"
+            await asyncio.sleep(0.02)
+        return done
+
+    first = _worker(settings, batch=10)
+    try:
+        at_kill = await wait_for(lambda n: n > 0, "the first batch")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert at_kill < 400, "the worker finished before it could be killed"
+    second = _worker(settings, batch=10)
+    try:
+        await wait_for(lambda n: n >= 400, "every ticket")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+    async with world.sessions() as session:
+        per_ticket = Counter(
+            (
+                await session.scalars(
+                    select(TicketHistory.ticket_id).where(TicketHistory.action == "escalate")
+                )
+            ).all()
+        )
+        levels = Counter((await session.scalars(select(Ticket.level))).all())
+        counts = set((await session.scalars(select(Ticket.escalation_count))).all())
+    assert len(per_ticket) == 400 and set(per_ticket.values()) == {1}
+    assert levels == {"town": 400} and counts == {1}
