@@ -156,6 +156,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         error.headers = {"Retry-After": "5"}
         return render_app_error(error)
 
+    @exception_handler(OverflowError)
+    async def overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite refuses integers beyond 64 bits this way (PostgreSQL with SQLSTATE 22003).
+        return render_app_error(Invalid("a number is out of range"))
+
     @exception_handler(ConnectionError)
     async def connection_refused(_: Request, exc: ConnectionError) -> JSONResponse:
         log.warning("database unreachable: %s", exc)

@@ -16,6 +16,7 @@ from app.fields import Name
 from app.open311 import clients, gateway
 from app.open311.formats import NOT_XML, Format, respond
 from app.open311.models import Open311Client, Open311Request
+from app.tickets.router import TicketIdPath
 from app.tickets.service import get_visible_ticket
 
 admin_router = APIRouter(prefix="/api/v1/open311", tags=["open311"], responses=PROBLEM_RESPONSES)
@@ -83,7 +84,9 @@ staff_router = APIRouter(prefix="/api/v1/tickets", tags=["open311"], responses=P
 
 
 @staff_router.get("/{ticket_id}/open311", response_model=CitizenRequestOut)
-async def citizen_request(ticket_id: int, session: SessionDep, user: CurrentUser) -> Open311Request:
+async def citizen_request(
+    ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser
+) -> Open311Request:
     """What the citizen sent with a ticket filed through Open311: address, media URL, answers
     to the service's questions and contact details (for staff who may see the ticket)."""
     await get_visible_ticket(session, user, ticket_id)
