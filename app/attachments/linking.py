@@ -11,6 +11,8 @@ from app.tickets.models import Ticket
 
 async def check_unused(session: AsyncSession, user: User, ids: list[str]) -> None:
     """Each id names a photo `user` uploaded that belongs to no ticket yet."""
+    if not ids:
+        return
     found = {
         a.id: a for a in await session.scalars(select(Attachment).where(Attachment.id.in_(ids)))
     }

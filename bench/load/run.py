@@ -112,6 +112,11 @@ def wrk(script: str, port: int, args: argparse.Namespace, **env: str) -> dict[st
 def figure(name: str, workers: int, raw: dict[str, Any]) -> Figure:
     seconds = raw["duration_us"] / 1e6
     errors = sum(raw["errors"].values())
+    print(
+        f"  {name} ({workers} worker(s)): {raw['requests'] / seconds:,.0f}/s, "
+        f"p50 {raw['p50_ms']:.1f} ms, p99 {raw['p99_ms']:.1f} ms, {errors} errors",
+        flush=True,
+    )
     return Figure(
         name,
         workers,
@@ -146,8 +151,12 @@ class Server:
         raise RuntimeError(f"{command} did not become ready")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        self.process.terminate()  # graceful: requests still queued are answered first
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 async def grid_workers(url: str, count: int) -> str:
