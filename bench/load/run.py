@@ -133,8 +133,9 @@ class Server:
     """A uvicorn command in the background, ready once `ready_path` answers."""
 
     def __init__(self, command: list[str], port: int, ready_path: str, env: dict[str, str]):
+        self.log = (RESULTS / f".server-{port}.log").open("wb")  # its JSON log lines
         self.process = subprocess.Popen(
-            command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, env=os.environ | env, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -144,9 +145,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    self.process.stderr.read().decode() if self.process.stderr else ""
-                )
+                raise RuntimeError(f"{command} exited; see {self.log.name}")
             time.sleep(0.2)
         raise RuntimeError(f"{command} did not become ready")
 
@@ -157,6 +156,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 async def grid_workers(url: str, count: int) -> str:
