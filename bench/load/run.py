@@ -42,18 +42,23 @@ SECRET = "bench-secret-" + "x" * 32
 GRIDWORK_PORT, REFERENCE_PORT = 8710, 8711
 POOL_DEPARTMENT, POOL_TOWN = "D7", "T9"
 
-# Fresh reports for the action chain, waiting for dispatch in town T9 (no alarm: the scheduler
-# leaves them alone).
+# Fresh tickets for the action chain in town T9, $1 of them in status $2, those past dispatch
+# with department D7 (no alarm: the scheduler leaves them alone). Each action gets a pool of its
+# own, so that none is limited by how many the action before it got through.
 POOL_SQL = """
 INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_code,
-    community_code, town_code, district_code, category_code, reporter, description, lat, lon,
-    urgent, self_resolved, reported_at, time_limit_value, time_limit_unit, deadline_started_at,
-    warning_at, deadline_at, overdue, escalation_count, rework_count, extension_count, version)
-SELECT gen_random_uuid(), 'patrol', 'reported', 'community', 'C' || (g / 8), 'G' || g,
-    'C' || (g / 8), 'T9', 'NH', 'K' || (i % 30), 'w' || g, 'chain ticket ' || i,
-    23.005 + (g / 40) * 0.01, 113.005 + (g % 40) * 0.01,
-    false, false, now(), 60, 'minutes', now(), now() + interval '48 minutes',
-    now() + interval '60 minutes', false, 0, 0, 0, 1
+    community_code, town_code, district_code, category_code, department_code, reporter,
+    description, lat, lon, urgent, self_resolved, reported_at, dispatched_at, feedback_at,
+    time_limit_value, time_limit_unit, deadline_started_at, warning_at, deadline_at, overdue,
+    escalation_count, rework_count, extension_count, version)
+SELECT gen_random_uuid(), 'patrol', $2::text, 'community', 'C' || (g / 8), 'G' || g,
+    'C' || (g / 8), 'T9', 'NH', 'K' || (i % 30),
+    CASE WHEN $2::text = 'reported' THEN NULL ELSE 'D7' END, 'w' || g, 'chain ticket ' || i,
+    23.005 + (g / 40) * 0.01, 113.005 + (g % 40) * 0.01, false, false, now(),
+    CASE WHEN $2::text = 'reported' THEN NULL ELSE now() END,
+    CASE WHEN $2::text = 'feedback' THEN now() END,
+    60, 'minutes', now(), now() + interval '48 minutes', now() + interval '60 minutes', false,
+    0, 0, 0, 1
 FROM (SELECT i, 720 + (i % 80) AS g FROM generate_series(1, $1) i) s
 """
 CHAIN = [  # action, from status, who, body
@@ -323,24 +328,26 @@ async def main() -> None:
     else:
         database = scratch_database(ADMIN_URL, keep=args.keep)
     async with database as url:
+        worker_counts = [int(w) for w in args.workers.split(",")]
         if not args.database:
             await fill_district(url, args.tickets)
-            rebuilt = await asyncio.to_thread(
-                subprocess.run,
-                [str(VENV_BIN / "gridwork"), "stats", "rebuild"],
-                env=os.environ | {"GRIDWORK_DATABASE_URL": url},
-                capture_output=True,
-                text=True,
-            )
-            if rebuilt.returncode:
-                raise RuntimeError(rebuilt.stderr)
+        conn = await connect(url)
+        for _, status, _, _ in CHAIN:
+            await conn.execute(POOL_SQL, 6000 * args.duration * len(worker_counts), status)
+        await conn.execute("ANALYZE tickets")
+        await conn.close()
+        rebuilt = await asyncio.to_thread(  # the tickets above were written past the service
+            subprocess.run,
+            [str(VENV_BIN / "gridwork"), "stats", "rebuild"],
+            env=os.environ | {"GRIDWORK_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+        )
+        if rebuilt.returncode:
+            raise RuntimeError(rebuilt.stderr)
         workers_file = await grid_workers(url, 200)
         figures: list[Figure] = []
-        for workers in (int(w) for w in args.workers.split(",")):
-            conn = await connect(url)
-            await conn.execute(POOL_SQL, 6000 * args.duration * 2)
-            await conn.execute("ANALYZE tickets")
-            await conn.close()
+        for workers in worker_counts:
             reference = reference_figures(workers, url, args)
             ours = await gridwork_figures(workers, url, args, workers_file)
             for f in [*reference, *ours]:
