@@ -1,5 +1,6 @@
 """The ticket state machine as data: (status, action) -> (next status, roles allowed)."""
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -85,6 +86,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 }
 
 
-def available_actions(status: Status, role: Role) -> list[Action]:
+@functools.cache
+def available_actions(status: Status, role: Role) -> tuple[Action, ...]:
     """Actions the role may take on a ticket in `status`, in the table's order."""
-    return [a for (s, a), rule in TRANSITIONS.items() if s == status and role in rule.roles]
+    return tuple(a for (s, a), rule in TRANSITIONS.items() if s == status and role in rule.roles)

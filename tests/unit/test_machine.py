@@ -61,19 +61,19 @@ def test_verify_has_two_outcomes() -> None:
 
 
 def test_available_actions() -> None:
-    assert available_actions(Status.reported, Role.dispatcher) == [
+    assert available_actions(Status.reported, Role.dispatcher) == (
         Action.dispatch,
         Action.reject,
         Action.merge,
         Action.escalate,
-    ]
-    assert available_actions(Status.in_progress, Role.handler) == [
+    )
+    assert available_actions(Status.in_progress, Role.handler) == (
         Action.return_,
         Action.suspend,
         Action.request_extension,
         Action.feedback,
-    ]
-    assert available_actions(Status.closed, Role.grid_worker) == [Action.rate]
+    )
+    assert available_actions(Status.closed, Role.grid_worker) == (Action.rate,)
 
 
 def test_an_action_needs_the_same_roles_from_every_status() -> None:
