@@ -3,12 +3,15 @@
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import get_settings
+from app.observability import JsonFormatter
 
 
 @pytest.fixture
@@ -165,3 +168,19 @@ def test_stats_generate_and_rebuild(sqlite_file: Path) -> None:
         reported = "SELECT sum(reported) FROM closure_rollups WHERE grain = ?"
         assert db.execute(reported, ("m",)).fetchone() == (310,)
         assert db.execute(reported, ("d",)).fetchone() == (310,)
+
+
+def test_serve_drains_requests_on_shutdown_and_logs_json(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
+    monkeypatch.setenv("GRIDWORK_SHUTDOWN_GRACE_SECONDS", "45")
+    get_settings.cache_clear()
+
+    assert CliRunner().invoke(cli, ["serve", "--workers", "2"]).exit_code == 0
+
+    assert started["timeout_graceful_shutdown"] == 45 and started["workers"] == 2
+    assert started["access_log"] is False  # the app writes its own access lines
+    formatter = started["log_config"]["formatters"]["main"]
+    assert formatter["()"] is JsonFormatter
