@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from app.clock import FrozenClock
 from app.config import Settings
@@ -170,11 +171,9 @@ def _worker(settings: Settings, batch: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def test_a_scheduler_killed_mid_batch_escalates_each_ticket_once(
-    world: Database, settings: Settings
-) -> None:
-    # Reports filed two hours ago: their dispatch limit (60 minutes) has passed by the real
-    # clock the worker process runs on.
+async def file_due_reports(world: Database, settings: Settings, count: int) -> None:
+    """Reports filed two hours ago: their dispatch limit (60 minutes) has passed by the real
+    clock a worker process runs on."""
     filed_at = FrozenClock(datetime.now(UTC) - timedelta(hours=2))
     app = create_app(settings, database=world, clock=filed_at)
     async with httpx.AsyncClient(
@@ -182,37 +181,31 @@ async def test_a_scheduler_killed_mid_batch_escalates_each_ticket_once(
     ) as client:
         api = Api(client)
         await api.headers("worker")
-        for _ in range(8):
+        for _ in range(count // 50):
             await asyncio.gather(*(api.report(at=IN_GC01_1) for _ in range(50)))
 
-    async def escalated() -> int:
-        async with world.sessions() as session:
-            return int(
-                await session.scalar(select(func.count()).where(TicketHistory.action == "escalate"))
-                or 0
-            )
 
-    async def wait_for(condition: Any, what: str) -> int:
-        deadline = time.monotonic() + 60
-        while not condition(done := await escalated()):
-            assert time.monotonic() < deadline, f"timed out waiting for {what} ({done})"
-            await asyncio.sleep(0.02)
-        return done
+async def wait_for_escalations(world: Database, condition: Any, what: str) -> int:
+    """Polls the number of escalations until `condition` holds (a worker process is working)."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            async with world.sessions() as session:
+                done = int(
+                    await session.scalar(
+                        select(func.count()).where(TicketHistory.action == "escalate")
+                    )
+                    or 0
+                )
+        except (OSError, DBAPIError):  # the server is down for a moment: ask again
+            done = -1
+        if done >= 0 and condition(done):
+            return done
+        assert time.monotonic() < deadline, f"timed out waiting for {what} ({done})"
+        await asyncio.sleep(0.02)
 
-    first = _worker(settings, batch=10)
-    try:
-        at_kill = await wait_for(lambda n: n > 0, "the first batch")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert at_kill < 400, "the worker finished before it could be killed"
-    second = _worker(settings, batch=10)
-    try:
-        await wait_for(lambda n: n >= 400, "every ticket")
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
 
+async def assert_each_escalated_once(world: Database, count: int) -> None:
     async with world.sessions() as session:
         per_ticket = Counter(
             (
@@ -223,5 +216,50 @@ async def test_a_scheduler_killed_mid_batch_escalates_each_ticket_once(
         )
         levels = Counter((await session.scalars(select(Ticket.level))).all())
         counts = set((await session.scalars(select(Ticket.escalation_count))).all())
-    assert len(per_ticket) == 400 and set(per_ticket.values()) == {1}
-    assert levels == {"town": 400} and counts == {1}
+    assert len(per_ticket) == count and set(per_ticket.values()) == {1}
+    assert levels == {"town": count} and counts == {1}
+
+
+async def test_a_scheduler_killed_mid_batch_escalates_each_ticket_once(
+    world: Database, settings: Settings
+) -> None:
+    await file_due_reports(world, settings, 400)
+
+    first = _worker(settings, batch=10)
+    try:
+        at_kill = await wait_for_escalations(world, lambda n: n > 0, "the first batch")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert at_kill < 400, "the worker finished before it could be killed"
+    second = _worker(settings, batch=10)
+    try:
+        await wait_for_escalations(world, lambda n: n >= 400, "every ticket")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+    await assert_each_escalated_once(world, 400)
+
+
+async def test_a_database_restart_mid_escalation_doubles_nothing(
+    world: Database, settings: Settings
+) -> None:
+    cluster = _cluster()
+    if cluster is None:
+        pytest.skip("needs root and pg_ctlcluster to restart the local PostgreSQL")
+    await file_due_reports(world, settings, 300)
+
+    worker = _worker(settings, batch=10)
+    try:
+        before = await wait_for_escalations(world, lambda n: n > 0, "the first batch")
+        await asyncio.to_thread(subprocess.run, [*cluster, "stop", "--", "-m", "fast"], check=True)
+        await asyncio.to_thread(subprocess.run, [*cluster, "start"], check=True)
+        await world.engine.dispose()  # its pooled connections died with the server
+        await wait_for_escalations(world, lambda n: n >= 300, "every ticket after the restart")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    assert before < 300, "the worker finished before the restart"
+    await assert_each_escalated_once(world, 300)
