@@ -23,7 +23,13 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
-from app.observability import RequestContext, exposition
+from app.observability import (
+    REQUEST_ID_HEADER,
+    RequestContext,
+    exposition,
+    request_id,
+    ticket_figures,
+)
 from app.open311.formats import error_response as open311_error
 from app.open311.router import admin_router as open311_admin_router
 from app.open311.router import gateway_router as open311_router
@@ -171,7 +177,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        current = request_id.get()
+        return problem(
+            500,
+            "Internal error",
+            "an unexpected error occurred; it has been logged",
+            headers={REQUEST_ID_HEADER: current} if current else None,
+        )
 
 
 def create_app(
@@ -238,9 +250,13 @@ def create_app(
     async def metrics(request: Request) -> Response:
         """Prometheus metrics: request latency by route, open tickets by status, overdue open
         tickets, scheduler lag."""
-        async with database.sessions() as session:
-            body = await exposition(session, app.state.clock.now())
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        try:
+            async with database.sessions() as session:
+                figures = await ticket_figures(session, app.state.clock.now())
+        except (DBAPIError, OSError) as exc:  # the request metrics matter most in an outage
+            log.warning("metrics without ticket figures: %s", exc)
+            figures = []
+        return Response(exposition(figures), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

@@ -14,14 +14,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +28,7 @@ from app.tickets.models import Ticket
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
 _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUEST_SECONDS = Histogram(
     "gridwork_http_request_duration_seconds",
@@ -62,24 +57,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def logging_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
+def logging_config(json_logs: bool) -> dict[str, Any]:
     """A dictConfig for the app, the access lines and uvicorn's own loggers."""
     formatter = (
         {"()": JsonFormatter}
         if json_logs
         else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    )
+    )  # the request id and the access fields are in the JSON lines only
     handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
-    quiet = {"handlers": ["main"], "level": level, "propagate": False}
+    uvicorn_own = {"handlers": ["main"], "level": "INFO", "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": formatter},
         "handlers": {"main": handler},
-        "root": {"handlers": ["main"], "level": level},
+        "root": {"handlers": ["main"], "level": "INFO"},
         "loggers": {
-            "uvicorn": quiet,
-            "uvicorn.error": quiet,
+            "uvicorn": uvicorn_own,
+            "uvicorn.error": uvicorn_own,
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }
@@ -114,40 +109,52 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "fields": {
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 1),
-                    }
-                },
-            )
-            request_id.reset(token)
+        except Exception:
+            # The 500 is sent by Starlette's outermost middleware, after this one: the id
+            # stays set for its handler to log and return.
+            self._record(scope, started, 500)
+            raise
+        self._record(scope, started, status)
+        request_id.reset(token)
+
+    @staticmethod
+    def _record(scope: Scope, started: float, status: int) -> None:
+        """The request's latency into the histogram, and its access line."""
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        REQUEST_SECONDS.labels(method, route, str(status)).observe(elapsed)
+        access_log.info(
+            "%s %s %s",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "fields": {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                }
+            },
+        )
 
 
-async def exposition(session: AsyncSession, now: datetime) -> bytes:
-    """The metrics in Prometheus' text format: the request histogram, and the state of the
-    tickets read now (open tickets by status, overdue open tickets, scheduler lag)."""
-    registry = CollectorRegistry()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        multiprocess.MultiProcessCollector(registry)
-        request_metrics = generate_latest(registry)
-        registry = CollectorRegistry()
-    else:
-        request_metrics = generate_latest(REGISTRY)
-    by_status = Gauge(
-        "gridwork_open_tickets", "Open tickets by status", ["status"], registry=registry
+class _Figures:
+    """A collector of metric families computed beforehand."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self.families
+
+
+async def ticket_figures(session: AsyncSession, now: datetime) -> list[GaugeMetricFamily]:
+    """Open tickets by status, overdue open tickets and scheduler lag, read now."""
+    by_status = GaugeMetricFamily(
+        "gridwork_open_tickets", "Open tickets by status", labels=["status"]
     )
     counts = dict(
         (
@@ -157,21 +164,37 @@ async def exposition(session: AsyncSession, now: datetime) -> bytes:
         ).all()
     )
     for status in sorted(OPEN_STATUSES):
-        by_status.labels(status).set(counts.get(status, 0))
+        by_status.add_metric([status], counts.get(status, 0))
     overdue = await session.scalar(
         select(func.count()).where(IS_OPEN, deadlines.overdue_clause(True, now))
     )
-    Gauge(
-        "gridwork_overdue_open_tickets",
-        "Open tickets that have missed a deadline",
-        registry=registry,
-    ).set(overdue or 0)
     oldest_due = await session.scalar(
         select(func.min(Ticket.alarm_at)).where(Ticket.alarm_at <= now)
     )
-    Gauge(
-        "gridwork_scheduler_lag_seconds",
-        "How long the oldest due scheduler alarm has waited (0: none waits)",
-        registry=registry,
-    ).set((now - oldest_due).total_seconds() if oldest_due else 0)
-    return request_metrics + generate_latest(registry)
+    lag = (now - oldest_due).total_seconds() if oldest_due else 0
+    return [
+        by_status,
+        GaugeMetricFamily(
+            "gridwork_overdue_open_tickets",
+            "Open tickets that have missed a deadline",
+            value=overdue or 0,
+        ),
+        GaugeMetricFamily(
+            "gridwork_scheduler_lag_seconds",
+            "How long the oldest due scheduler alarm has waited (0: none waits)",
+            value=lag,
+        ),
+    ]
+
+
+def exposition(figures: list[GaugeMetricFamily]) -> bytes:
+    """The metrics in Prometheus' text format: the request histogram (of every worker, in
+    multiprocess mode) and the ticket figures."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        requests = CollectorRegistry()
+        multiprocess.MultiProcessCollector(requests)
+    else:
+        requests = REGISTRY
+    tickets = CollectorRegistry()
+    tickets.register(_Figures(figures))
+    return generate_latest(requests) + generate_latest(tickets)

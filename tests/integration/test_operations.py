@@ -2,11 +2,15 @@ import io
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.core import GaugeMetricFamily
 
 from app.clock import FrozenClock
-from app.observability import JsonFormatter
+from app.observability import JsonFormatter, exposition
 from app.tickets.machine import Action
 from tests.helpers import Api
 
@@ -99,3 +103,31 @@ async def test_metrics_show_latency_open_tickets_overdue_and_scheduler_lag(
         and 'route="/api/v1/tickets/{ticket_id}/actions/dispatch"' in key
         for key in metrics
     )
+
+
+async def test_an_unexpected_error_still_answers_with_its_request_id(app: FastAPI) -> None:
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridwork.test") as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "trace-500"})
+        odd_method = await client.request("FROB", "/healthz")
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "trace-500"
+    assert odd_method.status_code == 405
+    assert 'method="other",route="/healthz",status="405"' in metrics
+    assert 'method="FROB"' not in metrics
+
+
+def test_ticket_figures_appear_once_in_multiprocess_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    figures = [GaugeMetricFamily("gridwork_overdue_open_tickets", "overdue", value=3)]
+    for _ in range(2):  # nothing is left behind in the directory by a scrape
+        text = exposition(figures).decode()
+        assert text.count("\ngridwork_overdue_open_tickets ") == 1
+    assert list(tmp_path.iterdir()) == []

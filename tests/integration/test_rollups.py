@@ -18,6 +18,7 @@ from app.stats.models import ROLLUP_MEASURES, ClosureRollup
 from app.stats.schemas import GroupBy
 from app.tickets import scheduler
 from app.tickets.models import Ticket
+from app.tickets.service import CHANGE_MARKER
 from tests.helpers import DISPATCH, IN_GC02_1, Api
 
 ZONE = "Asia/Shanghai"
@@ -254,3 +255,8 @@ async def test_generated_tickets_keep_the_service_rules(
             assert ticket.overdue
         if ticket.status in ("dispatched", "in_progress") and ticket.deadline_at < now:
             assert ticket.overdue
+
+
+def test_the_change_marker_is_not_a_column_rollups_read() -> None:
+    """Every change flags it so that the version is checked; the upkeep must not see it."""
+    assert CHANGE_MARKER not in rollups._DEPENDS_ON
