@@ -2,6 +2,7 @@
 
 import socket
 import threading
+import time
 
 import uvicorn
 
@@ -26,10 +27,12 @@ class LiveServer:
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
         )
         self.thread.start()
-        started = threading.Event()
-        while not self.server.started and self.thread.is_alive():
-            started.wait(0.01)
-        assert self.server.started, "uvicorn did not start"
+        deadline = time.monotonic() + 20
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # waiting for another thread to bind and serve
+        if not self.server.started:
+            self.stop()
+            raise RuntimeError("uvicorn did not start within 20 s")
 
     @property
     def url(self) -> str:
@@ -43,3 +46,5 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn did not stop within 10 s")

@@ -138,7 +138,7 @@ class Server:
     """A uvicorn command in the background, ready once `ready_path` answers."""
 
     def __init__(self, command: list[str], port: int, ready_path: str, env: dict[str, str]):
-        self.log = (RESULTS / f".server-{port}.log").open("wb")  # its JSON log lines
+        self.log = (RESULTS / f".server-{port}.log").open("ab")  # its log lines, run after run
         self.process = subprocess.Popen(
             command, env=os.environ | env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -164,20 +164,19 @@ class Server:
         self.log.close()
 
 
-async def grid_workers(url: str, count: int) -> str:
-    """A file of `token lat lon` lines for `count` grid workers, each at their grid's corner."""
-    now = datetime.now(UTC)
-    path = RESULTS / ".workers.txt"
-    rows = []
-    for g in range(count):
-        token = issue_access_token(SECRET, f"w{g}", 0, now, timedelta(hours=3))
-        rows.append(f"{token} {23.0 + (g // 40) * 0.01:.4f} {113.0 + (g % 40) * 0.01:.4f}")
-    path.write_text("\n".join(rows) + "\n")
-    return str(path)
-
-
 def token(username: str) -> str:
     return issue_access_token(SECRET, username, 0, datetime.now(UTC), timedelta(hours=3))
+
+
+def grid_workers(count: int) -> str:
+    """A file of `token lat lon` lines for `count` grid workers, each at their grid's corner."""
+    path = RESULTS / ".workers.txt"
+    rows = [
+        f"{token(f'w{g}')} {23.0 + (g // 40) * 0.01:.4f} {113.0 + (g % 40) * 0.01:.4f}"
+        for g in range(count)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
 
 
 async def pool_ids(url: str, status: str, limit: int) -> str:
@@ -345,7 +344,7 @@ async def main() -> None:
         )
         if rebuilt.returncode:
             raise RuntimeError(rebuilt.stderr)
-        workers_file = await grid_workers(url, 200)
+        workers_file = grid_workers(200)
         figures: list[Figure] = []
         for workers in worker_counts:
             reference = reference_figures(workers, url, args)
@@ -356,7 +355,7 @@ async def main() -> None:
             print(table([*reference, *ours]), flush=True)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    setup = {k: v for k, v in vars(args).items()}
+    setup = vars(args)
     document = {"at": stamp, "setup": setup, "figures": [asdict(f) for f in figures]}
     (RESULTS / f"{stamp}.json").write_text(json.dumps(document, indent=2, ensure_ascii=False))
     markdown = f"# Load benchmark {stamp}\n\n{json.dumps(setup)}\n\n{table(figures)}\n"

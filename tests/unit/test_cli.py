@@ -170,7 +170,7 @@ def test_stats_generate_and_rebuild(sqlite_file: Path) -> None:
         assert db.execute(reported, ("d",)).fetchone() == (310,)
 
 
-def test_serve_drains_requests_on_shutdown_and_logs_json(
+def test_serve_asks_uvicorn_to_drain_on_shutdown_and_log_json(
     sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: dict[str, Any] = {}
