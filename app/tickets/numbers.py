@@ -1,9 +1,19 @@
+from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from app.tickets.models import Ticket
+
+class Numbered(Protocol):
+    """A ticket, or a row of one, as far as its number goes."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def reported_at(self) -> datetime: ...
 
 
-def ticket_number(ticket: Ticket, prefix: str, tz: ZoneInfo) -> str:
+def ticket_number(ticket: Numbered, prefix: str, tz: ZoneInfo) -> str:
     """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
     return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
 
