@@ -10,7 +10,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.errors import Invalid, NotFound, TooManyRequests
+from app.fields import start_of
 from app.open311.formats import NOT_XML
 from app.open311.models import Open311Client, Open311Request
 from app.orgs.geo import GridMatch, grid_map
 from app.orgs.models import Category, Department, Level, OrgUnit
+from app.orgs.service import service_attributes
 from app.tickets import service as tickets
 from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Action, Status
 from app.tickets.models import Ticket, TicketHistory
@@ -81,19 +83,7 @@ async def category_of(session: AsyncSession, service_code: str) -> Category:
 
 async def definition(session: AsyncSession, service_code: str) -> dict[str, Any]:
     category = await category_of(session, service_code)
-    attributes = [
-        {
-            "variable": a.get("variable", True),
-            "code": a["code"],
-            "datatype": a["datatype"],
-            "required": a.get("required", False),
-            "datatype_description": a.get("datatype_description"),
-            "order": a["order"],
-            "description": a["description"],
-            "values": a.get("values", []),
-        }
-        for a in category.attributes
-    ]
+    attributes = [a.model_dump(mode="json") for a in service_attributes(category)]
     return {"service_code": category.code, "attributes": attributes}
 
 
@@ -157,23 +147,23 @@ def _check_attributes(category: Category, given: Mapping[str, str | list[str]]) 
         for v in ([values] if isinstance(values, str) else values)
     ):
         raise Invalid("too many attributes, or an attribute value over 2000 characters")
-    for attribute in category.attributes:
-        if not attribute.get("variable", True):
+    for attribute in service_attributes(category):
+        if not attribute.variable:
             continue
-        code, kind = attribute["code"], attribute["datatype"]
+        code, kind = attribute.code, attribute.datatype
         value = given.get(code)
         if value is None or value == []:
-            if attribute.get("required"):
-                raise Invalid(f"attribute[{code}] is required: {attribute['description']}")
+            if attribute.required:
+                raise Invalid(f"attribute[{code}] is required: {attribute.description}")
             continue
         values = value if isinstance(value, list) else [value]
-        keys = {v["key"] for v in attribute.get("values", [])}
+        keys = {v.key for v in attribute.values}
         if kind != "multivaluelist" and len(values) > 1:
             raise Invalid(f"attribute[{code}] takes one value")
         for one in values:
             if keys and one not in keys:
                 raise Invalid(f"attribute[{code}]: {one[:40]!r} is not one of {sorted(keys)}")
-            if kind == "number" and not _is_number(one):
+            if kind == "number" and not _isrequest_number(one):
                 raise Invalid(f"attribute[{code}] is not a number: {one[:40]!r}")
             if kind == "datetime" and not _is_datetime(one):
                 raise Invalid(
@@ -183,7 +173,7 @@ def _check_attributes(category: Category, given: Mapping[str, str | list[str]]) 
                 raise Invalid(f"attribute[{code}] is a single line of text")
 
 
-def _is_number(value: str) -> bool:
+def _isrequest_number(value: str) -> bool:
     try:
         return "_" not in value and math.isfinite(float(value))
     except ValueError:
@@ -338,9 +328,7 @@ def _moment(value: str | None, name: str, timezone: str, *, end: bool) -> dateti
     try:
         if len(text) == 10:
             day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
-            return datetime.combine(day, time.min, ZoneInfo(timezone)).astimezone(UTC) - (
-                timedelta(microseconds=1) if end else timedelta()
-            )
+            return start_of(day, timezone, name) - timedelta(microseconds=1 if end else 0)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise Invalid(f"{name} is not a w3 date-time such as 2026-01-01T00:00:00Z") from None
@@ -412,11 +400,12 @@ async def find_requests(
     found = list(await session.scalars(statement))
     if query.ids:  # a number whose day part does not match its id names no request
         wanted = set(query.ids)
-        found = [t for t in found if _number(t, settings) in wanted]
+        found = [t for t in found if request_number(t, settings) in wanted]
     return found
 
 
-def _number(ticket: Ticket, settings: Settings) -> str:
+def request_number(ticket: Ticket, settings: Settings) -> str:
+    """A ticket's service_request_id: its number."""
     return ticket_number(ticket, settings.ticket_number_prefix, ZoneInfo(settings.timezone))
 
 
@@ -427,7 +416,7 @@ async def find_request(session: AsyncSession, settings: Settings, number: str) -
         if ticket_id is not None
         else None
     )
-    if ticket is None or _number(ticket, settings) != number:
+    if ticket is None or request_number(ticket, settings) != number:
         raise Open311NotFound(f"service_request_id {number[:40]!r} was not found")
     return ticket
 
@@ -438,7 +427,7 @@ async def find_token(session: AsyncSession, settings: Settings, token: str) -> d
     )
     if ticket is None:
         raise Open311NotFound(f"token {token[:40]!r} was not found")
-    return {"service_request_id": _number(ticket, settings), "token": token}
+    return {"service_request_id": request_number(ticket, settings), "token": token}
 
 
 # Rendering --------------------------------------------------------------------------------
@@ -481,7 +470,7 @@ class Renderer:
         originals = {t.duplicate_of for t in ticket_list if t.duplicate_of is not None}
         shown = select(Ticket).where(Ticket.id.in_(originals), channel_clause())
         for original in await self.session.scalars(shown):
-            self.numbers[original.id] = _number(original, self.settings)
+            self.numbers[original.id] = request_number(original, self.settings)
         for request in await self.session.scalars(
             select(Open311Request).where(Open311Request.ticket_id.in_(ids))
         ):
@@ -509,7 +498,7 @@ class Renderer:
         status = Status(ticket.status)
         extra = self.requests.get(ticket.id)
         return {
-            "service_request_id": _number(ticket, self.settings),
+            "service_request_id": request_number(ticket, self.settings),
             "status": "open" if status in OPEN_STATUSES else "closed",
             "status_notes": self.note(ticket, status),
             "service_name": self.categories.get(ticket.category_code, ticket.category_code),
@@ -547,8 +536,8 @@ UPDATE_STATUS = {
 UPDATE_NOTES = {
     Action.return_: "returned by the department; waiting to be dispatched again",
     Action.escalate: "passed up to the {level} level",
-    Action.verify: "checked and sent back for more work",
 }
+SENT_BACK = "checked and sent back for more work"  # a verification that failed
 
 
 async def find_updates(
@@ -571,20 +560,19 @@ async def find_updates(
 
 def render_update(renderer: Renderer, row: TicketHistory, ticket: Ticket) -> dict[str, Any]:
     action, to_status = Action(row.action), Status(row.to_status)
+    note: str | None
     if action == Action.verify:
-        status = "fixed" if to_status in CLOSED_STATUSES else "in_progress"
+        passed = to_status in CLOSED_STATUSES
+        status, note = ("fixed", None) if passed else ("in_progress", SENT_BACK)
     else:
-        status = UPDATE_STATUS[action]
-    note = UPDATE_NOTES.get(action)
-    if action == Action.verify and to_status in CLOSED_STATUSES:
-        note = None
+        status, note = UPDATE_STATUS[action], UPDATE_NOTES.get(action)
     description = note.format(level=row.to_level) if note else renderer.note(ticket, to_status)
     if action == Action.dispatch and row.details:
         agency = renderer.agencies.get(str(row.details.get("department_code")), "")
         description = f"dispatched to {agency or 'the department in charge'}"
     return {
         "update_id": str(row.id),
-        "service_request_id": _number(ticket, renderer.settings),
+        "service_request_id": request_number(ticket, renderer.settings),
         "status": status,
         "updated_datetime": renderer.moment(row.at),
         "description": description,

@@ -177,12 +177,9 @@ async def create_request(
         raise Forbidden("api_key was not provided or is not valid")
     ticket, filed = await gateway.file_request(session, settings, clock.now(), client, parsed)
     await session.commit()
-    number = (await gateway.Renderer(session, settings).load([ticket])).request(ticket)[
-        "service_request_id"
-    ]
     document = [
         {
-            "service_request_id": number,
+            "service_request_id": gateway.request_number(ticket, settings),
             "token": filed.token,
             "service_notice": "received; it will be dispatched to the department in charge",
             "account_id": None,

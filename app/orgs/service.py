@@ -154,6 +154,11 @@ def category_limit(category: Category, urgent: bool) -> TimeLimit:
     return TimeLimit(value=category.time_limit_value, unit=category.time_limit_unit)
 
 
+def service_attributes(category: Category) -> list[ServiceAttribute]:
+    """The category's Open311 questions as stored, in order."""
+    return [ServiceAttribute.model_validate(a) for a in category.attributes]
+
+
 def category_out(category: Category) -> CategoryOut:
     return CategoryOut(
         code=category.code,
@@ -165,6 +170,6 @@ def category_out(category: Category) -> CategoryOut:
         default_department_code=category.default_department_code,
         public=category.public,
         duplicate_radius_m=category.duplicate_radius_m,
-        attributes=[ServiceAttribute.model_validate(a) for a in category.attributes],
+        attributes=service_attributes(category),
         created_at=category.created_at,
     )

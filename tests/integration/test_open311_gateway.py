@@ -2,7 +2,8 @@
 in the spec's form."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -56,6 +57,17 @@ async def file(
     client: httpx.AsyncClient, form: dict[str, str], fmt: str = "json"
 ) -> httpx.Response:
     return await client.post(f"{V2}/requests.{fmt}", data=form)
+
+
+@asynccontextmanager
+async def served(
+    world: Database, settings: Settings, clock: FrozenClock, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app run with some settings changed."""
+    app = create_app(settings.model_copy(update=overrides), database=world, clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridwork.test") as client:
+        yield client
 
 
 def ticket_id(number: str) -> int:
@@ -363,12 +375,7 @@ async def test_a_key_may_file_only_so_many_requests_a_minute(
     world: Database, settings: Settings, clock: FrozenClock, api: Api
 ) -> None:
     key = (await register(api))["api_key"]
-    limited = create_app(
-        settings.model_copy(update={"open311_requests_per_minute": 2}), database=world, clock=clock
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=limited), base_url="http://gridwork.test"
-    ) as client:
+    async with served(world, settings, clock, open311_requests_per_minute=2) as client:
         for _ in range(2):
             assert (await file(client, request_form(key))).status_code == 201
         refused = await file(client, request_form(key))
@@ -384,14 +391,7 @@ async def test_a_key_may_file_only_so_many_requests_a_minute(
 async def test_a_configured_jurisdiction_must_match(
     world: Database, settings: Settings, clock: FrozenClock
 ) -> None:
-    app = create_app(
-        settings.model_copy(update={"open311_jurisdiction_id": "nanhai.gov.cn"}),
-        database=world,
-        clock=clock,
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
-    ) as client:
+    async with served(world, settings, clock, open311_jurisdiction_id="nanhai.gov.cn") as client:
         assert (await client.get(f"{V2}/services.json")).status_code == 200
         ok = await client.get(f"{V2}/services.json?jurisdiction_id=nanhai.gov.cn")
         assert ok.status_code == 200
@@ -598,12 +598,7 @@ async def test_concurrent_filings_with_one_key_keep_to_its_limit(
     world: Database, settings: Settings, clock: FrozenClock, api: Api
 ) -> None:
     key = (await register(api))["api_key"]
-    limited = create_app(
-        settings.model_copy(update={"open311_requests_per_minute": 3}), database=world, clock=clock
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=limited), base_url="http://gridwork.test"
-    ) as client:
+    async with served(world, settings, clock, open311_requests_per_minute=3) as client:
         responses = await asyncio.gather(*(file(client, request_form(key)) for _ in range(8)))
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(201) == 3, statuses
