@@ -4,7 +4,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
@@ -54,6 +54,9 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+_USER_NAMED = select(User).where(User.username == bindparam("username"))
+
+
 async def get_current_user(
     session: SessionDep,
     settings: SettingsDep,
@@ -65,7 +68,7 @@ async def get_current_user(
     claims = read_access_token(settings.secret_key, token, clock.now())
     if claims is None:
         raise Unauthorized("the bearer token is invalid or has expired")
-    user = await session.scalar(select(User).where(User.username == claims.username))
+    user = await session.scalar(_USER_NAMED, {"username": claims.username})
     if user is None or not user.is_active or user.token_generation != claims.generation:
         raise Unauthorized("the bearer token has been revoked")
     return user

@@ -71,12 +71,12 @@ class PageParams(BaseModel):
         id_: InstrumentedAttribute[int],
         render: Callable[[Any], T],
     ) -> Page[T]:
-        """A page of `query`, newest first by (`at`, `id_`)."""
+        """A page of `query`, newest first by (`at`, `id_`). A query of one entity gives its
+        objects, a query of columns its rows."""
         if (after := self.after()) is not None:
             query = query.where(tuple_(at, id_) < tuple_(*_time_and_id(after)))
-        rows = (
-            await session.scalars(query.order_by(at.desc(), id_.desc()).limit(self.limit + 1))
-        ).all()
+        result = await session.execute(query.order_by(at.desc(), id_.desc()).limit(self.limit + 1))
+        rows = result.scalars().all() if _is_entity(query) else result.all()
         return self.page(
             rows, lambda r: [getattr(r, at.key).isoformat(), getattr(r, id_.key)], render
         )
@@ -90,6 +90,11 @@ class PageParams(BaseModel):
             raw = json.dumps({"k": key(rows[-1])}, default=str).encode()
             cursor = base64.urlsafe_b64encode(raw).decode()
         return Page(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+def _is_entity(query: Select[Any]) -> bool:
+    descriptions = query.column_descriptions
+    return len(descriptions) == 1 and descriptions[0]["expr"] is descriptions[0]["entity"]
 
 
 def _time_and_id(after: Any) -> tuple[datetime, int]:

@@ -72,16 +72,13 @@ async def time_queries(database: Database, repeat: int) -> None:
 
 @contextmanager
 def rollup_upkeep(enabled: bool) -> Iterator[None]:
-    hooks = [("before_flush", rollups._take_out), ("after_flush", rollups._put_back)]
     if not enabled:
-        for name, hook in hooks:
-            event.remove(Session, name, hook)
+        event.remove(Session, "after_flush", rollups._count_changes)
     try:
         yield
     finally:
         if not enabled:
-            for name, hook in hooks:
-                event.listen(Session, name, hook)
+            event.listen(Session, "after_flush", rollups._count_changes)
 
 
 async def time_changes(database: Database, changes: int) -> None:

@@ -4,6 +4,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import jwt
 from argon2 import PasswordHasher
@@ -53,7 +54,16 @@ def issue_access_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | None:
+@dataclass(frozen=True)
+class _Verified:
+    claims: AccessClaims
+    expires_at: float
+
+
+@lru_cache(maxsize=4096)
+def _verify_signature(secret: str, token: str) -> _Verified | None:
+    """What a token says, if this service signed it: the same few tokens come with every
+    request, and decoding one costs more than the rest of the check."""
     try:
         payload = jwt.decode(
             token,
@@ -63,10 +73,18 @@ def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | 
         )
     except jwt.PyJWTError:
         return None
-    # Expiry is checked against the service clock, not the host's, so tests can move time.
-    if payload.get("typ") != "access" or payload["exp"] <= now.timestamp():
+    if payload.get("typ") != "access":
         return None
-    return AccessClaims(username=str(payload["sub"]), generation=int(payload["gen"]))
+    claims = AccessClaims(username=str(payload["sub"]), generation=int(payload["gen"]))
+    return _Verified(claims, float(payload["exp"]))
+
+
+def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | None:
+    verified = _verify_signature(secret, token)
+    # Expiry is checked against the service clock, not the host's, so tests can move time.
+    if verified is None or verified.expires_at <= now.timestamp():
+        return None
+    return verified.claims
 
 
 def new_refresh_token() -> str:

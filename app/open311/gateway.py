@@ -27,7 +27,7 @@ from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import service_attributes
 from app.tickets import service as tickets
 from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Action, Status
-from app.tickets.models import Ticket, TicketHistory
+from app.tickets.models import IS_OPEN, Ticket, TicketHistory
 from app.tickets.numbers import ticket_id_of, ticket_number
 
 MAX_SPAN = timedelta(days=90)
@@ -391,9 +391,9 @@ async def find_requests(
         if query.service_codes:
             statement = statement.where(Ticket.category_code.in_(query.service_codes))
         if set(query.statuses) == {"open"}:
-            statement = statement.where(Ticket.status.in_(OPEN_STATUSES))
+            statement = statement.where(IS_OPEN)
         elif set(query.statuses) == {"closed"}:
-            statement = statement.where(Ticket.status.not_in(OPEN_STATUSES))
+            statement = statement.where(~IS_OPEN)
         start, end = date_range(query.start_date, query.end_date, settings.timezone, now)
         statement = statement.where(Ticket.reported_at.between(start, end))
     statement = statement.order_by(Ticket.reported_at.desc(), Ticket.id.desc()).limit(MAX_RESULTS)

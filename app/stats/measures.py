@@ -13,11 +13,10 @@ from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func
 
 from app.stats.models import ROLLUP_MEASURES
 from app.tickets import deadlines
-from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Status
-from app.tickets.models import Ticket
+from app.tickets.machine import CLOSED_STATUSES, Status
+from app.tickets.models import IS_OPEN, Ticket, status_among
 
-IS_CLOSED = Ticket.status.in_(sorted(CLOSED_STATUSES))
-IS_OPEN = Ticket.status.in_(sorted(OPEN_STATUSES))
+IS_CLOSED = status_among(CLOSED_STATUSES)
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -40,7 +39,7 @@ def stored(dialect: str) -> list[ColumnElement[Any]]:
     """The measures in `ROLLUP_MEASURES` order."""
     measures = {
         "reported": func.count(),
-        "accepted": _count(Ticket.status.not_in([Status.rejected, Status.merged])),
+        "accepted": _count(~status_among([Status.rejected, Status.merged])),
         "closed": _count(IS_CLOSED),
         "closed_on_time": _count(and_(IS_CLOSED, ~Ticket.overdue)),
         "self_resolved": _count(Ticket.self_resolved.is_(True)),

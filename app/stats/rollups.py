@@ -1,37 +1,40 @@
 """Closure rollups kept exact in the transaction of every ticket change.
 
-A flush that changes a column a rollup row depends on (`_DEPENDS_ON`) reads the
-ticket's contribution before the UPDATE, as the database holds it, and again after; the
-difference is added to the rollup rows in the same transaction. Both reads are the measures
-the statistics read directly, so the two paths cannot disagree. A rolled-back change (a stale
-version, a failed savepoint) takes its rollup writes with it.
+After a flush that files a ticket or changes a column a rollup row depends on (`_DEPENDS_ON`),
+one statement adds to the rollup rows the ticket's contribution as it is now, minus its
+contribution as it was, both computed by the measures the statistics read directly (over the
+ticket's values, which the session knows) so the two paths cannot disagree. The old values are
+the ones the database held: the UPDATE that just passed checked the ticket's version. A
+rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it.
 """
 
-from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     Column,
     ColumnElement,
+    FromClause,
     Insert,
+    Integer,
     bindparam,
     delete,
     event,
     func,
     inspect,
     literal_column,
+    or_,
     select,
     text,
     true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.expression import BindParameter, CompoundSelect
+from sqlalchemy.sql.expression import CompoundSelect
+from sqlalchemy.sql.util import ClauseAdapter
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.stats import measures
@@ -45,15 +48,16 @@ from app.stats.models import (
 )
 from app.tickets.models import Ticket
 
-_PENDING_KEY = "closure_rollups_pending"
 _KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
 _COLUMNS = (*_KEY, *_ANCESTRY, *ROLLUP_MEASURES)  # of a rollup row, as `contributions` gives them
 
 
-def contributions(dialect: str, timezone: str, where: ColumnElement[bool]) -> CompoundSelect:
-    """The measures of the tickets matching `where` by rollup row, month rows and day rows,
-    in the order of `_COLUMNS`."""
+def contributions(
+    dialect: str, timezone: str, where: ColumnElement[bool], *by: ColumnElement[Any]
+) -> CompoundSelect:
+    """The measures of the tickets matching `where` by rollup row (and by `by`), month rows
+    and day rows, in the order of `_COLUMNS` (`by` after the key and ancestry)."""
     selects = []
     for grain, period in (
         (MONTH, measures.local_month(dialect, timezone)),
@@ -61,15 +65,25 @@ def contributions(dialect: str, timezone: str, where: ColumnElement[bool]) -> Co
     ):
         keys = [
             Ticket.community_code,
-            period,
+            period.label("period"),
             Ticket.category_code,
-            func.coalesce(Ticket.department_code, NO_DEPARTMENT),
+            func.coalesce(Ticket.department_code, NO_DEPARTMENT).label("department"),
             Ticket.town_code,
             Ticket.district_code,
+            *by,
         ]
-        constant_grain: ColumnElement[str] = literal_column(f"'{grain}'")
+        constant_grain: ColumnElement[str] = literal_column(f"'{grain}'").label("grain")
+        stored = measures.stored(dialect)
         selects.append(
-            select(keys[0], constant_grain, *keys[1:], *measures.stored(dialect))
+            select(
+                keys[0],
+                constant_grain,
+                *keys[1:],
+                *(
+                    measure.label(f"measure_{name}")  # not named like a ticket column: see
+                    for measure, name in zip(stored, ROLLUP_MEASURES, strict=True)  # below
+                ),
+            )
             .where(where)
             .group_by(*keys)
         )
@@ -88,74 +102,99 @@ def _upsert(dialect: str) -> Insert:
     )
 
 
-@lru_cache
-def _statements(dialect: str, timezone: str) -> tuple[CompoundSelect, CompoundSelect]:
-    """Built once (building them costs more than running them): the contributions of the
-    tickets bound as `ids`, locking the tickets first; the same without locking."""
-    ids: BindParameter[Any] = bindparam("ids", expanding=True)
-    locked = (
-        select(Ticket.id).where(Ticket.id.in_(ids)).order_by(Ticket.id).with_for_update()
-    ).correlate(None)
-    return (
-        contributions(dialect, timezone, Ticket.id.in_(locked)),
-        contributions(dialect, timezone, Ticket.id.in_(ids)),
-    )
-
-
 # The ticket columns a rollup row depends on: every one its key or its measures read.
-_DEPENDS_ON = frozenset(
-    element.key
-    for element in visitors.iterate(contributions("postgresql", DEFAULT_TIMEZONE, true()))
-    if isinstance(element, Column) and element.table is Ticket.__table__
+_DEPENDS_ON = tuple(
+    sorted(
+        {
+            element.key
+            for element in visitors.iterate(contributions("postgresql", DEFAULT_TIMEZONE, true()))
+            if isinstance(element, Column) and element.table is Ticket.__table__
+        }
+    )
 )
 
 
-def _moves_contribution(ticket: Ticket) -> bool:
-    state = inspect(ticket)
+def _ticket_values(rows: int) -> FromClause:
+    """`rows` tickets' `_DEPENDS_ON` values and a `sign` each, bound as `t<row>_<column>`."""
+    columns = Ticket.__table__.c
+    return union_all(
+        *(
+            select(
+                *(
+                    bindparam(f"t{row}_{name}", type_=columns[name].type).label(name)
+                    for name in _DEPENDS_ON
+                ),
+                bindparam(f"t{row}_sign", type_=Integer).label("sign"),
+            )
+            for row in range(rows)
+        )
+    ).cte("changed_tickets")
+
+
+@lru_cache(maxsize=64)
+def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
+    """Adds to each rollup row the signed contributions of `rows` bound ticket values, in key
+    order (two changes moving tickets between the same rows in opposite directions wait for
+    each other, never deadlock), leaving alone the rows whose measures do not move. Built once
+    per number of rows: building it costs more than running it."""
+    changed = _ticket_values(rows)
+    # Every ticket column, and any label named like one, becomes the bound values' column.
+    by_sign = (
+        ClauseAdapter(changed, adapt_on_names=True)
+        .traverse(contributions(dialect, timezone, true(), changed.c.sign))
+        .subquery()
+    )
+    columns = list(by_sign.c)
+    width = len(_KEY) + len(_ANCESTRY)
+    keys, sign, counts = columns[:width], columns[width], columns[width + 1 :]
+    deltas = [func.sum(sign * count) for count in counts]
+    moving = (
+        select(*keys, *deltas)
+        .where(true())  # SQLite reads an upsert's SELECT unambiguously only with a WHERE
+        .group_by(*keys)
+        .having(or_(*(delta != 0 for delta in deltas)))
+        .order_by(*keys)
+    )
+    return _upsert(dialect).from_select(list(_COLUMNS), moving)
+
+
+def _moves_contribution(state: InstanceState[Ticket]) -> bool:
     return any(state.attrs[name].history.has_changes() for name in _DEPENDS_ON)
 
 
-def _contributions_of(session: Session, tickets: Sequence[Ticket], lock: bool) -> list[Row[Any]]:
-    connection = session.connection()
-    timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
-    locking, plain = _statements(connection.dialect.name, timezone)
-    ids = sorted(ticket.id for ticket in tickets)
-    return list(connection.execute(locking if lock else plain, {"ids": ids}))
-
-
-@event.listens_for(Session, "before_flush")
-def _take_out(session: Session, _context: UOWTransaction, _instances: Any) -> None:
-    """Reads what the changed tickets count for now, as the database holds them; their rows
-    are locked first, so that rollup rows are only ever locked after the tickets."""
-    changed = [t for t in session.dirty if isinstance(t, Ticket) and _moves_contribution(t)]
-    removed = [t for t in session.deleted if isinstance(t, Ticket)]
-    old = _contributions_of(session, changed + removed, lock=True) if changed or removed else []
-    added = changed + [t for t in session.new if isinstance(t, Ticket)]
-    session.info[_PENDING_KEY] = (old, added)
+def _values_before(state: InstanceState[Ticket]) -> dict[str, Any]:
+    values = {}
+    for name in _DEPENDS_ON:
+        before = state.attrs[name].history.deleted or state.attrs[name].history.unchanged
+        if not before:
+            raise RuntimeError(f"ticket {state.identity}: changed {name} was never loaded")
+        values[name] = before[0]
+    return values
 
 
 @event.listens_for(Session, "after_flush")
-def _put_back(session: Session, _context: UOWTransaction) -> None:
-    """Writes new minus old contributions in one statement, in key order: two changes moving
-    tickets between the same rows in opposite directions wait for each other, never deadlock."""
-    old, added = session.info.pop(_PENDING_KEY, ([], []))
-    new = _contributions_of(session, added, lock=False) if added else []
-    deltas: dict[tuple[Any, ...], list[Any]] = {}
-    width = len(_KEY) + len(_ANCESTRY)
-    for rows, sign in ((old, -1), (new, 1)):
-        for row in rows:
-            key, counts = tuple(row[:width]), row[width:]
-            total = deltas.setdefault(key, [0] * len(ROLLUP_MEASURES))
-            for position, count in enumerate(counts):
-                total[position] += sign * int(count or 0)
-    changes = [
-        dict(zip(_COLUMNS, (*key, *counts), strict=True))
-        for key, counts in sorted(deltas.items())
-        if any(counts)
-    ]
-    if changes:
-        connection = session.connection()
-        connection.execute(_upsert(connection.dialect.name), changes)
+def _count_changes(session: Session, _context: UOWTransaction) -> None:
+    """Adds the flushed tickets' contributions as they are now, minus as they were."""
+    signed: list[tuple[int, dict[str, Any]]] = []
+    for ticket in session.new:
+        if isinstance(ticket, Ticket):
+            signed.append((1, {name: getattr(ticket, name) for name in _DEPENDS_ON}))
+    for ticket in session.dirty:
+        if isinstance(ticket, Ticket) and _moves_contribution(state := inspect(ticket)):
+            signed.append((-1, _values_before(state)))
+            signed.append((1, {name: getattr(ticket, name) for name in _DEPENDS_ON}))
+    for ticket in session.deleted:
+        if isinstance(ticket, Ticket):
+            signed.append((-1, _values_before(inspect(ticket))))
+    if not signed:
+        return
+    params = {}
+    for row, (sign, values) in enumerate(signed):
+        params[f"t{row}_sign"] = sign
+        params.update({f"t{row}_{name}": value for name, value in values.items()})
+    connection = session.connection()
+    timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
+    connection.execute(_delta_upsert(connection.dialect.name, timezone, len(signed)), params)
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:

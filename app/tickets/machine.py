@@ -87,6 +87,6 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 
 
 @functools.cache
-def available_actions(status: Status, role: Role) -> tuple[Action, ...]:
+def available_actions(status: str, role: str) -> tuple[Action, ...]:
     """Actions the role may take on a ticket in `status`, in the table's order."""
     return tuple(a for (s, a), rule in TRANSITIONS.items() if s == status and role in rule.roles)

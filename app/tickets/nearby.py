@@ -5,12 +5,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select
+from sqlalchemy import ColumnElement, Float, Row, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.geo import METRES_PER_DEGREE
-from app.tickets.machine import OPEN_STATUSES
-from app.tickets.models import Ticket
+from app.tickets.models import IS_OPEN, Ticket
 
 DUPLICATE_WINDOW = timedelta(hours=72)
 
@@ -21,12 +20,6 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * METRES_PER_DEGREE * math.degrees(math.asin(min(1.0, math.sqrt(a))))
-
-
-def _around(lat: float, lon: float, radius_m: float) -> ColumnElement[bool]:
-    dlat = radius_m / METRES_PER_DEGREE
-    dlon = radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
-    return Ticket.lat.between(lat - dlat, lat + dlat) & Ticket.lon.between(lon - dlon, lon + dlon)
 
 
 # id, status, category, reporting time, lat, lon: what callers of `open_tickets_near` read.
@@ -50,6 +43,53 @@ _NEAR_COLUMNS = (
 )
 
 
+def _near(*conditions: ColumnElement[bool]) -> Select[int, str, str, datetime, float, float]:
+    """Open tickets matching `conditions` in the box `lat`, `lon` ± `dlat`, `dlon`, ordered by
+    planar distance (`squeeze`: the squared cosine of the latitude), `candidates` of them."""
+    lat, lon = bindparam("lat", type_=Float), bindparam("lon", type_=Float)
+    dlat, dlon = bindparam("dlat", type_=Float), bindparam("dlon", type_=Float)
+    planar = (Ticket.lat - lat) * (Ticket.lat - lat) + (Ticket.lon - lon) * (
+        Ticket.lon - lon
+    ) * bindparam("squeeze", type_=Float)
+    return (
+        select(*_NEAR_COLUMNS)
+        .where(
+            IS_OPEN,
+            Ticket.lat.between(lat - dlat, lat + dlat),
+            Ticket.lon.between(lon - dlon, lon + dlon),
+            *conditions,
+        )
+        .order_by(planar, Ticket.id)
+        .limit(bindparam("candidates"))
+    )
+
+
+# Built once: building the statement cost more than running it.
+_DUPLICATES = _near(
+    Ticket.category_code == bindparam("category"), Ticket.reported_at >= bindparam("since")
+)
+
+
+async def _open_near(
+    session: AsyncSession,
+    query: Select[int, str, str, datetime, float, float],
+    lat: float,
+    lon: float,
+    radius_m: float,
+    limit: int,
+    **params: Any,
+) -> list[tuple[NearTicket, float]]:
+    """The database orders the box by planar distance, which at these scales ranks as the
+    great circle does; a margin of candidates covers the difference, and the great-circle
+    distance decides."""
+    squeeze = math.cos(math.radians(lat)) ** 2
+    dlat = radius_m / METRES_PER_DEGREE
+    dlon = radius_m / (METRES_PER_DEGREE * max(math.sqrt(squeeze), 1e-6))
+    box = {"lat": lat, "lon": lon, "dlat": dlat, "dlon": dlon, "squeeze": squeeze}
+    rows = (await session.execute(query, box | params | {"candidates": limit * 4})).all()
+    return _closest(rows, lat, lon, radius_m, limit)
+
+
 async def open_tickets_near(
     session: AsyncSession,
     lat: float,
@@ -59,33 +99,22 @@ async def open_tickets_near(
     limit: int = 50,
 ) -> list[tuple[NearTicket, float]]:
     """Open tickets within `radius_m` of the point, nearest first, with their distance: their
-    id, status, category, reporting time and position. The database orders the box by planar
-    distance, which at these scales ranks as the great circle does; a margin of candidates
-    covers the difference, and the great-circle distance decides."""
-    squeeze = math.cos(math.radians(lat)) ** 2
-    planar = (Ticket.lat - lat) * (Ticket.lat - lat) + (Ticket.lon - lon) * (
-        Ticket.lon - lon
-    ) * squeeze
-    query = (
-        select(*_NEAR_COLUMNS)
-        .where(Ticket.status.in_(list(OPEN_STATUSES)), _around(lat, lon, radius_m), *conditions)
-        .order_by(planar, Ticket.id)
-        .limit(limit * 4)
-    )
-    return _closest((await session.execute(query)).all(), lat, lon, radius_m, limit)
+    id, status, category, reporting time and position."""
+    return await _open_near(session, _near(*conditions), lat, lon, radius_m, limit)
 
 
 async def possible_duplicates(
     session: AsyncSession, ticket: Ticket, radius_m: int, now: datetime, numbers: Any
 ) -> list[dict[str, Any]]:
     """Open tickets of the same category reported within the last 72 hours near `ticket`."""
-    near = await open_tickets_near(
+    near = await _open_near(
         session,
+        _DUPLICATES,
         ticket.lat,
         ticket.lon,
         radius_m,
-        Ticket.category_code == ticket.category_code,
-        Ticket.reported_at >= now - DUPLICATE_WINDOW,
         limit=10,
+        category=ticket.category_code,
+        since=now - DUPLICATE_WINDOW,
     )
     return [{"id": t.id, "number": numbers(t), "distance_m": round(d, 1)} for t, d in near]

@@ -15,7 +15,8 @@ class Numbered(Protocol):
 
 def ticket_number(ticket: Numbered, prefix: str, tz: ZoneInfo) -> str:
     """`NH-20261122-000123`: prefix, local reporting day, id. Unique because the id is."""
-    return f"{prefix}-{ticket.reported_at.astimezone(tz):%Y%m%d}-{ticket.id:06d}"
+    day = ticket.reported_at.astimezone(tz)
+    return f"{prefix}-{day.year:04d}{day.month:02d}{day.day:02d}-{ticket.id:06d}"
 
 
 def ticket_id_of(number: str, prefix: str) -> int | None:

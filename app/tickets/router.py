@@ -23,7 +23,7 @@ from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
-from app.tickets.models import Ticket, TicketHistory
+from app.tickets.models import TICKET_COLUMNS, Ticket, TicketHistory
 from app.tickets.nearby import open_tickets_near
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
@@ -106,7 +106,7 @@ async def list_tickets(
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
     now = clock.now()
-    query = select(Ticket).where(service.visible_clause(user))
+    query = select(*TICKET_COLUMNS).where(service.visible_clause(user))
     if status_:
         query = query.where(Ticket.status.in_(status_))
     if level:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -140,7 +140,7 @@ def allowed_actions(ticket: Ticket, user: User, now: datetime) -> list[Action]:
         return []
     return [
         action
-        for action in available_actions(Status(ticket.status), Role(user.role))
+        for action in available_actions(ticket.status, user.role)
         if _refusal(ticket, action, now) is None
     ]
 
@@ -176,10 +176,14 @@ def _dispatch_limit(settings: Settings) -> TimeLimit:
     return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
 
 
+_REPORT_BY_CLIENT_ID = select(Ticket).where(
+    Ticket.reporter == bindparam("reporter"), Ticket.client_id == bindparam("client_id")
+)
+
+
 async def _existing_report(session: AsyncSession, user: User, data: EventIn) -> Ticket | None:
-    return await session.scalar(
-        select(Ticket).where(Ticket.reporter == user.username, Ticket.client_id == data.client_id)
-    )
+    params = {"reporter": user.username, "client_id": data.client_id}
+    return await session.scalar(_REPORT_BY_CLIENT_ID, params)
 
 
 async def locate(
@@ -247,10 +251,9 @@ async def report_event(
     session: AsyncSession, user: User, data: EventIn, settings: Settings, now: datetime
 ) -> tuple[Ticket, bool]:
     """Files a grid worker's report as a ticket. Returns (ticket, created); a resend of the same
-    `client_id` returns the ticket filed the first time, also when both arrive at once."""
-    if (existing := await _existing_report(session, user, data)) is not None:
-        return existing, False
-    await linking.check_unused(session, user, data.attachment_ids)
+    `client_id` returns the ticket filed the first time, also when both arrive at once (the
+    filing's unique key finds it: resends are rare, and looking first would cost every report
+    a query)."""
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
     category = await get_by_code(session, Category, data.category_code, ["body", "category_code"])
@@ -276,6 +279,9 @@ async def report_event(
     )
     if not created:
         return ticket, False
+    # Checked after filing (a refusal rolls the filing back), so that a resend, which names
+    # photos its first filing took, is answered with that filing.
+    await linking.check_unused(session, user, data.attachment_ids)
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
     session.add(report_history(ticket, user.username, now, match))
     return ticket, True
@@ -574,12 +580,12 @@ async def perform_action(
 
 
 def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> TicketOut:
-    """The ticket as `user` sees it now."""
+    """The ticket (or a row of `TICKET_COLUMNS`) as `user` sees it now."""
     tz = ZoneInfo(settings.timezone)
     return TicketOut(
         id=ticket.id,
         number=ticket_number(ticket, settings.ticket_number_prefix, tz),
-        status=Status(ticket.status),
+        status=ticket.status,  # validated into a Status
         level=ticket.level,
         owner_unit_code=ticket.owner_unit_code,
         grid_code=ticket.grid_code,

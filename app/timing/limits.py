@@ -5,6 +5,7 @@
 own time: natural time, or working time.
 """
 
+import functools
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -52,7 +53,13 @@ class TimeLimit(BaseModel):
         """A stored limit, as it was accepted then (a later, stricter maximum does not apply)."""
         if value is None or unit is None:
             return None
-        return cls.model_construct(value=value, unit=TimeUnit(unit))
+        return _stored_limit(value, unit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_limit(value: int, unit: str) -> TimeLimit:
+    """Shared: a limit is frozen, and every ticket of a list has one or two."""
+    return TimeLimit.model_construct(value=value, unit=TimeUnit(unit))
 
 
 def _need(calendar: WorkingCalendar | None) -> WorkingCalendar:

@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from app import db
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
@@ -107,6 +109,57 @@ def _cluster() -> list[str] | None:
     if not tool or not versions or os.geteuid() != 0:
         return None
     return [tool, "--skip-systemctl-redirect", versions[-1].parent.name, "main"]
+
+
+async def _on_server(world: Database, query: str, *args: Any) -> Any:
+    """The first value of `query`, on a connection of its own to the test database."""
+    url = world.engine.url
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        return await admin.fetchval(query, *args)
+    finally:
+        await admin.close()
+
+
+async def _drop_connections_opened_since(world: Database, since: datetime) -> int:
+    """Closes, from the server's side, the connections to the test database opened after
+    `since` (the app's own, not the fixtures')."""
+    dropped: int = await _on_server(
+        world,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_start > $1",
+        since,
+    )
+    return dropped
+
+
+async def test_a_dropped_pooled_connection_fails_one_request_then_is_replaced(
+    world: Database, settings: Settings, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    since = await _on_server(world, "SELECT clock_timestamp()")
+    app = create_app(settings, clock=clock)  # its own connection pool, as a server has
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
+        ) as client,
+    ):
+        api = Api(client)
+        assert (await api.get("/api/v1/users/me", "dispatcher")).status_code == 200
+
+        # Used again at once, a dropped connection is not pinged: its request gets 503, and
+        # that discards the whole pool, so the next request connects afresh.
+        assert await _drop_connections_opened_since(world, since) >= 1
+        assert (await api.get("/api/v1/users/me", "dispatcher")).status_code == 503
+        assert (await api.get("/api/v1/users/me", "dispatcher")).status_code == 200
+
+        # After a while idle, a connection is pinged first and replaced when it is gone.
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        assert await _drop_connections_opened_since(world, since) >= 1
+        assert (await api.get("/api/v1/users/me", "dispatcher")).status_code == 200
 
 
 async def test_a_database_restart_under_load_loses_nothing(

@@ -1,0 +1,114 @@
+"""What one request of each kind costs the app: SQL statements and milliseconds, in process.
+
+Serves Gridwork in process (httpx over ASGI, no network) on a database the load benchmark
+kept (`python -m bench.load.run --keep` prints its name) and sends requests one at a time,
+so the figures are the app's own cost per request, without contention (CPU: this process's,
+the database's not included):
+
+    .venv/bin/python -m bench.request_costs --database gridwork_bench_xxxxxxxx [--repeat 300]
+"""
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from statistics import median
+from typing import Any
+
+import httpx
+from sqlalchemy import event, text
+
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from bench.district import ADMIN_URL
+from bench.load.run import CHAIN, POOL_TOWN, SECRET, token
+
+Request = Callable[[int], tuple[str, str, dict[str, Any] | None, str]]
+
+
+def _report(n: int) -> tuple[str, str, dict[str, Any] | None, str]:
+    g = n % 200
+    body = {
+        "client_id": str(uuid.uuid4()),
+        "category_code": f"K{n % 30}",
+        "description": f"cost report {n}",
+        "lat": 23.0 + (g // 40) * 0.01 + 0.0005 + (n % 90) * 0.0001,
+        "lon": 113.0 + (g % 40) * 0.01 + 0.0005 + (n % 89) * 0.0001,
+    }
+    return "POST", "/api/v1/events", body, f"w{g}"
+
+
+async def _pool(database: Database, status: str, count: int) -> list[int]:
+    async with database.engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT id FROM tickets WHERE town_code = :town AND status = :status"
+                " AND description LIKE 'chain ticket %' ORDER BY id DESC LIMIT :count"
+            ),
+            {"town": POOL_TOWN, "status": status, "count": count},
+        )
+        return [row[0] for row in rows]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--repeat", type=int, default=300)
+    args = parser.parse_args()
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + args.database
+    settings = Settings(database_url=url, secret_key=SECRET, env="production")
+    app = create_app(settings)
+    database: Database = app.state.database
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    kinds: dict[str, Request] = {"event report": _report}
+    for action, status, who, body in CHAIN:
+        ids = await _pool(database, status, args.repeat + 5)
+        user = "district" if who == "district" else "handler"
+        kinds[f"action: {action}"] = (
+            lambda n, ids=ids, action=action, body=body, user=user: (
+                "POST",
+                f"/api/v1/tickets/{ids[n]}/actions/{action}",
+                body,
+                user,
+            )
+        )
+    kinds["list: district, first page"] = lambda n: ("GET", "/api/v1/tickets", None, "district")
+    kinds["detail"] = lambda n: ("GET", f"/api/v1/tickets/{1000 + n * 997}", None, "district")
+    kinds["users/me"] = lambda n: ("GET", "/api/v1/users/me", None, "district")
+    tokens: dict[str, str] = {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        print("| request | statements | median ms | mean ms | CPU ms |\n|---|---:|---:|---:|---:|")
+        for name, make in kinds.items():
+            times, counts = [], []
+            cpu = 0.0
+            for n in range(args.repeat):
+                method, path, body, user = make(n)
+                headers = {"Authorization": f"Bearer {tokens.setdefault(user, token(user))}"}
+                before, started, cpu_started = statements, time.perf_counter(), time.process_time()
+                response = await client.request(method, path, json=body, headers=headers)
+                times.append((time.perf_counter() - started) * 1000)
+                if n >= args.repeat // 5:
+                    cpu += time.process_time() - cpu_started
+                counts.append(statements - before)
+                if response.status_code >= 400:
+                    raise RuntimeError(f"{name}: {response.status_code} {response.text}")
+            warm = times[len(times) // 5 :]
+            print(
+                f"| {name} | {median(counts):g} | {median(warm):.2f} |"
+                f" {sum(warm) / len(warm):.2f} | {cpu * 1000 / len(warm):.2f} |",
+                flush=True,
+            )
+    await database.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
