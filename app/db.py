@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -118,8 +118,8 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         return
     try:
         dbapi_connection.ping()
-    except Exception as exc:  # the pool replaces the connection and tries again
-        raise DisconnectionError("the pooled connection is gone") from exc
+    except Exception as exc:  # the pool replaces every older connection and tries again
+        raise InvalidatePoolError("the pooled connection is gone") from exc
 
 
 R = TypeVar("R", bound=Base)

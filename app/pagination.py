@@ -94,7 +94,7 @@ class PageParams(BaseModel):
 
 def _is_entity(query: Select[Any]) -> bool:
     descriptions = query.column_descriptions
-    return len(descriptions) == 1 and descriptions[0]["expr"] is descriptions[0]["entity"]
+    return len(descriptions) == 1 and descriptions[0]["expr"] is descriptions[0].get("entity")
 
 
 def _time_and_id(after: Any) -> tuple[datetime, int]:

@@ -60,10 +60,28 @@ class _Verified:
     expires_at: float
 
 
-@lru_cache(maxsize=4096)
+# Far longer than any token this service signs.
+MAX_TOKEN_LENGTH = 2048
+
+
+class _NotSigned(Exception):
+    pass
+
+
 def _verify_signature(secret: str, token: str) -> _Verified | None:
-    """What a token says, if this service signed it: the same few tokens come with every
-    request, and decoding one costs more than the rest of the check."""
+    """What a token says, if this service signed it. Tokens it did sign are remembered: the
+    same few come with every request, and decoding one costs more than the rest of the check."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        return _remembered_signature(secret, token)
+    except _NotSigned:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _remembered_signature(secret: str, token: str) -> _Verified:
+    """Raises _NotSigned for a token this service did not sign (an exception is not cached)."""
     try:
         payload = jwt.decode(
             token,
@@ -71,10 +89,10 @@ def _verify_signature(secret: str, token: str) -> _Verified | None:
             algorithms=[ALGORITHM],
             options={"require": ["sub", "exp", "gen"], "verify_exp": False, "verify_iat": False},
         )
-    except jwt.PyJWTError:
-        return None
+    except jwt.PyJWTError as exc:
+        raise _NotSigned from exc
     if payload.get("typ") != "access":
-        return None
+        raise _NotSigned
     claims = AccessClaims(username=str(payload["sub"]), generation=int(payload["gen"]))
     return _Verified(claims, float(payload["exp"]))
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+from sqlalchemy.orm import Session, UOWTransaction
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
@@ -47,6 +47,8 @@ from app.stats.models import (
     ClosureRollupState,
 )
 from app.tickets.models import Ticket
+
+_PENDING_KEY = "closure_rollups_pending"
 
 _KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
@@ -131,7 +133,13 @@ def _ticket_values(rows: int) -> FromClause:
     ).cte("changed_tickets")
 
 
-@lru_cache(maxsize=64)
+# Ticket values per statement at most (a flush of the service carries one or two): SQLite
+# takes at most 500 terms in a compound SELECT. A bigger flush locks its rollup rows in key
+# order chunk by chunk.
+_CHUNK = 100
+
+
+@lru_cache(maxsize=_CHUNK)
 def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
     """Adds to each rollup row the signed contributions of `rows` bound ticket values, in key
     order (two changes moving tickets between the same rows in opposite directions wait for
@@ -147,7 +155,7 @@ def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
     columns = list(by_sign.c)
     width = len(_KEY) + len(_ANCESTRY)
     keys, sign, counts = columns[:width], columns[width], columns[width + 1 :]
-    deltas = [func.sum(sign * count) for count in counts]
+    deltas = [func.coalesce(func.sum(sign * count), 0) for count in counts]
     moving = (
         select(*keys, *deltas)
         .where(true())  # SQLite reads an upsert's SELECT unambiguously only with a WHERE
@@ -158,43 +166,57 @@ def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
     return _upsert(dialect).from_select(list(_COLUMNS), moving)
 
 
-def _moves_contribution(state: InstanceState[Ticket]) -> bool:
+def _values_now(ticket: Ticket) -> dict[str, Any]:
+    """After the flush (a column given a SQL expression is read back from the database)."""
+    return {name: getattr(ticket, name) for name in _DEPENDS_ON}
+
+
+def _values_before(ticket: Ticket) -> dict[str, Any]:
+    """What the database holds for the ticket: the values it was loaded with (the UPDATE or
+    DELETE about to run checks its version, so they are still the stored ones)."""
+    values = {}
+    state = inspect(ticket)
+    for name in _DEPENDS_ON:
+        history = state.attrs[name].history
+        before = history.deleted or history.unchanged
+        if not before:
+            raise RuntimeError(f"ticket {ticket.id}: {name} was changed without being loaded")
+        values[name] = before[0]
+    return values
+
+
+def _moves_contribution(ticket: Ticket) -> bool:
+    state = inspect(ticket)
     return any(state.attrs[name].history.has_changes() for name in _DEPENDS_ON)
 
 
-def _values_before(state: InstanceState[Ticket]) -> dict[str, Any]:
-    values = {}
-    for name in _DEPENDS_ON:
-        before = state.attrs[name].history.deleted or state.attrs[name].history.unchanged
-        if not before:
-            raise RuntimeError(f"ticket {state.identity}: changed {name} was never loaded")
-        values[name] = before[0]
-    return values
+@event.listens_for(Session, "before_flush")
+def _take_old_values(session: Session, _context: UOWTransaction, _instances: Any) -> None:
+    """Notes, before the flush runs, what the changed tickets count for as stored."""
+    changed = [t for t in session.dirty if isinstance(t, Ticket) and _moves_contribution(t)]
+    removed = [t for t in session.deleted if isinstance(t, Ticket)]
+    old = [_values_before(ticket) for ticket in changed + removed]
+    added = changed + [t for t in session.new if isinstance(t, Ticket)]
+    session.info[_PENDING_KEY] = (old, added)
 
 
 @event.listens_for(Session, "after_flush")
 def _count_changes(session: Session, _context: UOWTransaction) -> None:
     """Adds the flushed tickets' contributions as they are now, minus as they were."""
-    signed: list[tuple[int, dict[str, Any]]] = []
-    for ticket in session.new:
-        if isinstance(ticket, Ticket):
-            signed.append((1, {name: getattr(ticket, name) for name in _DEPENDS_ON}))
-    for ticket in session.dirty:
-        if isinstance(ticket, Ticket) and _moves_contribution(state := inspect(ticket)):
-            signed.append((-1, _values_before(state)))
-            signed.append((1, {name: getattr(ticket, name) for name in _DEPENDS_ON}))
-    for ticket in session.deleted:
-        if isinstance(ticket, Ticket):
-            signed.append((-1, _values_before(inspect(ticket))))
+    old, added = session.info.pop(_PENDING_KEY, ([], []))
+    signed = [(-1, values) for values in old] + [(1, _values_now(ticket)) for ticket in added]
     if not signed:
         return
-    params = {}
-    for row, (sign, values) in enumerate(signed):
-        params[f"t{row}_sign"] = sign
-        params.update({f"t{row}_{name}": value for name, value in values.items()})
     connection = session.connection()
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
-    connection.execute(_delta_upsert(connection.dialect.name, timezone, len(signed)), params)
+    for first in range(0, len(signed), _CHUNK):
+        chunk = signed[first : first + _CHUNK]
+        params = {}
+        for row, (sign, values) in enumerate(chunk):
+            params[f"t{row}_sign"] = sign
+            params.update({f"t{row}_{name}": value for name, value in values.items()})
+        statement = _delta_upsert(connection.dialect.name, timezone, len(chunk))
+        connection.execute(statement, params)
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:

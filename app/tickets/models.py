@@ -1,6 +1,7 @@
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -13,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Row,
     String,
     Text,
     UniqueConstraint,
@@ -148,9 +150,14 @@ class Ticket(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
-# A list reads rows of these rather than Ticket objects, which cost more to build than to show;
-# a row reads like the object.
+# A list reads rows of these rather than Ticket objects, which cost more to build than to show.
 TICKET_COLUMNS = tuple(Ticket.__table__.c)
+
+
+def read_only_ticket(row: Row[Any]) -> Ticket:
+    """A row of `TICKET_COLUMNS` with a Ticket's attributes, to read: each one costs a third of
+    a Row's or an ORM object's, and rendering a ticket reads some fifty."""
+    return cast(Ticket, SimpleNamespace(**row._mapping))
 
 
 def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:

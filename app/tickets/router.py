@@ -23,7 +23,7 @@ from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
-from app.tickets.models import TICKET_COLUMNS, Ticket, TicketHistory
+from app.tickets.models import TICKET_COLUMNS, Ticket, TicketHistory, read_only_ticket
 from app.tickets.nearby import open_tickets_near
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
@@ -135,7 +135,7 @@ async def list_tickets(
         query,
         Ticket.reported_at,
         Ticket.id,
-        lambda t: service.render(t, user, settings, now),
+        lambda row: service.render(read_only_ticket(row), user, settings, now),
     )
 
 

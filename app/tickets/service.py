@@ -251,9 +251,10 @@ async def report_event(
     session: AsyncSession, user: User, data: EventIn, settings: Settings, now: datetime
 ) -> tuple[Ticket, bool]:
     """Files a grid worker's report as a ticket. Returns (ticket, created); a resend of the same
-    `client_id` returns the ticket filed the first time, also when both arrive at once (the
-    filing's unique key finds it: resends are rare, and looking first would cost every report
-    a query)."""
+    `client_id` returns the ticket filed the first time, also when both arrive at once."""
+    if (existing := await _existing_report(session, user, data)) is not None:
+        return existing, False
+    await linking.check_unused(session, user, data.attachment_ids)
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
     category = await get_by_code(session, Category, data.category_code, ["body", "category_code"])
@@ -279,9 +280,6 @@ async def report_event(
     )
     if not created:
         return ticket, False
-    # Checked after filing (a refusal rolls the filing back), so that a resend, which names
-    # photos its first filing took, is answered with that filing.
-    await linking.check_unused(session, user, data.attachment_ids)
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
     session.add(report_history(ticket, user.username, now, match))
     return ticket, True
@@ -580,7 +578,7 @@ async def perform_action(
 
 
 def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> TicketOut:
-    """The ticket (or a row of `TICKET_COLUMNS`) as `user` sees it now."""
+    """The ticket as `user` sees it now."""
     tz = ZoneInfo(settings.timezone)
     return TicketOut(
         id=ticket.id,

@@ -260,3 +260,29 @@ async def test_generated_tickets_keep_the_service_rules(
 def test_the_change_marker_is_not_a_column_rollups_read() -> None:
     """Every change flags it so that the version is checked; the upkeep must not see it."""
     assert CHANGE_MARKER not in rollups._DEPENDS_ON
+
+
+async def test_a_flush_of_many_tickets_keeps_the_rollups_exact(generated: Database) -> None:
+    """Beyond one statement's worth of tickets, changed and closed in one flush."""
+    async with generated.sessions() as session:
+        tickets = (
+            await session.scalars(
+                select(Ticket).where(Ticket.status != "merged").order_by(Ticket.id).limit(160)
+            )
+        ).all()
+        assert len(tickets) > rollups._CHUNK
+        for number, ticket in enumerate(tickets):
+            ticket.status = "rejected" if number % 2 else "merged"
+            ticket.rework_count += number % 3
+        await session.commit()
+    await assert_rollups_exact(generated)
+
+
+async def test_a_sql_expression_on_a_rollup_column_is_counted(generated: Database) -> None:
+    """The old value is the one loaded; the new one is read back after the flush."""
+    async with generated.sessions() as session:
+        ticket = await session.scalar(select(Ticket).order_by(Ticket.id).limit(1))
+        assert ticket is not None
+        ticket.rework_count = Ticket.rework_count + 1  # type: ignore[assignment]
+        await session.commit()
+    await assert_rollups_exact(generated)
