@@ -72,13 +72,11 @@ async def main() -> None:
     for action, status, who, body in CHAIN:
         ids = await _pool(database, status, args.repeat + 5)
         user = "district" if who == "district" else "handler"
-        kinds[f"action: {action}"] = (
-            lambda n, ids=ids, action=action, body=body, user=user: (
-                "POST",
-                f"/api/v1/tickets/{ids[n]}/actions/{action}",
-                body,
-                user,
-            )
+        kinds[f"action: {action}"] = lambda n, ids=ids, action=action, body=body, user=user: (
+            "POST",
+            f"/api/v1/tickets/{ids[n]}/actions/{action}",
+            body,
+            user,
         )
     kinds["list: district, first page"] = lambda n: ("GET", "/api/v1/tickets", None, "district")
     kinds["detail"] = lambda n: ("GET", f"/api/v1/tickets/{1000 + n * 997}", None, "district")

@@ -66,6 +66,14 @@ class Ticket(Base):
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
         Index("ix_tickets_position", "lat", "lon"),
+        # Duplicate hints and the map around a ticket look for open tickets near a point.
+        Index(
+            "ix_tickets_open_position",
+            "lat",
+            "lon",
+            postgresql_where=text(OPEN_PREDICATE),
+            sqlite_where=text(OPEN_PREDICATE),
+        ),
         # Open tickets are few among millions: statistics count the overdue ones of a district
         # or a town through these (a community's are found through its listing index).
         Index(
