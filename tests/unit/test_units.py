@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.auth import security
+from app.auth.security import issue_access_token, read_access_token
 from app.clock import FrozenClock
 from app.config import Settings
 from app.errors import Invalid
@@ -168,3 +170,19 @@ def test_webhook_urls_are_checked() -> None:
     for bad in ("ftp://a", "http://" + "x" * 500):
         with pytest.raises(ValueError):
             Settings(webhook_urls=bad)
+
+
+def test_access_tokens_are_checked_each_time_and_only_signed_ones_remembered() -> None:
+    secret = "s" * 40
+    token = issue_access_token(secret, "worker", 3, T0, timedelta(minutes=30))
+    claims = read_access_token(secret, token, T0)
+    assert claims is not None and (claims.username, claims.generation) == ("worker", 3)
+    assert read_access_token(secret, token, T0 + timedelta(minutes=30)) is None  # expired
+    assert read_access_token("t" * 40, token, T0) is None  # another service's secret
+    assert read_access_token(secret, token.rsplit(".", 1)[0] + ".forged", T0) is None  # tampered
+    assert read_access_token(secret, "x" * (security.MAX_TOKEN_LENGTH + 1), T0) is None
+    security._remembered_signature.cache_clear()
+    for forged in ("a.b.c", token.rsplit(".", 1)[0] + ".forged"):
+        assert read_access_token(secret, forged, T0) is None
+    read_access_token(secret, token, T0)
+    assert security._remembered_signature.cache_info().currsize == 1
