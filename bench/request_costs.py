@@ -17,13 +17,14 @@ from statistics import median
 from typing import Any
 
 import httpx
-from sqlalchemy import event, text
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from bench.district import ADMIN_URL
-from bench.load.run import CHAIN, POOL_TOWN, SECRET, token
+from bench.load.run import CHAIN, SECRET, pool, token
 
 Request = Callable[[int], tuple[str, str, dict[str, Any] | None, str]]
 
@@ -40,24 +41,12 @@ def _report(n: int) -> tuple[str, str, dict[str, Any] | None, str]:
     return "POST", "/api/v1/events", body, f"w{g}"
 
 
-async def _pool(database: Database, status: str, count: int) -> list[int]:
-    async with database.engine.connect() as connection:
-        rows = await connection.execute(
-            text(
-                "SELECT id FROM tickets WHERE town_code = :town AND status = :status"
-                " AND description LIKE 'chain ticket %' ORDER BY id DESC LIMIT :count"
-            ),
-            {"town": POOL_TOWN, "status": status, "count": count},
-        )
-        return [row[0] for row in rows]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True)
     parser.add_argument("--repeat", type=int, default=300)
     args = parser.parse_args()
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + args.database
+    url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     settings = Settings(database_url=url, secret_key=SECRET, env="production")
     app = create_app(settings)
     database: Database = app.state.database
@@ -70,7 +59,7 @@ async def main() -> None:
     event.listen(database.engine.sync_engine, "before_cursor_execute", count)
     kinds: dict[str, Request] = {"event report": _report}
     for action, status, who, body in CHAIN:
-        ids = await _pool(database, status, args.repeat + 5)
+        ids = await pool(url, status, args.repeat + 5)
         user = "district" if who == "district" else "handler"
         kinds[f"action: {action}"] = lambda n, ids=ids, action=action, body=body, user=user: (
             "POST",

@@ -10,7 +10,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_, or_
 
 from app.tickets.machine import DEADLINE_RUNNING
-from app.tickets.models import Ticket
+from app.tickets.models import Ticket, status_among
 from app.timing.calendar import WorkingCalendar
 from app.timing.limits import (
     TimeLimit,
@@ -120,7 +120,7 @@ def warning_of(ticket: Ticket, now: datetime) -> WarningLevel | None:
 
 
 def _running_clause() -> ColumnElement[bool]:
-    return and_(Ticket.status.in_(list(DEADLINE_RUNNING)), Ticket.deadline_at.is_not(None))
+    return and_(status_among(DEADLINE_RUNNING), Ticket.deadline_at.is_not(None))
 
 
 def overdue_clause(overdue: bool, now: datetime) -> ColumnElement[bool]:

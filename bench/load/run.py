@@ -194,7 +194,8 @@ def grid_workers(count: int) -> str:
     return str(path)
 
 
-async def pool_ids(url: str, status: str, limit: int) -> str:
+async def pool(url: str, status: str, limit: int) -> list[int]:
+    """The ids of the first `limit` tickets of the chain's pool in `status`."""
     conn = await connect(url)
     try:
         rows = await conn.fetch(
@@ -206,8 +207,13 @@ async def pool_ids(url: str, status: str, limit: int) -> str:
         )
     finally:
         await conn.close()
+    return [row["id"] for row in rows]
+
+
+async def pool_ids(url: str, status: str, limit: int) -> str:
+    """A file of those ids, a line each, for wrk."""
     path = RESULTS / f".ids-{status}.txt"
-    path.write_text("".join(f"{r['id']}\n" for r in rows))
+    path.write_text("".join(f"{ticket_id}\n" for ticket_id in await pool(url, status, limit)))
     return str(path)
 
 

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,20 @@ def _cluster() -> list[str] | None:
     return [tool, "--skip-systemctl-redirect", versions[-1].parent.name, "main"]
 
 
+@asynccontextmanager
+async def _served_with_own_pool(
+    settings: Settings, clock: FrozenClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app started with a connection pool of its own, as a server has."""
+    app = create_app(settings, clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gridwork.test") as client,
+    ):
+        yield client
+
+
 async def _on_server(world: Database, query: str, *args: Any) -> Any:
     """The first value of `query`, on a connection of its own to the test database."""
     url = world.engine.url
@@ -140,13 +156,7 @@ async def test_a_dropped_pooled_connection_fails_one_request_then_is_replaced(
     world: Database, settings: Settings, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     since = await _on_server(world, "SELECT clock_timestamp()")
-    app = create_app(settings, clock=clock)  # its own connection pool, as a server has
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
-        ) as client,
-    ):
+    async with _served_with_own_pool(settings, clock) as client:
         api = Api(client)
         assert (await api.get("/api/v1/users/me", "dispatcher")).status_code == 200
 
@@ -168,18 +178,12 @@ async def test_a_database_restart_under_load_loses_nothing(
     cluster = _cluster()
     if cluster is None:
         pytest.skip("needs root and pg_ctlcluster to restart the local PostgreSQL")
-    app = create_app(settings, clock=clock)  # its own connection pool, as a server has
     filed: dict[str, int] = {}
     refused: list[dict[str, Any]] = []
     statuses: Counter[int] = Counter()
     running = True
 
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gridwork.test"
-        ) as client,
-    ):
+    async with _served_with_own_pool(settings, clock) as client:
         api = Api(client)
         headers = await api.headers("worker")
 
