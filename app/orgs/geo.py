@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.direct import DirectStatement
 from app.orgs.models import GridMapVersion, Level, OrgUnit
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -138,10 +139,14 @@ _building: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" 
 )
 
 
+_TOKEN = DirectStatement(select(GridMapVersion.token))
+
+
 async def grid_map(session: AsyncSession) -> GridMap:
     """The grid map, rebuilt when the stored boundaries have changed since it was built (every
     change of a boundary writes a new token in the same transaction)."""
-    token = await session.scalar(select(GridMapVersion.token)) or ""
+    stored = await _TOKEN.first(session, {})
+    token = stored["token"] if stored else ""
     key = str(session.get_bind().engine.url)
     if (cached := _maps.get(key)) is not None and cached[0] == token:
         return cached[1]

@@ -1,11 +1,13 @@
 from datetime import datetime
-from typing import Any, TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.auth.models import Role, User
+from app.direct import DirectStatement
 from app.errors import Conflict, Invalid, NotFound
 from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
 from app.orgs.models import Category, Department, Level, OrgUnit
@@ -35,9 +37,25 @@ async def get_by_code(
     it."""
     row = await session.get(model, code)
     if row is None:
-        message = f"{KIND[model]} {code!r} does not exist"
-        raise NotFound(message) if loc is None else Invalid(message, loc=loc)
+        raise _missing(model, code, loc)
     return row
+
+
+def _missing(model: type[RefData], code: str, loc: list[str | int] | None) -> Exception:
+    message = f"{KIND[model]} {code!r} does not exist"
+    return NotFound(message) if loc is None else Invalid(message, loc=loc)
+
+
+_CATEGORY = DirectStatement(select(*Category.__table__.c).where(Category.code == bindparam("code")))
+
+
+async def read_category(session: AsyncSession, code: str, loc: list[str | int]) -> Category:
+    """The category with this code, to read only (a 422 at `loc` when there is none): cheaper
+    than `get_by_code` on a hot path."""
+    row = await _CATEGORY.first(session, {"code": code})
+    if row is None:
+        raise _missing(Category, code, loc)
+    return cast(Category, SimpleNamespace(**row))
 
 
 async def unit_in_scope(session: AsyncSession, user: User, code: str) -> OrgUnit:

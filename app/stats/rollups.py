@@ -5,9 +5,12 @@ one statement adds to the rollup rows the ticket's contribution as it is now, mi
 contribution as it was, both computed by the measures the statistics read directly (over the
 ticket's values, which the session knows) so the two paths cannot disagree. The old values are
 the ones the database held: the UPDATE that just passed checked the ticket's version. A
-rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it.
+rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it. A
+ticket filed without the ORM (a patrol report) is counted by `count_filed`, with the same
+statement.
 """
 
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +40,7 @@ from sqlalchemy.sql.expression import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
+from app.direct import DirectStatement
 from app.stats import measures
 from app.stats.models import (
     DAY,
@@ -200,6 +204,19 @@ def _take_old_values(session: Session, _context: UOWTransaction, _instances: Any
     session.info[_PENDING_KEY] = (old, added)
 
 
+def _signed_batches(
+    dialect: str, timezone: str, signed: list[tuple[int, dict[str, Any]]]
+) -> Iterator[tuple[Insert, dict[str, Any]]]:
+    """The delta upserts for (sign, ticket values) pairs, with their parameters."""
+    for first in range(0, len(signed), _CHUNK):
+        chunk = signed[first : first + _CHUNK]
+        params = {}
+        for row, (sign, values) in enumerate(chunk):
+            params[f"t{row}_sign"] = sign
+            params.update({f"t{row}_{name}": values[name] for name in _DEPENDS_ON})
+        yield _delta_upsert(dialect, timezone, len(chunk)), params
+
+
 @event.listens_for(Session, "after_flush")
 def _count_changes(session: Session, _context: UOWTransaction) -> None:
     """Adds the flushed tickets' contributions as they are now, minus as they were."""
@@ -209,14 +226,21 @@ def _count_changes(session: Session, _context: UOWTransaction) -> None:
         return
     connection = session.connection()
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
-    for first in range(0, len(signed), _CHUNK):
-        chunk = signed[first : first + _CHUNK]
-        params = {}
-        for row, (sign, values) in enumerate(chunk):
-            params[f"t{row}_sign"] = sign
-            params.update({f"t{row}_{name}": value for name, value in values.items()})
-        statement = _delta_upsert(connection.dialect.name, timezone, len(chunk))
+    for statement, params in _signed_batches(connection.dialect.name, timezone, signed):
         connection.execute(statement, params)
+
+
+@lru_cache(maxsize=8)
+def _direct_upsert(statement: Insert) -> DirectStatement:
+    return DirectStatement(statement)
+
+
+async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
+    """Adds a ticket filed without the ORM (the flush hooks do it for the others)."""
+    timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
+    dialect = session.get_bind().dialect.name
+    for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
+        await _direct_upsert(statement).rows(session, params)
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:

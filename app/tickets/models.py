@@ -1,4 +1,4 @@
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,7 +14,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Row,
     String,
     Text,
     UniqueConstraint,
@@ -162,10 +161,10 @@ class Ticket(Base):
 TICKET_COLUMNS = tuple(Ticket.__table__.c)
 
 
-def read_only_ticket(row: Row[Any]) -> Ticket:
+def read_only_ticket(row: Mapping[str, Any]) -> Ticket:
     """A row of `TICKET_COLUMNS` with a Ticket's attributes, to read: each one costs a third of
     a Row's or an ORM object's, and rendering a ticket reads some fifty."""
-    return cast(Ticket, SimpleNamespace(**row._mapping))
+    return cast(Ticket, SimpleNamespace(**row))
 
 
 def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:

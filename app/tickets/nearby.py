@@ -3,11 +3,12 @@
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Float, Row, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.direct import DirectStatement
 from app.orgs.geo import METRES_PER_DEGREE
 from app.tickets.models import IS_OPEN, Ticket
 
@@ -26,9 +27,17 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 NearTicket = Row[int, str, str, datetime, float, float]
 
 
+class _Positioned(Protocol):
+    lat: float
+    lon: float
+
+
+P = TypeVar("P", bound=_Positioned)
+
+
 def _closest(
-    tickets: Iterable[NearTicket], lat: float, lon: float, radius_m: float, limit: int
-) -> list[tuple[NearTicket, float]]:
+    tickets: Iterable[P], lat: float, lon: float, radius_m: float, limit: int
+) -> list[tuple[P, float]]:
     measured = ((t, distance_m(lat, lon, t.lat, t.lon)) for t in tickets)
     return sorted(((t, d) for t, d in measured if d <= radius_m), key=lambda p: p[1])[:limit]
 
@@ -65,29 +74,20 @@ def _near(*conditions: ColumnElement[bool]) -> Select[int, str, str, datetime, f
 
 
 # Built once: building the statement cost more than running it.
-_DUPLICATES = _near(
-    Ticket.category_code == bindparam("category"), Ticket.reported_at >= bindparam("since")
+_DUPLICATES = DirectStatement(
+    _near(Ticket.category_code == bindparam("category"), Ticket.reported_at >= bindparam("since"))
 )
 
 
-async def _open_near(
-    session: AsyncSession,
-    query: Select[int, str, str, datetime, float, float],
-    lat: float,
-    lon: float,
-    radius_m: float,
-    limit: int,
-    **params: Any,
-) -> list[tuple[NearTicket, float]]:
-    """The database orders the box by planar distance, which at these scales ranks as the
-    great circle does; a margin of candidates covers the difference, and the great-circle
-    distance decides."""
+def _box(lat: float, lon: float, radius_m: float, limit: int) -> dict[str, float]:
+    """The parameters of `_near` for a circle. The database orders the box by planar distance,
+    which at these scales ranks as the great circle does; a margin of candidates covers the
+    difference, and `_closest`'s great-circle distance decides."""
     squeeze = math.cos(math.radians(lat)) ** 2
     dlat = radius_m / METRES_PER_DEGREE
     dlon = radius_m / (METRES_PER_DEGREE * max(math.sqrt(squeeze), 1e-6))
     box = {"lat": lat, "lon": lon, "dlat": dlat, "dlon": dlon, "squeeze": squeeze}
-    rows = (await session.execute(query, box | params | {"candidates": limit * 4})).all()
-    return _closest(rows, lat, lon, radius_m, limit)
+    return box | {"candidates": limit * 4}
 
 
 async def open_tickets_near(
@@ -100,21 +100,19 @@ async def open_tickets_near(
 ) -> list[tuple[NearTicket, float]]:
     """Open tickets within `radius_m` of the point, nearest first, with their distance: their
     id, status, category, reporting time and position."""
-    return await _open_near(session, _near(*conditions), lat, lon, radius_m, limit)
+    rows = await session.execute(_near(*conditions), _box(lat, lon, radius_m, limit))
+    return _closest(rows, lat, lon, radius_m, limit)
 
 
 async def possible_duplicates(
     session: AsyncSession, ticket: Ticket, radius_m: int, now: datetime, numbers: Any
 ) -> list[dict[str, Any]]:
     """Open tickets of the same category reported within the last 72 hours near `ticket`."""
-    near = await _open_near(
-        session,
-        _DUPLICATES,
-        ticket.lat,
-        ticket.lon,
-        radius_m,
-        limit=10,
-        category=ticket.category_code,
-        since=now - DUPLICATE_WINDOW,
+    limit = 10
+    box = _box(ticket.lat, ticket.lon, radius_m, limit)
+    since = now - DUPLICATE_WINDOW
+    rows = await _DUPLICATES.objects(
+        session, box | {"category": ticket.category_code, "since": since}
     )
+    near = _closest(rows, ticket.lat, ticket.lon, radius_m, limit)
     return [{"id": t.id, "number": numbers(t), "distance_m": round(d, 1)} for t, d in near]

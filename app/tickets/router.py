@@ -135,7 +135,7 @@ async def list_tickets(
         query,
         Ticket.reported_at,
         Ticket.id,
-        lambda row: service.render(read_only_ticket(row), user, settings, now),
+        lambda row: service.render(read_only_ticket(row._mapping), user, settings, now),
     )
 
 

@@ -1,0 +1,86 @@
+"""Statements run on the driver itself (app.direct): the same results, transaction and errors
+as through SQLAlchemy, on both databases."""
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, func, insert, literal, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from app.clock import FrozenClock
+from app.db import Database
+from app.direct import DirectStatement, bound_row, row_params
+from app.orgs.models import Category
+from app.tickets.models import Ticket
+from tests.conftest import START
+
+_CATEGORY_NAMED = DirectStatement(
+    select(
+        Category.code, Category.duplicate_radius_m, func.coalesce(None, literal(7)).label("seven")
+    ).where(Category.code == bindparam("code"))
+)
+_ADD_CATEGORY = DirectStatement(insert(Category).values(bound_row(Category.__table__)))
+
+
+def _category(code: str, **values: Any) -> Category:
+    return Category(
+        **{
+            "code": code,
+            "name": code,
+            "time_limit_value": 2,
+            "time_limit_unit": "hours",
+            "created_at": START,
+        }
+        | values
+    )
+
+
+async def test_rows_bind_given_and_literal_parameters(world: Database) -> None:
+    async with world.sessions() as session:
+        rows = await _CATEGORY_NAMED.rows(session, {"code": "road_damage"})
+        assert [dict(row) for row in rows] == [
+            {"code": "road_damage", "duplicate_radius_m": 100, "seven": 7}
+        ]
+        assert await _CATEGORY_NAMED.first(session, {"code": "nothing"}) is None
+
+
+async def test_a_write_belongs_to_the_session_transaction(world: Database) -> None:
+    async with world.sessions() as session:  # the statement is the transaction's first
+        await _ADD_CATEGORY.rows(session, row_params(_category("kept_back")))
+        assert await _CATEGORY_NAMED.first(session, {"code": "kept_back"}) is not None
+        await session.rollback()
+        assert await _CATEGORY_NAMED.first(session, {"code": "kept_back"}) is None
+        await _ADD_CATEGORY.rows(session, row_params(_category("kept")))
+        await session.commit()
+    async with world.sessions() as session:
+        kept = await _CATEGORY_NAMED.first(session, {"code": "kept"})
+        assert kept is not None and kept["duplicate_radius_m"] == 100  # the columns' defaults
+        stored = await session.get(Category, "kept")
+        assert stored is not None and stored.attributes == []
+
+
+async def test_refusals_raise_sqlalchemy_errors(world: Database) -> None:
+    async with world.sessions() as session:
+        with pytest.raises(IntegrityError):  # the code is taken
+            await _ADD_CATEGORY.rows(session, row_params(_category("road_damage")))
+    async with world.sessions() as session:
+        with pytest.raises(IntegrityError):  # a check constraint: limits are positive
+            await _ADD_CATEGORY.rows(session, row_params(_category("x", time_limit_value=0)))
+    if world.is_sqlite:
+        return
+    async with world.sessions() as session:  # a data exception carries its SQLSTATE
+        with pytest.raises(DBAPIError) as refused:
+            await _ADD_CATEGORY.rows(session, row_params(_category("y" * 40)))
+        assert str(getattr(refused.value.orig, "sqlstate", "")).startswith("22")
+
+
+def test_row_params_are_what_a_flush_would_insert(clock: FrozenClock) -> None:
+    now: datetime = clock.now()
+    ticket = Ticket(status="reported", level="community", description="d", reported_at=now)
+    params = row_params(ticket)
+    assert "row_id" not in params
+    assert params["row_status"] == "reported" and params["row_reported_at"] == now
+    assert params["row_source"] == "patrol" and params["row_escalation_count"] == 0
+    assert params["row_version"] == 1 and params["row_duplicate_of"] is None
+    assert set(params) == {f"row_{key}" for key in bound_row(Ticket.__table__)}
