@@ -58,14 +58,14 @@ _USER_NAMED = select(User).where(User.username == bindparam("username"))
 
 
 async def get_current_user(
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
+    # Settings and clock straight from the app: every dependency costs FastAPI a walk of its
+    # subtree on every request, and this one is on all of them.
+    state = request.app.state
     if not token:
         raise Unauthorized()
-    claims = read_access_token(settings.secret_key, token, clock.now())
+    claims = read_access_token(state.settings.secret_key, token, state.clock.now())
     if claims is None:
         raise Unauthorized("the bearer token is invalid or has expired")
     user = await session.scalar(_USER_NAMED, {"username": claims.username})
