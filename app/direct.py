@@ -9,7 +9,7 @@ transaction on its connection. On SQLite they run through the session as usual.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -75,12 +75,11 @@ class DirectStatement:
             await connection.execute(_PROBE)
         try:
             return await driver.fetch(sql, *args)
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if driver.is_closed() or not isinstance(exc, asyncpg.PostgresError):
+                await _discard(connection, exc)
             kind = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
             raise kind(sql, None, exc) from exc
-        except (asyncpg.InterfaceError, OSError):
-            await _let_sqlalchemy_see(connection)
-            raise
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
         rows = await self.rows(session, params)
@@ -91,11 +90,11 @@ class DirectStatement:
         return [SimpleNamespace(**row) for row in await self.rows(session, params)]
 
 
-async def _let_sqlalchemy_see(connection: AsyncConnection) -> None:
-    """After the driver failed outside a statement (a dropped connection): a statement through
-    SQLAlchemy finds the connection gone, discards the pool's older connections as it does for
-    its own statements, and raises the error the app answers with 503."""
-    await connection.execute(_PROBE)
+async def _discard(connection: AsyncConnection, failure: Exception) -> NoReturn:
+    """After the driver failed with its connection (dropped, or closed by a server shutting
+    down): the connection is discarded, and the error is one the app answers with 503."""
+    await connection.invalidate(failure)
+    raise DBAPIError(None, None, failure, connection_invalidated=True) from failure
 
 
 def _generated(column: Any) -> bool:
