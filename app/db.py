@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+# Connection exceptions, and the server shutting down, crashed or still starting up.
+UNAVAILABLE_SQLSTATES = ("08", "57P")
 # Session.info key: the service's time zone, for what a flush computes in local time.
 TIMEZONE_KEY = "timezone"
 

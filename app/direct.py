@@ -26,6 +26,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from app.db import UNAVAILABLE_SQLSTATES
+
 Row = Mapping[Any, Any]
 _PROBE = text("SELECT 1")
 
@@ -75,10 +77,16 @@ class DirectStatement:
             await connection.execute(_PROBE)
         try:
             return await driver.fetch(sql, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            if driver.is_closed() or not isinstance(exc, asyncpg.PostgresError):
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as exc:
+            sqlstate = str(getattr(exc, "sqlstate", ""))
+            if driver.is_closed() or not sqlstate or sqlstate.startswith(UNAVAILABLE_SQLSTATES):
                 await _discard(connection, exc)
-            kind = IntegrityError if str(exc.sqlstate).startswith("23") else DBAPIError
+            kind = IntegrityError if sqlstate.startswith("23") else DBAPIError
             raise kind(sql, None, exc) from exc
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
@@ -91,8 +99,8 @@ class DirectStatement:
 
 
 async def _discard(connection: AsyncConnection, failure: Exception) -> NoReturn:
-    """After the driver failed with its connection (dropped, or closed by a server shutting
-    down): the connection is discarded, and the error is one the app answers with 503."""
+    """After the driver failed with its connection (dropped, or the server ending it): the
+    connection is discarded, and the error is one the app answers with 503."""
     await connection.invalidate(failure)
     raise DBAPIError(None, None, failure, connection_invalidated=True) from failure
 

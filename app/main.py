@@ -21,7 +21,7 @@ from app.auth.router import router as auth_router
 from app.auth.service import ensure_bootstrap_admin
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
-from app.db import Database
+from app.db import UNAVAILABLE_SQLSTATES, Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.observability import (
     REQUEST_ID_HEADER,
@@ -79,9 +79,6 @@ def render_app_error(error: AppError) -> JSONResponse:
 OPEN311_PATH = "/open311/"
 OPEN311_STATUS = {422: 400, 401: 403}
 
-
-# Connection exceptions, and the server shutting down, crashed or still starting up.
-UNAVAILABLE_SQLSTATES = ("08", "57P")
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 H = TypeVar("H", bound=Handler)

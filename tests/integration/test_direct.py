@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, insert, literal, select
+from sqlalchemy import bindparam, func, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.clock import FrozenClock
@@ -84,3 +84,21 @@ def test_row_params_are_what_a_flush_would_insert(clock: FrozenClock) -> None:
     assert params["row_source"] == "patrol" and params["row_escalation_count"] == 0
     assert params["row_version"] == 1 and params["row_duplicate_of"] is None
     assert set(params) == {f"row_{key}" for key in bound_row(Ticket.__table__)}
+
+
+async def test_a_connection_the_server_ends_is_discarded(world: Database) -> None:
+    if world.is_sqlite:
+        pytest.skip("PostgreSQL's connections only")
+    async with world.sessions() as session:
+        await _CATEGORY_NAMED.rows(session, {"code": "road_damage"})
+        backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with world.engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+            gone = text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid")
+            while not (await other.execute(gone, {"pid": backend})).scalar_one():
+                await other.rollback()  # a fresh snapshot of the activity
+        with pytest.raises(DBAPIError) as failed:  # the app answers it with 503
+            await _CATEGORY_NAMED.rows(session, {"code": "road_damage"})
+        assert failed.value.connection_invalidated
+    async with world.sessions() as session:  # closed cleanly above; a fresh connection here
+        assert await _CATEGORY_NAMED.first(session, {"code": "road_damage"}) is not None
