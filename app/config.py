@@ -57,6 +57,21 @@ class Settings(BaseSettings):
     )
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gps_drift_metres: float = Field(default=50.0, ge=0)
+    map_tiles_url: str = Field(
+        default="",
+        description="the console's map tiles, e.g. https://tile.example.org/{z}/{x}/{y}.png "
+        "(empty: grid boundaries on a blank background, for closed networks)",
+    )
+    map_attribution: str = Field(default="", description="credit shown under the map tiles")
+    console_check_seconds: float = Field(
+        default=2.0, gt=0, description="how often the console's stream looks for ticket changes"
+    )
+    console_stream_seconds: float = Field(
+        default=25.0,
+        gt=0,
+        description="how long one console stream lasts before the page reconnects (under the "
+        "shutdown grace period, so that a restart does not wait for it)",
+    )
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one JSON object per line, with the request id"
     )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -21,6 +22,8 @@ from app.auth.router import router as auth_router
 from app.auth.service import ensure_bootstrap_admin
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
+from app.console.router import STATIC as CONSOLE_STATIC
+from app.console.router import router as console_router
 from app.db import UNAVAILABLE_SQLSTATES, Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.observability import (
@@ -237,6 +240,8 @@ def create_app(
     app.include_router(open311_admin_router)
     app.include_router(open311_router)
     app.include_router(open311_staff_router)
+    app.include_router(console_router)
+    app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

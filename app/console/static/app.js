@@ -1,0 +1,549 @@
+// The console: sign-in, the dispatcher's queue, a ticket's page and the supervisor's dashboard.
+// Every figure and list comes from /api/v1 with the signed-in user's token; /console/stream
+// says when tickets have changed, and the page shown reloads what it shows.
+
+import { lang, setLang, t, translateStatic } from "./i18n.js";
+
+const API = "/api/v1";
+const view = document.getElementById("view");
+const session = {
+  get token() { return sessionStorage.getItem("gridwork.token"); },
+  get refresh() { return sessionStorage.getItem("gridwork.refresh"); },
+  save(issued) {
+    sessionStorage.setItem("gridwork.token", issued.access_token);
+    sessionStorage.setItem("gridwork.refresh", issued.refresh_token);
+  },
+  clear() { sessionStorage.clear(); },
+};
+let me = null;
+let config = { map_tiles_url: "", map_attribution: "", timezone: "Asia/Shanghai" };
+let onChange = null; // what the page shown reloads when tickets change
+let stream = null;
+
+// --- helpers ------------------------------------------------------------------------------
+
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (value === true) element.setAttribute(name, "");
+    else if (value !== false && value != null) element.setAttribute(name, value);
+  }
+  element.append(...children.flat(Infinity).filter((c) => c != null));
+  return element;
+}
+
+function when(value) {
+  if (!value) return "";
+  return new Date(value).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {
+    timeZone: config.timezone, dateStyle: "short", timeStyle: "short",
+  });
+}
+
+function percent(rate) {
+  return rate == null ? "—" : `${(rate * 100).toFixed(1)}%`;
+}
+
+// Today's local date by the service's clock (YYYY-MM-DD), moved by `offsetDays`.
+function localDay(offsetDays = 0) {
+  const today = config.today ?? new Date().toLocaleDateString("en-CA", { timeZone: config.timezone });
+  const day = new Date(`${today}T00:00:00Z`);
+  day.setUTCDate(day.getUTCDate() + offsetDays);
+  return day.toISOString().slice(0, 10);
+}
+
+class Problem extends Error {
+  constructor(status, body) {
+    super(body?.detail || body?.title || `HTTP ${status}`);
+    this.status = status;
+    this.errors = body?.errors || [];
+  }
+}
+
+async function refreshToken() {
+  if (!session.refresh) return false;
+  const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: session.refresh });
+  const response = await fetch(`${API}/auth/token`, { method: "POST", body: form });
+  if (!response.ok) return false;
+  session.save(await response.json());
+  return true;
+}
+
+// A call of the API as the signed-in user: the parsed body, or a Problem. A 401 refreshes the
+// token once, then sends the user to sign in again.
+async function api(path, { method = "GET", body, raw = false, retried = false } = {}) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path.startsWith("/") ? path : `${API}/${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new Problem(0, { detail: t("error.network") });
+  }
+  if (response.status === 401 && !retried && (await refreshToken())) {
+    return api(path, { method, body, raw, retried: true });
+  }
+  if (response.status === 401) {
+    signOut();
+    throw new Problem(401, { detail: "" });
+  }
+  if (!response.ok) {
+    throw new Problem(response.status, await response.json().catch(() => null));
+  }
+  return raw ? response : response.json();
+}
+
+function query(values) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(values)) {
+    if (value !== "" && value != null) params.set(name, value);
+  }
+  return params.toString();
+}
+
+function showError(container, error) {
+  container.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
+}
+
+// --- live updates --------------------------------------------------------------------------
+
+function listen() {
+  stream?.close();
+  stream = new EventSource(`/console/stream?token=${encodeURIComponent(session.token)}`);
+  const live = document.getElementById("live");
+  stream.addEventListener("open", () => { live.dataset.t = "live.on"; live.classList.add("on"); translateStatic(); });
+  stream.addEventListener("error", async () => {
+    live.dataset.t = "live.off"; live.classList.remove("on"); translateStatic();
+    if (stream.readyState === EventSource.CLOSED && (await refreshToken())) listen();
+  });
+  let pending = null;
+  stream.addEventListener("tickets", () => {
+    clearTimeout(pending); // several changes in a burst reload once
+    pending = setTimeout(() => onChange?.(), 200);
+  });
+}
+
+// --- sign-in -------------------------------------------------------------------------------
+
+function signOut() {
+  session.clear();
+  stream?.close();
+  me = null;
+  location.hash = "#/login";
+}
+
+function loginPage() {
+  document.getElementById("bar").hidden = true;
+  const message = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "login", onsubmit: async (event) => {
+    event.preventDefault();
+    message.textContent = "";
+    const data = new URLSearchParams(new FormData(form));
+    const response = await fetch(`${API}/auth/token`, { method: "POST", body: data }).catch(() => null);
+    if (!response) { message.textContent = t("error.network"); return; }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) { message.textContent = body.detail || body.title; return; }
+    session.save(body);
+    await start();
+  } },
+    h("h1", {}, t("login.title")),
+    h("label", {}, t("login.username"), h("input", { name: "username", autocomplete: "username", required: true })),
+    h("label", {}, t("login.password"), h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    h("button", { type: "submit" }, t("login.submit")),
+    message,
+  );
+  view.replaceChildren(form);
+}
+
+// --- the queue -----------------------------------------------------------------------------
+
+const URGENCY = { red: 0, yellow: 1, green: 2 };
+
+function byUrgency(a, b) {
+  return (b.urgent - a.urgent)
+    || ((URGENCY[a.warning] ?? 3) - (URGENCY[b.warning] ?? 3))
+    || ((a.deadline_at ? Date.parse(a.deadline_at) : Infinity) - (b.deadline_at ? Date.parse(b.deadline_at) : Infinity))
+    || (a.id - b.id);
+}
+
+// The dispatcher's buckets (API filters): an escalated-in bucket only above community level.
+function buckets() {
+  const list = [
+    ["reported", { status: "reported" }],
+    ["dispatched", { status: "dispatched" }],
+    ["in_progress", { status: "in_progress" }],
+    ["yellow", { warning: "yellow" }],
+    ["red", { warning: "red" }],
+  ];
+  if (me.unit && me.unit.level !== "community" && me.unit.level !== "grid") {
+    list.push(["escalated", { level: me.unit.level }]);
+  }
+  return list;
+}
+
+const QUEUE_LIMIT = 200;
+const queueState = { bucket: "reported", category: "", grid: "", department: "" };
+
+async function queuePage() {
+  const filters = h("div", { class: "filters" });
+  const tabs = h("div", { class: "tabs", role: "tablist" });
+  const list = h("div", { class: "list" });
+  view.replaceChildren(h("section", { class: "queue" }, filters, tabs, list));
+
+  const [categories, departments] = await Promise.all([
+    api("categories?limit=500"), api("departments?limit=500"),
+  ]).catch(() => [{ items: [] }, { items: [] }]);
+  const select = (name, items, label) => h("label", {}, t(label),
+    h("select", { name, onchange: (event) => { queueState[name] = event.target.value; load(); } },
+      h("option", { value: "" }, t("filter.all")),
+      items.map((item) => h("option", { value: item.code, selected: queueState[name] === item.code }, `${item.name} (${item.code})`))));
+  filters.replaceChildren(
+    select("category", categories.items, "filter.category"),
+    h("label", {}, t("filter.grid"), h("input", { name: "grid", value: queueState.grid, placeholder: "GC01-1",
+      onchange: (event) => { queueState.grid = event.target.value.trim(); load(); } })),
+    select("department", departments.items, "filter.department"),
+  );
+
+  async function load() {
+    const common = { category: queueState.category, department: queueState.department,
+      org_unit: queueState.grid, limit: QUEUE_LIMIT };
+    try {
+      const pages = await Promise.all(buckets().map(([, filter]) => api(`tickets?${query({ ...common, ...filter })}`)));
+      const named = buckets().map(([name], i) => [name, pages[i]]);
+      tabs.replaceChildren(...named.map(([name, page]) => h("button", {
+        type: "button", role: "tab", class: `tab ${name}`, "aria-selected": String(name === queueState.bucket),
+        "data-bucket": name, onclick: () => { queueState.bucket = name; load(); },
+      }, t(`bucket.${name}`), h("span", { class: "count" }, page.next_cursor ? `${page.items.length}+` : String(page.items.length)))));
+      const shown = named.find(([name]) => name === queueState.bucket)?.[1] ?? named[0][1];
+      list.replaceChildren(ticketTable([...shown.items].sort(byUrgency), shown.next_cursor));
+    } catch (error) {
+      showError(list, error);
+    }
+  }
+  onChange = load;
+  await load();
+}
+
+function ticketTable(tickets, more) {
+  if (!tickets.length) return h("p", { class: "empty" }, t("empty"));
+  const columns = ["number", "status", "warning", "category", "grid", "description", "reported_at", "deadline_at"];
+  return h("div", {},
+    h("table", { class: "tickets" },
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, t(`col.${c}`))))),
+      h("tbody", {}, tickets.map((ticket) => h("tr", {
+        "data-ticket": ticket.id, class: ticket.urgent ? "urgent" : "",
+        onclick: () => { location.hash = `#/tickets/${ticket.id}`; },
+      },
+        h("td", {}, h("a", { href: `#/tickets/${ticket.id}` }, ticket.number)),
+        h("td", {}, t(`status.${ticket.status}`)),
+        h("td", {}, ticket.warning ? h("span", { class: `dot ${ticket.warning}` }, t(`warning.${ticket.warning}`)) : ""),
+        h("td", {}, ticket.category_code),
+        h("td", {}, ticket.grid_code),
+        h("td", { class: "description" }, ticket.description),
+        h("td", {}, when(ticket.reported_at)),
+        h("td", {}, when(ticket.deadline_at)),
+      )))),
+    more ? h("p", { class: "more" }, t("more", { n: tickets.length })) : null);
+}
+
+// --- a ticket ------------------------------------------------------------------------------
+
+// The fields of each action's form (API.md's bodies); `note` for every action.
+const ACTION_FIELDS = {
+  dispatch: ["department_code"],
+  merge: ["duplicate_of"],
+  request_extension: ["time_limit"],
+  verify: ["passed"],
+  rate: ["score", "comment"],
+};
+const NOTE_REQUIRED = new Set(["reject", "return", "escalate"]);
+
+async function ticketPage(id) {
+  const page = h("section", { class: "ticket" });
+  view.replaceChildren(page);
+  async function load() {
+    let ticket, history, photos, grid;
+    try {
+      [ticket, history, photos] = await Promise.all([
+        api(`tickets/${id}`), api(`tickets/${id}/history?limit=500`), api(`tickets/${id}/attachments`),
+      ]);
+      grid = await api(`org-units/${encodeURIComponent(ticket.grid_code)}`).catch(() => null);
+    } catch (error) {
+      showError(page, error);
+      return;
+    }
+    page.replaceChildren(
+      h("p", {}, h("a", { href: "#/queue" }, `← ${t("ticket.back")}`)),
+      h("div", { class: "columns" },
+        h("div", {}, details(ticket), actionsPanel(ticket, load), timeline(history.items)),
+        h("div", {}, h("h2", {}, t("ticket.map")), mapOf(ticket, grid), photoStrip(photos))));
+  }
+  onChange = load;
+  await load();
+}
+
+function details(ticket) {
+  const rows = [
+    ["col.status", t(`status.${ticket.status}`)],
+    ["col.warning", ticket.warning ? t(`warning.${ticket.warning}`) : "—"],
+    ["col.category", ticket.category_code],
+    ["col.grid", `${ticket.grid_code} · ${ticket.owner_unit_code} (${ticket.level})`],
+    ["col.department", ticket.department_code ?? "—"],
+    ["col.reported_at", `${when(ticket.reported_at)} · ${ticket.reporter ?? ticket.source}`],
+    ["col.deadline_at", when(ticket.deadline_at) || "—"],
+  ];
+  return h("div", { class: "card" },
+    h("h1", {}, `${ticket.number} `, ticket.urgent ? h("span", { class: "badge" }, t("ticket.urgent")) : null),
+    h("p", { class: "description" }, ticket.description),
+    h("dl", {}, rows.map(([label, value]) => [h("dt", {}, t(label)), h("dd", {}, value)])),
+    ticket.possible_duplicates.length ? h("p", {}, `${t("ticket.duplicates")}: `,
+      ticket.possible_duplicates.map((d) => h("a", { href: `#/tickets/${d.id}` }, `${d.number} (${d.distance_m} m) `))) : null);
+}
+
+function field(name) {
+  const label = (input) => h("label", { "data-field": name }, t(`field.${name}`), input, h("span", { class: "field-error" }));
+  if (name === "department_code") return label(h("input", { name, placeholder: "NH-SZ" }));
+  if (name === "duplicate_of") return label(h("input", { name, type: "number", min: 1 }));
+  if (name === "passed") return label(h("input", { name, type: "checkbox", checked: true }));
+  if (name === "score") return label(h("input", { name, type: "number", min: 1, max: 5, value: 5 }));
+  if (name === "time_limit") {
+    return h("label", { "data-field": name }, t("field.time_limit"),
+      h("input", { name: "time_limit_value", type: "number", min: 1, value: 1 }),
+      h("select", { name: "time_limit_unit" }, ["hours", "working_hours", "working_days", "minutes"].map((u) => h("option", { value: u }, u))),
+      h("span", { class: "field-error" }));
+  }
+  return label(h("textarea", { name, rows: 2 }));
+}
+
+function bodyOf(form, ticket) {
+  const data = new FormData(form);
+  const body = { expected_version: ticket.version };
+  for (const [name, value] of data.entries()) {
+    if (name === "time_limit_value" || name === "time_limit_unit" || value === "") continue;
+    body[name] = ["duplicate_of", "score"].includes(name) ? Number(value) : value;
+  }
+  if (form.elements.passed) body.passed = form.elements.passed.checked;
+  if (data.get("time_limit_value")) {
+    body.time_limit = { value: Number(data.get("time_limit_value")), unit: data.get("time_limit_unit") };
+  }
+  return body;
+}
+
+function actionsPanel(ticket, reload) {
+  const panel = h("div", { class: "card actions" }, h("h2", {}, t("ticket.actions")));
+  if (!ticket.allowed_actions.length) {
+    panel.append(h("p", { class: "empty" }, t("ticket.no_actions")));
+    return panel;
+  }
+  const formSlot = h("div");
+  const buttons = ticket.allowed_actions.map((action) => h("button", {
+    type: "button", "data-action": action, onclick: () => openForm(action),
+  }, t(`action.${action}`)));
+  panel.append(h("div", { class: "buttons" }, buttons), formSlot);
+
+  function openForm(action) {
+    const message = h("p", { class: "error", role: "alert" });
+    const names = [...(ACTION_FIELDS[action] ?? []), "note"];
+    const form = h("form", { "data-form": action, onsubmit: async (event) => {
+      event.preventDefault();
+      message.textContent = "";
+      form.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
+      try {
+        await api(`tickets/${ticket.id}/actions/${action}`, { method: "POST", body: bodyOf(form, ticket) });
+        formSlot.replaceChildren(h("p", { class: "ok", role: "status" }, t("done", { action: t(`action.${action}`) })));
+        await reload();
+      } catch (error) {
+        message.textContent = error.message;
+        for (const problem of error.errors ?? []) { // each error in place, beside its field
+          const name = problem.loc?.[1];
+          const slot = form.querySelector(`[data-field="${name}"] .field-error`);
+          if (slot) slot.textContent = problem.msg;
+        }
+      }
+    } },
+      h("h3", {}, t(`action.${action}`)),
+      names.map(field),
+      message,
+      h("div", { class: "buttons" },
+        h("button", { type: "submit" }, t("submit")),
+        h("button", { type: "button", onclick: () => formSlot.replaceChildren() }, t("cancel"))));
+    if (NOTE_REQUIRED.has(action)) form.elements.note.required = true;
+    formSlot.replaceChildren(form);
+  }
+  return panel;
+}
+
+function timeline(items) {
+  return h("div", { class: "card" }, h("h2", {}, t("ticket.history")),
+    h("ol", { class: "timeline" }, items.map((entry) => h("li", {},
+      h("time", {}, when(entry.at)), " ",
+      h("strong", {}, t(`action.${entry.action}`)), ` · ${entry.actor}`,
+      entry.from_status && entry.from_status !== entry.to_status ? ` · ${t(`status.${entry.from_status}`)} → ${t(`status.${entry.to_status}`)}` : "",
+      entry.from_level && entry.from_level !== entry.to_level ? ` · ${entry.from_level} → ${entry.to_level}` : "",
+      entry.note ? h("p", {}, entry.note) : null))));
+}
+
+function mapOf(ticket, grid) {
+  const box = h("div", { class: "map", id: "map" });
+  requestAnimationFrame(() => {
+    const map = L.map(box, { attributionControl: Boolean(config.map_attribution) });
+    if (config.map_tiles_url) {
+      L.tileLayer(config.map_tiles_url, { attribution: config.map_attribution, maxZoom: 19 }).addTo(map);
+    }
+    const point = L.circleMarker([ticket.lat, ticket.lon], { radius: 8, color: "#c0392b", fillOpacity: 0.8 }).addTo(map);
+    if (grid?.boundary) {
+      const shape = L.geoJSON(grid.boundary, { style: { color: "#2c7be5", weight: 2, fillOpacity: 0.08 } }).addTo(map);
+      map.fitBounds(shape.getBounds().extend(point.getLatLng()), { padding: [20, 20] });
+    } else {
+      map.setView([ticket.lat, ticket.lon], 16);
+    }
+  });
+  return box;
+}
+
+function photoStrip(photos) {
+  const strip = h("div", { class: "photos" });
+  if (!photos.length) strip.append(h("p", { class: "empty" }, t("ticket.no_photos")));
+  for (const photo of photos) { // the API wants the token: fetched, then shown as blobs
+    const image = h("img", { alt: photo.stage ?? "" });
+    const link = h("a", { target: "_blank" }, image);
+    api(`attachments/${photo.id}/thumbnail`, { raw: true })
+      .then((response) => response.blob())
+      .then((blob) => { image.src = URL.createObjectURL(blob); });
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const blob = await (await api(`attachments/${photo.id}`, { raw: true })).blob();
+      window.open(URL.createObjectURL(blob), "_blank");
+    });
+    strip.append(link);
+  }
+  return h("div", { class: "card" }, h("h2", {}, t("ticket.photos")), strip);
+}
+
+// --- the dashboard -------------------------------------------------------------------------
+
+const RATES = ["closure_rate", "on_time_closure_rate", "rework_rate", "in_community_rate", "satisfaction_rate"];
+const dashState = { day: null };
+
+async function download(path, name) {
+  const blob = await (await api(path, { raw: true })).blob();
+  const link = h("a", { href: URL.createObjectURL(blob), download: name });
+  link.click();
+}
+
+async function dashboardPage() {
+  const unit = me.org_unit_code;
+  const page = h("section", { class: "dashboard" });
+  view.replaceChildren(page);
+  if (!unit) { page.append(h("p", { class: "empty" }, "—")); return; }
+  dashState.day ??= localDay();
+  const first = `${localDay().slice(0, 4)}-01-01`;
+  const to = localDay(1);
+  const trendFrom = (() => { const d = new Date(`${localDay().slice(0, 7)}-01T00:00:00Z`); d.setUTCMonth(d.getUTCMonth() - 11); return d.toISOString().slice(0, 10); })();
+  let chart = null;
+
+  async function load() {
+    try {
+      const range = query({ org_unit: unit, from: first, to });
+      const [year, trend, ranking, coverage] = await Promise.all([
+        api(`stats/closure?${range}&group_by=org_unit`),
+        api(`stats/closure?${query({ org_unit: unit, from: trendFrom, to })}&group_by=month`),
+        api(`stats/ranking?${range}`),
+        api(`stats/patrol?${query({ org_unit: unit, date: dashState.day })}`),
+      ]);
+      page.replaceChildren(
+        h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
+        h("p", {}, `${t("dash.period")}: ${first} – ${localDay()}`,
+          h("span", { class: "grow" }),
+          h("button", { type: "button", "data-export": "csv", onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=csv&lang=${lang}`, `closure-${unit}.csv`) }, `${t("dash.export")} CSV`),
+          h("button", { type: "button", "data-export": "xlsx", onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=xlsx&lang=${lang}`, `closure-${unit}.xlsx`) }, `${t("dash.export")} XLSX`)),
+        h("div", { class: "kpis" },
+          h("div", { class: "kpi", "data-kpi": "reported" }, h("span", {}, t("dash.reported")), h("strong", {}, String(year.totals.reported))),
+          RATES.map((rate) => h("div", { class: "kpi", "data-kpi": rate }, h("span", {}, t(`dash.${rate}`)), h("strong", {}, percent(year.totals[rate]))))),
+        h("div", { class: "columns" },
+          h("div", { class: "card" }, h("h2", {}, t("dash.trend")), h("canvas", { id: "trend", height: 220 })),
+          h("div", { class: "card" }, h("h2", {}, t("dash.ranking")), rankingTable(ranking))),
+        h("div", { class: "card" }, h("h2", {}, t("dash.coverage")),
+          h("label", {}, t("dash.day"), h("input", { type: "date", value: dashState.day, onchange: (event) => { dashState.day = event.target.value; load(); } })),
+          h("p", {}, `${t("dash.coverage_rate")}: `, h("strong", { "data-kpi": "coverage_rate" }, percent(coverage.totals.coverage_rate)),
+            ` · ${t("dash.patrolled")} ${coverage.totals.patrolled}/${coverage.totals.grids} · ${t("dash.clock_ins")} ${coverage.totals.clock_ins}`)));
+      chart?.destroy();
+      chart = new Chart(document.getElementById("trend"), {
+        type: "line",
+        data: {
+          labels: trend.items.map((item) => item.key),
+          datasets: [
+            { label: t("dash.closure_rate"), data: trend.items.map((item) => item.closure_rate), yAxisID: "rate", borderColor: "#2c7be5" },
+            { label: t("dash.on_time_closure_rate"), data: trend.items.map((item) => item.on_time_closure_rate), yAxisID: "rate", borderColor: "#27ae60" },
+            { label: t("dash.reported"), data: trend.items.map((item) => item.reported), yAxisID: "count", type: "bar", backgroundColor: "rgba(150,150,150,0.3)" },
+          ],
+        },
+        options: { animation: false, responsive: true, scales: {
+          rate: { position: "left", min: 0, max: 1, ticks: { callback: (v) => `${v * 100}%` } },
+          count: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } },
+        } },
+      });
+    } catch (error) {
+      showError(page, error);
+    }
+  }
+  onChange = load;
+  await load();
+}
+
+function rankingTable(ranking) {
+  const items = ranking.items ?? [];
+  if (!items.length) return h("p", { class: "empty" }, "—");
+  return h("table", { class: "ranking" },
+    h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, t("dash.key")), h("th", {}, t("dash.score")),
+      RATES.slice(0, 3).map((rate) => h("th", {}, t(`dash.${rate}`))))),
+    h("tbody", {}, items.map((item, i) => h("tr", {},
+      h("td", {}, String(item.rank ?? i + 1)), h("td", {}, item.name ?? item.key),
+      h("td", {}, item.score == null ? "—" : Number(item.score).toFixed(3)),
+      RATES.slice(0, 3).map((rate) => h("td", {}, percent(item[rate])))))));
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+async function route() {
+  onChange = null;
+  const hash = location.hash || "#/";
+  if (!session.token || hash === "#/login") return loginPage();
+  if (!me) return start();
+  const ticket = hash.match(/^#\/tickets\/(\d+)$/);
+  if (ticket) return ticketPage(Number(ticket[1]));
+  if (hash === "#/dashboard") return dashboardPage();
+  if (hash !== "#/queue") { location.replace("#/queue"); return; }
+  return queuePage();
+}
+
+async function start() {
+  try {
+    me = await api("users/me");
+    me.unit = me.org_unit_code ? await api(`org-units/${encodeURIComponent(me.org_unit_code)}`).catch(() => null) : null;
+  } catch {
+    return loginPage();
+  }
+  document.getElementById("bar").hidden = false;
+  document.getElementById("who").textContent = `${me.display_name} (${me.role})`;
+  listen();
+  const landing = me.role === "supervisor" ? "#/dashboard" : "#/queue";
+  if (!location.hash || location.hash === "#/" || location.hash === "#/login") location.hash = landing;
+  else route();
+}
+
+document.getElementById("logout").addEventListener("click", signOut);
+document.getElementById("lang").addEventListener("click", () => {
+  setLang(lang === "zh" ? "en" : "zh");
+  document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+  translateStatic();
+  route();
+});
+document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+setLang(lang);
+translateStatic();
+window.addEventListener("hashchange", route);
+config = await fetch("/console/config.json").then((r) => r.json()).catch(() => config);
+route();

@@ -1,0 +1,128 @@
+"""The web console in a real headless Chromium (Debian's, driven by Playwright) against the app
+served over HTTP: a dispatcher sees a new report appear in the queue without reloading and
+dispatches it, with a validation error shown beside its field first; a supervisor's dashboard
+figures follow new reports. Screenshots of each page go to `test-artifacts/console/`."""
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import Database
+from tests.helpers import Api
+from tests.live import LiveServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("GRIDWORK_TEST_ARTIFACTS", "test-artifacts")) / "console"
+SEEN_WITHIN_MS = 15_000  # the page learns of a change from its stream, checked every 0.2 s
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+    reason="needs Debian's chromium (scripts/run-tests.sh installs it)",
+)
+
+
+@pytest.fixture
+def live(world: Database, settings: Settings, clock: FrozenClock) -> Iterator[LiveServer]:
+    server = LiveServer(settings.model_copy(update={"console_check_seconds": 0.2}), clock)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def browser(live: LiveServer) -> AsyncIterator[Browser]:
+    """Closed before the server stops, which waits for the pages' open streams."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def api(live: LiveServer) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+        yield Api(client)
+
+
+async def signed_in(browser: Browser, live: LiveServer, username: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    page.on("pageerror", lambda error: pytest.fail(f"script error in the console: {error}"))
+    await page.goto(f"{live.url}/console")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", "gridwork-demo")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#live.on")).to_be_visible()  # its stream is open
+    return page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
+    browser: Browser, live: LiveServer, api: Api
+) -> None:
+    page = await signed_in(browser, live, "dispatcher")
+    new = page.locator('.tab[data-bucket="reported"]')
+    await expect(new).to_have_attribute("aria-selected", "true")
+    await expect(page.locator(".tab")).to_have_count(5)  # a community has no escalated-in
+    before = await new.locator(".count").text_content()
+
+    ticket = await api.report(description="井盖缺失，路口东侧")
+    row = page.locator(f'tr[data-ticket="{ticket["id"]}"]')
+    await expect(row).to_be_visible(timeout=SEEN_WITHIN_MS)
+    await expect(row).to_contain_text("井盖缺失")
+    assert await new.locator(".count").text_content() == str(int(before or 0) + 1)
+    await screenshot(page, "queue")
+
+    await row.click()
+    await expect(page.locator(".ticket h1")).to_contain_text(ticket["number"])
+    await expect(page.locator(".timeline li")).to_have_count(1)
+    await expect(page.locator("#map path")).not_to_have_count(0)  # the grid, with no tiles
+    await page.click('button[data-action="dispatch"]')
+    form = page.locator('form[data-form="dispatch"]')
+    await form.locator("input[name=department_code]").fill("NOPE")
+    await form.locator("button[type=submit]").click()
+    error = form.locator('[data-field="department_code"] .field-error')
+    await expect(error).to_contain_text("NOPE")
+    assert (await api.get(f"/api/v1/tickets/{ticket['id']}", "admin")).json()["version"] == 1
+
+    await form.locator("input[name=department_code]").fill("NH-CG")
+    await form.locator("textarea[name=note]").fill("请城管科处理")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator(".ticket dd").first).to_have_text("已派遣")
+    await expect(page.locator(".timeline li")).to_have_count(2)
+    await screenshot(page, "ticket")
+    stored = (await api.get(f"/api/v1/tickets/{ticket['id']}", "admin")).json()
+    assert (stored["status"], stored["department_code"]) == ("dispatched", "NH-CG")
+
+
+async def test_the_supervisor_dashboard_follows_new_reports(
+    browser: Browser, live: LiveServer, api: Api
+) -> None:
+    page = await signed_in(browser, live, "supervisor")
+    reported = page.locator('[data-kpi="reported"] strong')
+    await expect(reported).to_be_visible()
+    before = int(await reported.text_content() or 0)
+    await expect(page.locator("canvas#trend")).to_be_visible()
+
+    await api.report(description="路灯不亮")
+    await expect(reported).to_have_text(str(before + 1), timeout=SEEN_WITHIN_MS)
+    await expect(page.locator(".ranking tbody tr").first).to_contain_text("GC")  # its town
+    await screenshot(page, "dashboard")
+
+    await page.click("#lang")  # English, on the same page
+    await expect(page.locator('[data-kpi="closure_rate"] span')).to_have_text("Closure rate")
+    async with page.expect_download() as download:
+        await page.click('button[data-export="csv"]')
+    saved = await (await download.value).path()
+    header = (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")).splitlines()[0]
+    assert "reported" in header
