@@ -16,7 +16,7 @@ install: $(STAMP)
 ## the scheduler running inside the API process.
 run: $(STAMP)
 	$(VENV)/bin/gridwork migrate
-	$(VENV)/bin/gridwork seed-demo
+	$(VENV)/bin/gridwork seed-demo --tickets
 	GRIDWORK_EMBEDDED_WORKER=true $(VENV)/bin/gridwork serve --host 127.0.0.1 --port 8000
 
 ## The whole suite on SQLite, then on PostgreSQL when 127.0.0.1:5432 answers (required when CI=true).

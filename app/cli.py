@@ -21,7 +21,7 @@ from app.auth.service import create_user as create_user_service
 from app.clock import SystemClock
 from app.config import get_settings
 from app.db import Database
-from app.demo import DEMO_PASSWORD, seed_demo
+from app.demo import DEMO_PASSWORD, seed_demo, seed_demo_tickets
 from app.errors import AppError
 from app.observability import logging_config
 from app.orgs.imports import ImportReport, import_org_units
@@ -93,14 +93,26 @@ def serve(
     )
 
 
-async def _seed() -> bool:
-    return await _in_session(lambda session: seed_demo(session, SystemClock().now()))
+async def _seed(tickets: bool) -> bool:
+    async def seed(session: AsyncSession) -> bool:
+        now = SystemClock().now()
+        if not await seed_demo(session, now):
+            return False
+        if tickets:
+            await seed_demo_tickets(session, get_settings(), now)
+        return True
+
+    return await _in_session(seed)
 
 
 @cli.command("seed-demo")
-def seed_demo_command() -> None:
+def seed_demo_command(
+    tickets: Annotated[
+        bool, typer.Option(help="also file the demo's tickets, as its users would")
+    ] = False,
+) -> None:
     """Load the demo district (org units, departments, categories, one user of each role)."""
-    if asyncio.run(_seed()):
+    if asyncio.run(_seed(tickets)):
         typer.echo(f"demo data loaded; every demo user's password is {DEMO_PASSWORD!r}")
     else:
         typer.echo("demo data already present")

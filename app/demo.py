@@ -1,12 +1,15 @@
 """Demo data for `gridwork seed-demo`: a small district of Nanhai, Foshan."""
 
+import uuid
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import Role
+from app.auth.models import Role, User
 from app.auth.schemas import UserCreate
 from app.auth.service import create_user
+from app.config import Settings
 from app.orgs.models import Level, OrgUnit
 from app.orgs.schemas import (
     AttributeValue,
@@ -16,6 +19,9 @@ from app.orgs.schemas import (
     ServiceAttribute,
 )
 from app.orgs.service import create_category, create_department, create_org_unit
+from app.tickets.machine import Action
+from app.tickets.schemas import ActionIn, DispatchIn, EventIn, FeedbackIn, VerifyIn
+from app.tickets.service import perform_action, report_event
 from app.timing.limits import TimeLimit, TimeUnit
 
 DEMO_PASSWORD = "gridwork-demo"
@@ -143,3 +149,44 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
             now,
         )
     return True
+
+
+# Tickets of the demo, for the console to show: reporter, grid index, category, description,
+# urgent, and the actions taken on it since (by the district's dispatcher and the handler).
+DEMO_TICKETS = [
+    ("worker", 0, "garbage", "小区东门垃圾堆积", False, []),
+    ("worker", 0, "manhole", "人行道井盖缺失，有行人绊倒风险", True, []),
+    ("worker", 1, "garbage", "绿化带内暴露垃圾", False, ["dispatch"]),
+    ("worker", 1, "fire_lane", "消防通道被杂物堵塞", True, ["dispatch", "claim"]),
+    ("worker", 0, "garbage", "垃圾桶满溢未清运", False, ["dispatch", "claim", "feedback"]),
+    ("worker", 1, "garbage", "路边建筑垃圾", False, ["dispatch", "claim", "feedback", "verify"]),
+    ("worker2", 4, "road_damage", "路面坑洼积水", False, []),
+    ("worker2", 5, "garbage", "河涌边漂浮垃圾", False, ["dispatch"]),
+]
+_DEMO_ACTIONS: dict[str, tuple[str, ActionIn]] = {
+    "dispatch": ("district_dispatcher", DispatchIn(department_code="NH-CG", note="请城管处理")),
+    "claim": ("handler", ActionIn()),
+    "feedback": ("handler", FeedbackIn(note="已处置完毕")),
+    "verify": ("district_dispatcher", VerifyIn(passed=True, note="现场核查通过")),
+}
+
+
+async def seed_demo_tickets(session: AsyncSession, settings: Settings, now: datetime) -> int:
+    """Files the demo's tickets through the service, as its users would; returns how many."""
+    users = {user.username: user for user in await session.scalars(select(User))}
+    for n, (reporter, grid, category, description, urgent, actions) in enumerate(DEMO_TICKETS):
+        west, south = ORIGIN_LON + grid * GRID_SIZE_DEG, ORIGIN_LAT
+        event = EventIn(
+            client_id=uuid.uuid5(uuid.NAMESPACE_URL, f"gridwork-demo-ticket-{n}"),
+            category_code=category,
+            description=description,
+            lat=south + GRID_SIZE_DEG * (0.3 + 0.05 * n),
+            lon=west + GRID_SIZE_DEG * 0.5,
+            urgent=urgent,
+        )
+        ticket, _ = await report_event(session, users[reporter], event, settings, now)
+        for action in actions:
+            actor, body = _DEMO_ACTIONS[action]
+            user = users[actor]
+            await perform_action(session, user, ticket.id, Action(action), body, settings, now)
+    return len(DEMO_TICKETS)

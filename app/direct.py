@@ -66,6 +66,8 @@ class DirectStatement:
         return self._compiled
 
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Row]:
+        if session.new or session.dirty or session.deleted:  # as the ORM's autoflush would
+            await session.flush()
         connection = await session.connection()
         if connection.dialect.name != "postgresql":
             result = await connection.execute(self.statement, params)
