@@ -4,6 +4,7 @@ dispatches it, with a validation error shown beside its field first; a superviso
 figures follow new reports. Screenshots of each page go to `test-artifacts/console/`."""
 
 import asyncio
+import io
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from app.clock import FrozenClock
@@ -76,7 +78,15 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(page.locator(".tab")).to_have_count(5)  # a community has no escalated-in
     before = await new.locator(".count").text_content()
 
-    ticket = await api.report(description="井盖缺失，路口东侧")
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 90, 40)).save(photo, format="JPEG")
+    headers = await api.headers("worker")
+    files = {"file": ("manhole.jpg", photo.getvalue(), "image/jpeg")}
+    uploaded = await api.client.post("/api/v1/attachments", headers=headers, files=files)
+    assert uploaded.status_code == 201, uploaded.text
+    ticket = await api.report(
+        description="井盖缺失，路口东侧", attachment_ids=[uploaded.json()["id"]]
+    )
     row = page.locator(f'tr[data-ticket="{ticket["id"]}"]')
     await expect(row).to_be_visible(timeout=SEEN_WITHIN_MS)
     await expect(row).to_contain_text("井盖缺失")
@@ -87,6 +97,7 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(page.locator(".ticket h1")).to_contain_text(ticket["number"])
     await expect(page.locator(".timeline li")).to_have_count(1)
     await expect(page.locator("#map path")).not_to_have_count(0)  # the grid, with no tiles
+    await expect(page.locator('.photos img[src^="blob:"]')).to_have_count(1)
     await page.click('button[data-action="dispatch"]')
     form = page.locator('form[data-form="dispatch"]')
     await form.locator("input[name=department_code]").fill("NOPE")
@@ -101,6 +112,10 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(page.locator(".ticket dd").first).to_have_text("已派遣")
     await expect(page.locator(".timeline li")).to_have_count(2)
     await screenshot(page, "ticket")
+    await page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, upright
+    details, side = [await page.locator(".columns > div").nth(i).bounding_box() for i in (0, 1)]
+    assert details and side and side["y"] >= details["y"] + details["height"]  # stacked
+    await screenshot(page, "ticket-tablet")
     stored = (await api.get(f"/api/v1/tickets/{ticket['id']}", "admin")).json()
     assert (stored["status"], stored["department_code"]) == ("dispatched", "NH-CG")
 
