@@ -17,6 +17,7 @@ const session = {
 };
 let me = null;
 let config = { map_tiles_url: "", map_attribution: "", timezone: "Asia/Shanghai" };
+let names = { categories: {}, departments: {} }; // code -> name, loaded after sign-in
 let onChange = null; // what the page shown reloads when tickets change
 let stream = null;
 
@@ -38,6 +39,10 @@ function when(value) {
   return new Date(value).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {
     timeZone: config.timezone, dateStyle: "short", timeStyle: "short",
   });
+}
+
+function nameOf(kind, code) {
+  return names[kind][code]?.name ?? code;
 }
 
 function percent(rate) {
@@ -192,18 +197,15 @@ async function queuePage() {
   const list = h("div", { class: "list" });
   view.replaceChildren(h("section", { class: "queue" }, filters, tabs, list));
 
-  const [categories, departments] = await Promise.all([
-    api("categories?limit=500"), api("departments?limit=500"),
-  ]).catch(() => [{ items: [] }, { items: [] }]);
   const select = (name, items, label) => h("label", {}, t(label),
     h("select", { name, onchange: (event) => { queueState[name] = event.target.value; load(); } },
       h("option", { value: "" }, t("filter.all")),
       items.map((item) => h("option", { value: item.code, selected: queueState[name] === item.code }, `${item.name} (${item.code})`))));
   filters.replaceChildren(
-    select("category", categories.items, "filter.category"),
+    select("category", Object.values(names.categories), "filter.category"),
     h("label", {}, t("filter.grid"), h("input", { name: "grid", value: queueState.grid, placeholder: "GC01-1",
       onchange: (event) => { queueState.grid = event.target.value.trim(); load(); } })),
-    select("department", departments.items, "filter.department"),
+    select("department", Object.values(names.departments), "filter.department"),
   );
 
   async function load() {
@@ -239,7 +241,7 @@ function ticketTable(tickets, more) {
         h("td", {}, h("a", { href: `#/tickets/${ticket.id}` }, ticket.number)),
         h("td", {}, t(`status.${ticket.status}`)),
         h("td", {}, ticket.warning ? h("span", { class: `dot ${ticket.warning}` }, t(`warning.${ticket.warning}`)) : ""),
-        h("td", {}, ticket.category_code),
+        h("td", {}, nameOf("categories", ticket.category_code)),
         h("td", {}, ticket.grid_code),
         h("td", { class: "description" }, ticket.description),
         h("td", {}, when(ticket.reported_at)),
@@ -288,9 +290,9 @@ function details(ticket) {
   const rows = [
     ["col.status", t(`status.${ticket.status}`)],
     ["col.warning", ticket.warning ? t(`warning.${ticket.warning}`) : "—"],
-    ["col.category", ticket.category_code],
+    ["col.category", nameOf("categories", ticket.category_code)],
     ["col.grid", `${ticket.grid_code} · ${ticket.owner_unit_code} (${ticket.level})`],
-    ["col.department", ticket.department_code ?? "—"],
+    ["col.department", ticket.department_code ? nameOf("departments", ticket.department_code) : "—"],
     ["col.reported_at", `${when(ticket.reported_at)} · ${ticket.reporter ?? ticket.source}`],
     ["col.deadline_at", when(ticket.deadline_at) || "—"],
   ];
@@ -304,7 +306,11 @@ function details(ticket) {
 
 function field(name) {
   const label = (input) => h("label", { "data-field": name }, t(`field.${name}`), input, h("span", { class: "field-error" }));
-  if (name === "department_code") return label(h("input", { name, placeholder: "NH-SZ" }));
+  if (name === "department_code") {
+    return label(h("select", { name },
+      h("option", { value: "" }, t("field.default_department")),
+      Object.values(names.departments).map((d) => h("option", { value: d.code }, `${d.name} (${d.code})`))));
+  }
   if (name === "duplicate_of") return label(h("input", { name, type: "number", min: 1 }));
   if (name === "passed") return label(h("input", { name, type: "checkbox", checked: true }));
   if (name === "score") return label(h("input", { name, type: "number", min: 1, max: 5, value: 5 }));
@@ -523,6 +529,11 @@ async function start() {
   try {
     me = await api("users/me");
     me.unit = me.org_unit_code ? await api(`org-units/${encodeURIComponent(me.org_unit_code)}`).catch(() => null) : null;
+    const [categories, departments] = await Promise.all([api("categories?limit=500"), api("departments?limit=500")]);
+    names = {
+      categories: Object.fromEntries(categories.items.map((item) => [item.code, item])),
+      departments: Object.fromEntries(departments.items.map((item) => [item.code, item])),
+    };
   } catch {
     return loginPage();
   }
