@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.db import UNAVAILABLE_SQLSTATES
@@ -36,11 +37,12 @@ _PROBE = text("SELECT 1")
 class _Parameter:
     name: str
     process: Callable[[Any], Any] | None
-    given: bool  # by the caller; otherwise `value` is a literal of the statement's own
+    required: bool  # of the caller; otherwise `value` (the statement's own) unless given
     value: Any
 
     def of(self, params: Mapping[str, Any]) -> Any:
-        value = params[self.name] if self.given else self.value
+        given = self.name in params or self.required
+        value = params[self.name] if given else self.value
         return value if self.process is None else self.process(value)
 
 
@@ -49,6 +51,9 @@ class DirectStatement:
     runs there."""
 
     def __init__(self, statement: Executable) -> None:
+        for bind in visitors.iterate(cast(ClauseElement, statement)):
+            if isinstance(bind, BindParameter) and (bind.expanding or bind.literal_execute):
+                raise ValueError(f"{bind.key}: a parameter rendered per execution")
         self.statement = statement
         self._compiled: tuple[str, list[_Parameter]] | None = None
 
@@ -140,6 +145,8 @@ def row_params(instance: Any) -> dict[str, Any]:
             value = column.default.arg
         elif column.default is not None and column.default.is_callable:
             value = column.default.arg(None)  # wrapped to take an execution context
+        elif column.server_default is not None or column.default is not None:
+            raise ValueError(f"{key}: its default is computed by SQL; give it a value")
         else:
             value = None
         params[f"row_{key}"] = value

@@ -17,9 +17,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
+from app.auth.models import Role
 from app.config import Settings
 from app.db import Database
 from app.deps import get_current_user
+from app.errors import Forbidden
 from app.tickets.models import TicketHistory
 
 STATIC = Path(__file__).parent / "static"
@@ -53,25 +55,30 @@ async def stream(
     request: Request, token: Annotated[str, Query(max_length=2048)]
 ) -> StreamingResponse:
     """`event: tickets` whenever a ticket has changed anywhere (every change writes a history
-    row), and once at the start; the page then reloads what it shows through the API, in its
+    row, whose id is the event's), and at the start unless the browser reconnects having seen
+    the newest (`Last-Event-ID`); the page then reloads what it shows through the API, in its
     own scope. EventSource cannot send headers, hence the token in the query. The stream ends
-    after `console_stream_seconds` and the browser reconnects."""
+    after `console_stream_seconds` and the browser reconnects. Staff only: the phone app of
+    grid workers has no use for it."""
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
     async with database.sessions() as session:
-        await get_current_user(request, session, token)  # 401 as for any API call
+        user = await get_current_user(request, session, token)  # 401 as for any API call
+    if user.role == Role.grid_worker:
+        raise Forbidden("the console is for the dispatch centre, handlers and supervisors")
+    last_seen = request.headers.get("last-event-id", "")
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
         loop = asyncio.get_running_loop()
         ends = loop.time() + settings.console_stream_seconds
-        seen: int | None = -1
+        seen = int(last_seen) if last_seen.isdecimal() else -1
         while loop.time() < ends and not await request.is_disconnected():
             async with database.sessions() as session:
-                latest = await session.scalar(_LATEST_CHANGE)
+                latest = await session.scalar(_LATEST_CHANGE) or 0
             if latest != seen:
                 seen = latest
-                yield f"event: tickets\ndata: {latest or 0}\n\n"
+                yield f"id: {latest}\nevent: tickets\ndata: {latest}\n\n"
             await asyncio.sleep(min(settings.console_check_seconds, ends - loop.time()))
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -64,7 +64,16 @@ async def test_the_stream_tells_of_changes(
         assert quiet.text.count("event: tickets") == 1  # the first look, then nothing new
         await api.report()
         changed = await client.get("/console/stream", params={"token": token})
-    async with world.sessions() as session:
-        latest = await session.scalar(select(func.max(TicketHistory.id)))
+        seen = {"Last-Event-ID": str(latest := await _latest_change(world))}
+        caught_up = await client.get("/console/stream", params={"token": token}, headers=seen)
+        worker = (await api.headers("worker"))["Authorization"].removeprefix("Bearer ")
+        refused = await client.get("/console/stream", params={"token": worker})
     assert changed.text.count("event: tickets") == 1
-    assert f"data: {latest}\n" in changed.text and f"data: {latest}\n" not in quiet.text
+    assert f"id: {latest}\n" in changed.text and f"id: {latest}\n" not in quiet.text
+    assert "event: tickets" not in caught_up.text  # a reconnection having seen the newest
+    assert refused.status_code == 403
+
+
+async def _latest_change(database: Database) -> int:
+    async with database.sessions() as session:
+        return await session.scalar(select(func.max(TicketHistory.id))) or 0

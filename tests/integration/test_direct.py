@@ -1,12 +1,14 @@
 """Statements run on the driver itself (app.direct): the same results, transaction and errors
 as through SQLAlchemy, on both databases."""
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, func, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.clock import FrozenClock
 from app.db import Database
@@ -95,10 +97,37 @@ async def test_a_connection_the_server_ends_is_discarded(world: Database) -> Non
         async with world.engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
             gone = text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid")
-            while not (await other.execute(gone, {"pid": backend})).scalar_one():
+            for _ in range(500):  # the backend ends a moment after the signal
+                if (await other.execute(gone, {"pid": backend})).scalar_one():
+                    break
                 await other.rollback()  # a fresh snapshot of the activity
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail(f"backend {backend} did not end")
         with pytest.raises(DBAPIError) as failed:  # the app answers it with 503
             await _CATEGORY_NAMED.rows(session, {"code": "road_damage"})
         assert failed.value.connection_invalidated
     async with world.sessions() as session:  # closed cleanly above; a fresh connection here
         assert await _CATEGORY_NAMED.first(session, {"code": "road_damage"}) is not None
+
+
+def test_what_cannot_be_compiled_once_is_refused() -> None:
+    with pytest.raises(ValueError, match="statuses"):
+        statuses = bindparam("statuses", expanding=True)
+        DirectStatement(select(Ticket.id).where(Ticket.status.in_(statuses)))
+
+
+class _Scratch(DeclarativeBase):
+    pass
+
+
+class _Stamped(_Scratch):
+    __tablename__ = "stamped"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+def test_a_default_computed_by_sql_must_be_given() -> None:
+    with pytest.raises(ValueError, match="at: its default is computed by SQL"):
+        row_params(_Stamped())
+    assert row_params(_Stamped(at=START)) == {"row_at": START}

@@ -19,6 +19,11 @@ let me = null;
 let config = { map_tiles_url: "", map_attribution: "", timezone: "Asia/Shanghai" };
 let names = { categories: {}, departments: {} }; // code -> name, loaded after sign-in
 let onChange = null; // what the page shown reloads when tickets change
+let disposers = []; // maps and blob URLs of the page shown, released when it is drawn again
+
+function dispose() {
+  for (const release of disposers.splice(0)) release();
+}
 let stream = null;
 
 // --- helpers ------------------------------------------------------------------------------
@@ -103,7 +108,9 @@ async function api(path, { method = "GET", body, raw = false, retried = false } 
 function query(values) {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(values)) {
-    if (value !== "" && value != null) params.set(name, value);
+    for (const one of [value].flat()) {
+      if (one !== "" && one != null) params.append(name, one);
+    }
   }
   return params.toString();
 }
@@ -114,17 +121,29 @@ function showError(container, error) {
 
 // --- live updates --------------------------------------------------------------------------
 
+let lastMark = null; // the newest change the page has reloaded for
+let retryDelay = 1000;
+
 function listen() {
   stream?.close();
-  stream = new EventSource(`/console/stream?token=${encodeURIComponent(session.token)}`);
+  if (!session.token) return;
+  const opened = new EventSource(`/console/stream?token=${encodeURIComponent(session.token)}`);
+  stream = opened;
   const live = document.getElementById("live");
-  stream.addEventListener("open", () => { live.dataset.t = "live.on"; live.classList.add("on"); translateStatic(); });
-  stream.addEventListener("error", async () => {
-    live.dataset.t = "live.off"; live.classList.remove("on"); translateStatic();
-    if (stream.readyState === EventSource.CLOSED && (await refreshToken())) listen();
+  const shown = (on) => { live.dataset.t = on ? "live.on" : "live.off"; live.classList.toggle("on", on); translateStatic(); };
+  opened.addEventListener("open", () => { shown(true); retryDelay = 1000; });
+  opened.addEventListener("error", () => {
+    shown(false);
+    if (opened.readyState !== EventSource.CLOSED || stream !== opened) return; // the browser retries
+    // Refused (an expired token) or the server answered an error: a new token, then again,
+    // waiting longer each time.
+    setTimeout(async () => { await refreshToken().catch(() => false); if (stream === opened) listen(); }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000);
   });
   let pending = null;
-  stream.addEventListener("tickets", () => {
+  opened.addEventListener("tickets", (event) => {
+    if (event.data === lastMark) return;
+    lastMark = event.data;
     clearTimeout(pending); // several changes in a burst reload once
     pending = setTimeout(() => onChange?.(), 200);
   });
@@ -183,12 +202,25 @@ function buckets() {
     ["red", { warning: "red" }],
   ];
   if (me.unit && me.unit.level !== "community" && me.unit.level !== "grid") {
-    list.push(["escalated", { level: me.unit.level }]);
+    list.push(["escalated", { level: me.unit.level, status: OPEN_STATUSES }]);
   }
   return list;
 }
 
-const QUEUE_LIMIT = 200;
+const OPEN_STATUSES = ["reported", "dispatched", "in_progress", "suspended", "feedback"];
+const QUEUE_LIMIT = 5000; // per bucket; the list shows the most urgent of them
+
+// Every ticket of a list (page by page, up to QUEUE_LIMIT): {items, more}.
+async function everyTicket(filters) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api(`tickets?${query({ ...filters, limit: 500, cursor })}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < QUEUE_LIMIT);
+  return { items, more: Boolean(cursor) };
+}
 const queueState = { bucket: "reported", category: "", grid: "", department: "" };
 
 async function queuePage() {
@@ -209,17 +241,16 @@ async function queuePage() {
   );
 
   async function load() {
-    const common = { category: queueState.category, department: queueState.department,
-      org_unit: queueState.grid, limit: QUEUE_LIMIT };
+    const common = { category: queueState.category, department: queueState.department, org_unit: queueState.grid };
     try {
-      const pages = await Promise.all(buckets().map(([, filter]) => api(`tickets?${query({ ...common, ...filter })}`)));
+      const pages = await Promise.all(buckets().map(([, filter]) => everyTicket({ ...common, ...filter })));
       const named = buckets().map(([name], i) => [name, pages[i]]);
       tabs.replaceChildren(...named.map(([name, page]) => h("button", {
         type: "button", role: "tab", class: `tab ${name}`, "aria-selected": String(name === queueState.bucket),
         "data-bucket": name, onclick: () => { queueState.bucket = name; load(); },
-      }, t(`bucket.${name}`), h("span", { class: "count" }, page.next_cursor ? `${page.items.length}+` : String(page.items.length)))));
+      }, t(`bucket.${name}`), h("span", { class: "count" }, page.more ? `${page.items.length}+` : String(page.items.length)))));
       const shown = named.find(([name]) => name === queueState.bucket)?.[1] ?? named[0][1];
-      list.replaceChildren(ticketTable([...shown.items].sort(byUrgency), shown.next_cursor));
+      list.replaceChildren(ticketTable([...shown.items].sort(byUrgency)));
     } catch (error) {
       showError(list, error);
     }
@@ -228,7 +259,10 @@ async function queuePage() {
   await load();
 }
 
-function ticketTable(tickets, more) {
+const SHOWN_ROWS = 300;
+
+function ticketTable(all) {
+  const tickets = all.slice(0, SHOWN_ROWS);
   if (!tickets.length) return h("p", { class: "empty" }, t("empty"));
   const columns = ["number", "status", "warning", "category", "grid", "description", "reported_at", "deadline_at"];
   return h("div", {},
@@ -247,7 +281,7 @@ function ticketTable(tickets, more) {
         h("td", {}, when(ticket.reported_at)),
         h("td", {}, when(ticket.deadline_at)),
       )))),
-    more ? h("p", { class: "more" }, t("more", { n: tickets.length })) : null);
+    all.length > SHOWN_ROWS ? h("p", { class: "more" }, t("more", { n: SHOWN_ROWS })) : null);
 }
 
 // --- a ticket ------------------------------------------------------------------------------
@@ -276,13 +310,14 @@ async function ticketPage(id) {
       showError(page, error);
       return;
     }
+    dispose();
     page.replaceChildren(
       h("p", {}, h("a", { href: "#/queue" }, `← ${t("ticket.back")}`)),
       h("div", { class: "columns" },
         h("div", {}, details(ticket), actionsPanel(ticket, load), timeline(history.items)),
         h("div", {}, h("h2", {}, t("ticket.map")), mapOf(ticket, grid), photoStrip(photos))));
   }
-  onChange = load;
+  onChange = () => (page.querySelector("form") ? null : load()); // never under a user's typing
   await load();
 }
 
@@ -395,6 +430,7 @@ function mapOf(ticket, grid) {
   const box = h("div", { class: "map", id: "map" });
   requestAnimationFrame(() => {
     const map = L.map(box, { attributionControl: Boolean(config.map_attribution) });
+    disposers.push(() => map.remove());
     if (config.map_tiles_url) {
       L.tileLayer(config.map_tiles_url, { attribution: config.map_attribution, maxZoom: 19 }).addTo(map);
     }
@@ -417,11 +453,17 @@ function photoStrip(photos) {
     const link = h("a", { target: "_blank" }, image);
     api(`attachments/${photo.id}/thumbnail`, { raw: true })
       .then((response) => response.blob())
-      .then((blob) => { image.src = URL.createObjectURL(blob); });
+      .then((blob) => {
+        image.src = URL.createObjectURL(blob);
+        disposers.push(() => URL.revokeObjectURL(image.src));
+      })
+      .catch(() => { image.alt = "×"; });
     link.addEventListener("click", async (event) => {
       event.preventDefault();
       const blob = await (await api(`attachments/${photo.id}`, { raw: true })).blob();
-      window.open(URL.createObjectURL(blob), "_blank");
+      const url = URL.createObjectURL(blob);
+      window.open(url, "_blank");
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
     });
     strip.append(link);
   }
@@ -437,6 +479,7 @@ async function download(path, name) {
   const blob = await (await api(path, { raw: true })).blob();
   const link = h("a", { href: URL.createObjectURL(blob), download: name });
   link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
 }
 
 async function dashboardPage() {
@@ -506,7 +549,7 @@ function rankingTable(ranking) {
     h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, t("dash.key")), h("th", {}, t("dash.score")),
       RATES.slice(0, 3).map((rate) => h("th", {}, t(`dash.${rate}`))))),
     h("tbody", {}, items.map((item, i) => h("tr", {},
-      h("td", {}, String(item.rank ?? i + 1)), h("td", {}, item.name ?? item.key),
+      h("td", {}, String(item.rank ?? i + 1)), h("td", {}, item.key ?? "—"),
       h("td", {}, item.score == null ? "—" : Number(item.score).toFixed(3)),
       RATES.slice(0, 3).map((rate) => h("td", {}, percent(item[rate])))))));
 }
@@ -515,6 +558,7 @@ function rankingTable(ranking) {
 
 async function route() {
   onChange = null;
+  dispose();
   const hash = location.hash || "#/";
   if (!session.token || hash === "#/login") return loginPage();
   if (!me) return start();

@@ -100,7 +100,8 @@ const TEXT = {
     "action.rate": "评价",
     "action.escalate": "上报上级",
     "action.report": "上报",
-    "action.warning": "预警",
+    "action.warn": "黄灯预警",
+    "action.overdue": "超期红灯",
     "error.network": "无法连接服务器",
   },
   en: {
