@@ -122,6 +122,21 @@ function showError(container, error) {
 // --- live updates --------------------------------------------------------------------------
 
 let lastMark = null; // the newest change the page has reloaded for
+let pendingReload = null;
+let lastReload = 0;
+const RELOAD_GAP_MS = 2000;
+
+// Reloads the page shown once for a burst of changes, and at most every RELOAD_GAP_MS: a
+// district's queue reads thousands of tickets.
+function reloadSoon() {
+  if (pendingReload) return;
+  const wait = Math.max(200, lastReload + RELOAD_GAP_MS - Date.now());
+  pendingReload = setTimeout(() => {
+    pendingReload = null;
+    lastReload = Date.now();
+    onChange?.();
+  }, wait);
+}
 let retryDelay = 1000;
 
 function listen() {
@@ -140,12 +155,10 @@ function listen() {
     setTimeout(async () => { await refreshToken().catch(() => false); if (stream === opened) listen(); }, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 30000);
   });
-  let pending = null;
   opened.addEventListener("tickets", (event) => {
     if (event.data === lastMark) return;
     lastMark = event.data;
-    clearTimeout(pending); // several changes in a burst reload once
-    pending = setTimeout(() => onChange?.(), 200);
+    reloadSoon();
   });
 }
 
@@ -208,7 +221,7 @@ function buckets() {
 }
 
 const OPEN_STATUSES = ["reported", "dispatched", "in_progress", "suspended", "feedback"];
-const QUEUE_LIMIT = 5000; // per bucket; the list shows the most urgent of them
+const QUEUE_LIMIT = 2000; // per bucket; the list shows the most urgent of them
 
 // Every ticket of a list (page by page, up to QUEUE_LIMIT): {items, more}.
 async function everyTicket(filters) {
