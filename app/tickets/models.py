@@ -64,7 +64,6 @@ class Ticket(Base):
         Index("ix_tickets_department_listing", "department_code", "reported_at", "id"),
         Index("ix_tickets_reporter_listing", "reporter", "reported_at", "id"),
         Index("ix_tickets_category_listing", "category_code", "reported_at", "id"),
-        Index("ix_tickets_position", "lat", "lon"),
         # Duplicate hints and the map around a ticket look for open tickets near a point.
         Index(
             "ix_tickets_open_position",

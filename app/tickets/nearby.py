@@ -86,8 +86,14 @@ def _box(lat: float, lon: float, radius_m: float, limit: int) -> dict[str, float
     squeeze = math.cos(math.radians(lat)) ** 2
     dlat = radius_m / METRES_PER_DEGREE
     dlon = radius_m / (METRES_PER_DEGREE * max(math.sqrt(squeeze), 1e-6))
-    box = {"lat": lat, "lon": lon, "dlat": dlat, "dlon": dlon, "squeeze": squeeze}
-    return box | {"candidates": limit * 4}
+    return {
+        "lat": lat,
+        "lon": lon,
+        "dlat": dlat,
+        "dlon": dlon,
+        "squeeze": squeeze,
+        "candidates": limit * 4,
+    }
 
 
 async def open_tickets_near(

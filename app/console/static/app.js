@@ -205,23 +205,24 @@ function byUrgency(a, b) {
     || (a.id - b.id);
 }
 
-// The dispatcher's buckets (API filters): an escalated-in bucket only above community level.
+// The dispatcher's buckets of open tickets (a deadline runs, hence a warning, only on open
+// ones): an escalated-in bucket only above community level.
 function buckets() {
   const list = [
-    ["reported", { status: "reported" }],
-    ["dispatched", { status: "dispatched" }],
-    ["in_progress", { status: "in_progress" }],
-    ["yellow", { warning: "yellow" }],
-    ["red", { warning: "red" }],
+    ["reported", (ticket) => ticket.status === "reported"],
+    ["dispatched", (ticket) => ticket.status === "dispatched"],
+    ["in_progress", (ticket) => ticket.status === "in_progress"],
+    ["yellow", (ticket) => ticket.warning === "yellow"],
+    ["red", (ticket) => ticket.warning === "red"],
   ];
   if (me.unit && me.unit.level !== "community" && me.unit.level !== "grid") {
-    list.push(["escalated", { level: me.unit.level, status: OPEN_STATUSES }]);
+    list.push(["escalated", (ticket) => ticket.level === me.unit.level]);
   }
   return list;
 }
 
 const OPEN_STATUSES = ["reported", "dispatched", "in_progress", "suspended", "feedback"];
-const QUEUE_LIMIT = 2000; // per bucket; the list shows the most urgent of them
+const QUEUE_LIMIT = 5000; // open tickets read; the list shows the most urgent of a bucket
 
 // Every ticket of a list (page by page, up to QUEUE_LIMIT): {items, more}.
 async function everyTicket(filters) {
@@ -254,16 +255,18 @@ async function queuePage() {
   );
 
   async function load() {
-    const common = { category: queueState.category, department: queueState.department, org_unit: queueState.grid };
     try {
-      const pages = await Promise.all(buckets().map(([, filter]) => everyTicket({ ...common, ...filter })));
-      const named = buckets().map(([name], i) => [name, pages[i]]);
-      tabs.replaceChildren(...named.map(([name, page]) => h("button", {
+      const open = await everyTicket({
+        status: OPEN_STATUSES, category: queueState.category,
+        department: queueState.department, org_unit: queueState.grid,
+      });
+      const named = buckets().map(([name, holds]) => [name, open.items.filter(holds)]);
+      tabs.replaceChildren(...named.map(([name, tickets]) => h("button", {
         type: "button", role: "tab", class: `tab ${name}`, "aria-selected": String(name === queueState.bucket),
         "data-bucket": name, onclick: () => { queueState.bucket = name; load(); },
-      }, t(`bucket.${name}`), h("span", { class: "count" }, page.more ? `${page.items.length}+` : String(page.items.length)))));
+      }, t(`bucket.${name}`), h("span", { class: "count" }, `${tickets.length}${open.more ? "+" : ""}`))));
       const shown = named.find(([name]) => name === queueState.bucket)?.[1] ?? named[0][1];
-      list.replaceChildren(ticketTable([...shown.items].sort(byUrgency)));
+      list.replaceChildren(ticketTable(shown.sort(byUrgency)));
     } catch (error) {
       showError(list, error);
     }
@@ -458,25 +461,25 @@ function mapOf(ticket, grid) {
   return box;
 }
 
+// A file of the API (which wants the token) as a blob: URL, released with the page shown.
+async function blobUrl(path) {
+  const url = URL.createObjectURL(await (await api(path, { raw: true })).blob());
+  disposers.push(() => URL.revokeObjectURL(url));
+  return url;
+}
+
 function photoStrip(photos) {
   const strip = h("div", { class: "photos" });
   if (!photos.length) strip.append(h("p", { class: "empty" }, t("ticket.no_photos")));
   for (const photo of photos) { // the API wants the token: fetched, then shown as blobs
     const image = h("img", { alt: photo.stage ?? "" });
     const link = h("a", { target: "_blank" }, image);
-    api(`attachments/${photo.id}/thumbnail`, { raw: true })
-      .then((response) => response.blob())
-      .then((blob) => {
-        image.src = URL.createObjectURL(blob);
-        disposers.push(() => URL.revokeObjectURL(image.src));
-      })
+    blobUrl(`attachments/${photo.id}/thumbnail`)
+      .then((url) => { image.src = url; })
       .catch(() => { image.alt = "×"; });
     link.addEventListener("click", async (event) => {
       event.preventDefault();
-      const blob = await (await api(`attachments/${photo.id}`, { raw: true })).blob();
-      const url = URL.createObjectURL(blob);
-      window.open(url, "_blank");
-      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      window.open(await blobUrl(`attachments/${photo.id}`), "_blank");
     });
     strip.append(link);
   }
@@ -489,10 +492,7 @@ const RATES = ["closure_rate", "on_time_closure_rate", "rework_rate", "in_commun
 const dashState = { day: null };
 
 async function download(path, name) {
-  const blob = await (await api(path, { raw: true })).blob();
-  const link = h("a", { href: URL.createObjectURL(blob), download: name });
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  h("a", { href: await blobUrl(path), download: name }).click();
 }
 
 async function dashboardPage() {
@@ -519,8 +519,10 @@ async function dashboardPage() {
         h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
         h("p", {}, `${t("dash.period")}: ${first} – ${localDay()}`,
           h("span", { class: "grow" }),
-          h("button", { type: "button", "data-export": "csv", onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=csv&lang=${lang}`, `closure-${unit}.csv`) }, `${t("dash.export")} CSV`),
-          h("button", { type: "button", "data-export": "xlsx", onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=xlsx&lang=${lang}`, `closure-${unit}.xlsx`) }, `${t("dash.export")} XLSX`)),
+          ["csv", "xlsx"].map((format) => h("button", {
+            type: "button", "data-export": format,
+            onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=${format}&lang=${lang}`, `closure-${unit}.${format}`),
+          }, `${t("dash.export")} ${format.toUpperCase()}`))),
         h("div", { class: "kpis" },
           h("div", { class: "kpi", "data-kpi": "reported" }, h("span", {}, t("dash.reported")), h("strong", {}, String(year.totals.reported))),
           RATES.map((rate) => h("div", { class: "kpi", "data-kpi": rate }, h("span", {}, t(`dash.${rate}`)), h("strong", {}, percent(year.totals[rate]))))),
