@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.db import DEFAULT_TIMEZONE
 from app.timing.calendar import parse_periods
+from app.timing.limits import TimeLimit, TimeUnit
 
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
 
@@ -30,6 +31,13 @@ class Settings(BaseSettings):
     login_lockout_minutes: int = Field(default=15, ge=1)
     scheduler_interval_seconds: int = Field(default=15, ge=1)
     dispatch_limit_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    check_limit: str = Field(
+        default="2 working_hours",
+        description="how long a grid worker has to check a report on site (核实): VALUE UNIT",
+    )
+    reopen_days: int = Field(
+        default=30, ge=1, le=3650, description="how long after closing a ticket may be reopened"
+    )
     ticket_number_prefix: str = Field(default="NH", pattern=r"^[A-Z0-9]{1,8}$")
     timezone: str = DEFAULT_TIMEZONE
     working_periods: str = Field(
@@ -106,6 +114,16 @@ class Settings(BaseSettings):
         parse_periods(value)
         return value
 
+    @field_validator("check_limit")
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @property
+    def check_time_limit(self) -> TimeLimit:
+        return parse_limit(self.check_limit)
+
     @field_validator("webhook_urls")
     @classmethod
     def _valid_webhook_urls(cls, value: str) -> str:
@@ -149,6 +167,15 @@ class Settings(BaseSettings):
         if not sep or not username or not password:
             raise ValueError("GRIDWORK_BOOTSTRAP_ADMIN must be username:password")
         return username, password
+
+
+def parse_limit(text: str) -> TimeLimit:
+    """A time limit written `VALUE UNIT`, e.g. `2 working_hours`."""
+    value, _, unit = text.strip().partition(" ")
+    if not value.isdigit() or unit.strip() not in TimeUnit.__members__:
+        units = ", ".join(TimeUnit)
+        raise ValueError(f"{text!r} is not a time limit: write VALUE UNIT, UNIT one of {units}")
+    return TimeLimit(value=int(value), unit=TimeUnit(unit.strip()))
 
 
 @lru_cache

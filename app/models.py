@@ -8,7 +8,7 @@ from app.open311.models import Open311Client, Open311Request
 from app.orgs.models import Category, Department, OrgUnit
 from app.patrol.models import ClockIn
 from app.stats.models import ClosureRollup, ClosureRollupState
-from app.tickets.models import Ticket, TicketHistory
+from app.tickets.models import Ticket, TicketAssist, TicketHistory
 from app.timing.models import CalendarDay
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "OutboxMessage",
     "RefreshToken",
     "Ticket",
+    "TicketAssist",
     "TicketHistory",
     "User",
 ]

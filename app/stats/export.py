@@ -26,6 +26,8 @@ ZH_HEADERS = {
     "escalated": "上报升级数",
     "reworked": "返工数",
     "rework_rate": "返工率",
+    "reopened": "重办数",
+    "reopen_rate": "重办率",
     "resolved_in_community": "社区内解决数",
     "in_community_rate": "社区内解决率",
     "rated": "评价数",

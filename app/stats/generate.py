@@ -107,6 +107,9 @@ COLUMNS = [
     "rework_count",
     "extension_count",
     "rating",
+    "urge_count",
+    "reopen_count",
+    "updated_at",
     "version",
 ]
 BATCH = 50_000
@@ -345,6 +348,9 @@ class TicketMaker:
             overdue = escalations > 0 or (feedback or self.now) > deadline_start + limit
         if status == Status.closed and rng.random() < 0.6:
             status, rating = Status.rated, self.rating()
+        # Leaders urge some of the slow ones (督办); callbacks send a few closed ones back (重办).
+        urges = (1 if rng.random() < 0.7 else 2) if overdue and rng.random() < 0.2 else 0
+        reopens = 1 if closed is not None and not self_resolved and rng.random() < 0.015 else 0
         level = LEVELS[min(escalations, 2)]
         owner = (grid.community, grid.town, grid.district)[min(escalations, 2)]
         return (
@@ -379,7 +385,16 @@ class TicketMaker:
             reworks,
             0,
             rating,
-            1 + escalations + 2 * reworks + (status != Status.reported) + (closed is not None),
+            urges,
+            reopens,
+            max([reported, *times.values()]),
+            1
+            + escalations
+            + 2 * reworks
+            + urges
+            + 3 * reopens
+            + (status != Status.reported)
+            + (closed is not None),
         )
 
     def batches(self, count: int, first: int) -> Iterator[list[tuple[Any, ...]]]:

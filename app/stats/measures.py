@@ -46,6 +46,7 @@ def stored(dialect: str) -> list[ColumnElement[Any]]:
         "open": _count(IS_OPEN),
         "escalated": _count(Ticket.escalation_count > 0),
         "reworked": _count(Ticket.rework_count > 0),
+        "reopened": _count(Ticket.reopen_count > 0),
         "resolved_in_community": _count(and_(IS_CLOSED, Ticket.escalation_count == 0)),
         "rated": _count(Ticket.rating.is_not(None)),
         "satisfied": _count(Ticket.rating >= 4),

@@ -14,6 +14,7 @@ ROLLUP_MEASURES = (
     "open",
     "escalated",
     "reworked",
+    "reopened",
     "resolved_in_community",
     "rated",
     "satisfied",
@@ -54,6 +55,7 @@ class ClosureRollup(Base):
     open: Mapped[int] = mapped_column(Integer)
     escalated: Mapped[int] = mapped_column(Integer)
     reworked: Mapped[int] = mapped_column(Integer)
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
     resolved_in_community: Mapped[int] = mapped_column(Integer)
     rated: Mapped[int] = mapped_column(Integer)
     satisfied: Mapped[int] = mapped_column(Integer)

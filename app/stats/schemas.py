@@ -26,6 +26,8 @@ class ClosureRow(BaseModel):
     escalated: int
     reworked: int
     rework_rate: float | None
+    reopened: int = Field(description="reopened at least once (重办)")
+    reopen_rate: float | None
     resolved_in_community: int
     in_community_rate: float | None
     rated: int

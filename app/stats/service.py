@@ -47,6 +47,7 @@ class Counts:
     overdue_open: int = 0
     escalated: int = 0
     reworked: int = 0
+    reopened: int = 0
     resolved_in_community: int = 0
     rated: int = 0
     satisfied: int = 0
@@ -79,6 +80,8 @@ class Counts:
             escalated=self.escalated,
             reworked=self.reworked,
             rework_rate=rate(self.reworked, self.accepted),
+            reopened=self.reopened,
+            reopen_rate=rate(self.reopened, self.accepted),
             resolved_in_community=self.resolved_in_community,
             in_community_rate=rate(self.resolved_in_community, self.closed),
             rated=self.rated,

@@ -9,6 +9,7 @@ from app.auth.models import Role
 
 class Status(StrEnum):
     reported = "reported"
+    checking = "checking"
     dispatched = "dispatched"
     in_progress = "in_progress"
     suspended = "suspended"
@@ -34,13 +35,31 @@ class Action(StrEnum):
     verify = "verify"
     rate = "rate"
     escalate = "escalate"
+    request_check = "request_check"
+    confirm = "confirm"
+    refute = "refute"
+    assist = "assist"
+    urge = "urge"
+    reopen = "reopen"
 
 
 OPEN_STATUSES = frozenset(
-    {Status.reported, Status.dispatched, Status.in_progress, Status.suspended, Status.feedback}
+    {
+        Status.reported,
+        Status.checking,
+        Status.dispatched,
+        Status.in_progress,
+        Status.suspended,
+        Status.feedback,
+    }
 )
-# Statuses in which a deadline runs: the dispatch limit in `reported`, the handling limit after.
-DEADLINE_RUNNING = frozenset({Status.reported, Status.dispatched, Status.in_progress})
+# Statuses in which a deadline runs: the dispatch limit in `reported`, the check limit in
+# `checking`, the handling limit after dispatch.
+DEADLINE_RUNNING = frozenset(
+    {Status.reported, Status.checking, Status.dispatched, Status.in_progress}
+)
+# Where an assisting department may answer its part (协办).
+HANDLING_STATUSES = (Status.dispatched, Status.in_progress, Status.suspended)
 CLOSED_STATUSES = frozenset({Status.closed, Status.rated})
 
 
@@ -58,14 +77,27 @@ DISPATCH_CENTRE = frozenset({Role.dispatcher, Role.admin})
 HANDLERS = frozenset({Role.handler, Role.admin})
 VERIFIERS = frozenset({Role.grid_worker, Role.dispatcher, Role.admin})
 RATERS = frozenset({Role.grid_worker, Role.admin})
+CHECKERS = frozenset({Role.grid_worker, Role.admin})
+ASSISTERS = frozenset({Role.handler})  # the assisting department's own staff alone
+URGERS = frozenset({Role.supervisor, Role.dispatcher, Role.admin})
+REOPENERS = frozenset({Role.dispatcher, Role.grid_worker, Role.admin})
 
 TRANSITIONS: dict[tuple[Status, Action], Rule] = {
     **{
         (s, Action.dispatch): Rule(Status.dispatched, DISPATCH_CENTRE)
-        for s in (Status.reported, Status.dispatched, Status.in_progress)
+        for s in (Status.reported, Status.checking, Status.dispatched, Status.in_progress)
     },
-    (Status.reported, Action.reject): Rule(Status.rejected, DISPATCH_CENTRE),
-    (Status.reported, Action.merge): Rule(Status.merged, DISPATCH_CENTRE),
+    **{
+        (s, Action.reject): Rule(Status.rejected, DISPATCH_CENTRE)
+        for s in (Status.reported, Status.checking)
+    },
+    **{
+        (s, Action.merge): Rule(Status.merged, DISPATCH_CENTRE)
+        for s in (Status.reported, Status.checking)
+    },
+    (Status.reported, Action.request_check): Rule(Status.checking, DISPATCH_CENTRE),
+    (Status.checking, Action.confirm): Rule(Status.reported, CHECKERS),
+    (Status.checking, Action.refute): Rule(Status.rejected, CHECKERS),
     (Status.dispatched, Action.claim): Rule(Status.in_progress, HANDLERS),
     (Status.dispatched, Action.return_): Rule(Status.reported, HANDLERS),
     (Status.in_progress, Action.return_): Rule(Status.reported, HANDLERS),
@@ -77,7 +109,13 @@ TRANSITIONS: dict[tuple[Status, Action], Rule] = {
     (Status.in_progress, Action.feedback): Rule(Status.feedback, HANDLERS),
     (Status.feedback, Action.verify): Rule(Status.closed, VERIFIERS, otherwise=Status.in_progress),
     (Status.closed, Action.rate): Rule(Status.rated, RATERS),
-    **{(s, Action.escalate): Rule(None, DISPATCH_CENTRE) for s in OPEN_STATUSES},
+    **{(s, Action.assist): Rule(None, ASSISTERS) for s in HANDLING_STATUSES},
+    **{(s, Action.escalate): Rule(None, DISPATCH_CENTRE) for s in sorted(OPEN_STATUSES)},
+    **{(s, Action.urge): Rule(None, URGERS) for s in sorted(OPEN_STATUSES)},
+    **{
+        (s, Action.reopen): Rule(Status.dispatched, REOPENERS, otherwise=Status.reported)
+        for s in (Status.closed, Status.rated)
+    },
 }
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {

@@ -21,7 +21,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime
 from app.tickets.machine import OPEN_STATUSES
@@ -31,6 +31,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 STATUSES = (
     "reported",
+    "checking",
     "dispatched",
     "in_progress",
     "suspended",
@@ -43,6 +44,13 @@ STATUSES = (
 
 
 OPEN_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATUSES)) + ")"
+# A grid worker's own closed reports wait for a rating, unless they were resolved on the spot.
+AWAITING_RATING_PREDICATE = "status = 'closed' AND self_resolved = false"
+URGED_PREDICATE = "urge_count > 0"
+
+
+def _partial(name: str, predicate: str, *columns: str) -> Index:
+    return Index(name, *columns, postgresql_where=text(predicate), sqlite_where=text(predicate))
 
 
 class Ticket(Base):
@@ -87,6 +95,15 @@ class Ticket(Base):
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),
         ),
+        # To-do lists (`awaiting=me`): a grid's, a department's and an owner unit's open
+        # tickets, and a reporter's closed reports waiting for a rating.
+        _partial("ix_tickets_open_grid", OPEN_PREDICATE, "grid_code"),
+        _partial("ix_tickets_open_department", OPEN_PREDICATE, "department_code"),
+        _partial("ix_tickets_open_owner", OPEN_PREDICATE, "owner_unit_code"),
+        _partial(
+            "ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter", "reported_at"
+        ),
+        _partial("ix_tickets_urged", URGED_PREDICATE, "reported_at", "id"),
         Index(
             "ix_tickets_alarm_at",
             "alarm_at",
@@ -123,6 +140,10 @@ class Ticket(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the grid's worker answered a check on site (核实: confirm or refute).
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Moves with `version`: the time of the latest change.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     # The limit of the deadline now running (or last run): the dispatch limit while the ticket
     # waits for dispatch, the handling limit after.
@@ -142,6 +163,8 @@ class Ticket(Base):
     escalation_count: Mapped[int] = mapped_column(Integer, default=0)
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    urge_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     pending_extension_value: Mapped[int | None] = mapped_column(Integer, default=None)
     pending_extension_unit: Mapped[str | None] = mapped_column(String(16), default=None)
 
@@ -153,6 +176,13 @@ class Ticket(Base):
 
     version: Mapped[int] = mapped_column(Integer)
 
+    # Loaded only where asked for (`selectinload`): most reads of a ticket need none.
+    assists: Mapped[list["TicketAssist"]] = relationship(
+        lazy="raise",
+        cascade="all, delete-orphan",
+        order_by="(TicketAssist.asked_at, TicketAssist.department_code)",
+    )
+
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
@@ -160,10 +190,10 @@ class Ticket(Base):
 TICKET_COLUMNS = tuple(Ticket.__table__.c)
 
 
-def read_only_ticket(row: Mapping[str, Any]) -> Ticket:
+def read_only_ticket(row: Mapping[str, Any], assists: Iterable[Any] = ()) -> Ticket:
     """A row of `TICKET_COLUMNS` with a Ticket's attributes, to read: each one costs a third of
     a Row's or an ORM object's, and rendering a ticket reads some fifty."""
-    return cast(Ticket, SimpleNamespace(**row))
+    return cast(Ticket, SimpleNamespace(**row, assists=list(assists)))
 
 
 def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
@@ -173,6 +203,9 @@ def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
 
 
 IS_OPEN = status_among(OPEN_STATUSES)
+# The partial indexes' predicates as SQL, written the same way so that the planner matches them.
+AWAITING_RATING: ColumnElement[bool] = literal_column(AWAITING_RATING_PREDICATE, Boolean)
+URGED: ColumnElement[bool] = literal_column(URGED_PREDICATE, Boolean)
 
 
 class TicketHistory(Base):
@@ -191,3 +224,23 @@ class TicketHistory(Base):
     to_level: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text, default=None)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class TicketAssist(Base):
+    """An assisting department's part of a ticket (协办): asked by a dispatch, answered once by
+    `assist`. The lead department's feedback waits until every part is done."""
+
+    __tablename__ = "ticket_assists"
+    __table_args__ = (
+        # The tickets a department assists on (its scope), and its parts still to answer.
+        Index("ix_ticket_assists_department", "department_code", "ticket_id"),
+    )
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"), primary_key=True)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    done_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    # Whether the part was answered before the lead's deadline as it stood then.
+    on_time: Mapped[bool | None] = mapped_column(Boolean, default=None)

@@ -1,6 +1,6 @@
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
@@ -23,7 +23,7 @@ from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
-from app.tickets.models import TICKET_COLUMNS, Ticket, TicketHistory, read_only_ticket
+from app.tickets.models import TICKET_COLUMNS, URGED, Ticket, TicketHistory, read_only_ticket
 from app.tickets.nearby import open_tickets_near
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
@@ -55,6 +55,16 @@ ACTION_DOCS = {
     Action.verify: "Check the result (核查): `passed` closes it, otherwise back to rework (返工).",
     Action.rate: "Rate the handling (`score` 1-5).",
     Action.escalate: "Pass the ticket one level up with a fresh deadline. `note` is required.",
+    Action.request_check: "Send the report to its grid's worker to be checked on site (核实); "
+    "the check limit runs.",
+    Action.confirm: "The grid's worker confirms the report on site (核实属实): back to dispatch.",
+    Action.refute: "The grid's worker finds the report untrue (核实不属实): rejected. `note` is "
+    "required.",
+    Action.assist: "An assisting department answers its part (协办回复), once. `note` is required.",
+    Action.urge: "Urge the ticket (督办): counted and notified; nothing else changes. `note` is "
+    "required.",
+    Action.reopen: "Reopen a closed ticket (不满意重办) within the reopen window: back to its last "
+    "department with a fresh deadline. `note` is required.",
 }
 
 
@@ -102,11 +112,20 @@ async def list_tickets(
     reported_to: Annotated[
         date | datetime | None, Query(description="exclusive; a date is an Asia/Shanghai day")
     ] = None,
+    awaiting: Annotated[
+        Literal["me"] | None,
+        Query(description="`me`: the caller's to-do list, what waits for their next step"),
+    ] = None,
+    urged: Annotated[bool | None, Query(description="urged (督办) at least once, or never")] = None,
 ) -> Page[TicketOut]:
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
     now = clock.now()
     query = select(*TICKET_COLUMNS).where(service.visible_clause(user))
+    if awaiting is not None:
+        query = query.where(service.awaiting_clause(user))
+    if urged is not None:
+        query = query.where(URGED if urged else ~URGED)
     if status_:
         query = query.where(Ticket.status.in_(status_))
     if level:
@@ -130,13 +149,15 @@ async def list_tickets(
         query = query.where(
             Ticket.reported_at < start_of(reported_to, settings.timezone, "reported_to")
         )
-    return await page.fetch_newest(
-        session,
-        query,
-        Ticket.reported_at,
-        Ticket.id,
-        lambda row: service.render(read_only_ticket(row._mapping), user, settings, now),
+    rows = await page.fetch_newest(
+        session, query, Ticket.reported_at, Ticket.id, lambda row: row._mapping
     )
+    assists = await service.assists_of(session, [row["id"] for row in rows.items])
+    items = [
+        service.render(read_only_ticket(row, assists.get(row["id"], ())), user, settings, now)
+        for row in rows.items
+    ]
+    return Page(items=items, next_cursor=rows.next_cursor)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
@@ -147,7 +168,7 @@ async def get_ticket(
     clock: ClockDep,
     user: CurrentUser,
 ) -> TicketOut:
-    ticket = await service.get_visible_ticket(session, user, ticket_id)
+    ticket = await service.get_visible_ticket(session, user, ticket_id, with_assists=True)
     return service.render(ticket, user, settings, clock.now())
 
 

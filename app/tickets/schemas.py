@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.fields import Comment, Description, Note, Timestamp
 from app.orgs.schemas import Code
@@ -15,6 +15,7 @@ Longitude = Annotated[
     float, Field(ge=-180, le=180, allow_inf_nan=False, description="WGS84 degrees")
 ]
 MAX_ID = 2**63 - 1
+MAX_ASSISTS = 5
 TicketId = Annotated[int, Field(ge=1, le=MAX_ID)]
 AttachmentIds = Annotated[
     list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
@@ -51,6 +52,14 @@ class NearbyTicket(BaseModel):
     distance_m: float
 
 
+class AssistOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    department_code: str
+    done_at: datetime | None = Field(description="null while the part is pending")
+    note: str | None
+
+
 class TicketOut(BaseModel):
     id: int
     number: str = Field(description="human-facing ticket number")
@@ -73,12 +82,17 @@ class TicketOut(BaseModel):
     deadline_at: datetime | None
     feedback_at: datetime | None
     closed_at: datetime | None
+    checked_at: datetime | None = Field(description="when the grid's worker answered a check")
+    updated_at: datetime = Field(description="the latest change (moves with `version`)")
     time_limit: TimeLimit | None
     overdue: bool = Field(description="the ticket has missed a deadline at least once")
     warning: WarningLevel | None = Field(description="of the deadline now running")
     escalation_count: int
     rework_count: int
     extension_count: int
+    urge_count: int = Field(description="times the ticket was urged (督办)")
+    reopen_count: int = Field(description="times the ticket was reopened (重办)")
+    assists: list[AssistOut] = Field(description="assisting departments' parts (协办)")
     pending_extension: TimeLimit | None
     rating: int | None
     rating_comment: str | None
@@ -127,6 +141,19 @@ class DispatchIn(ActionIn):
     time_limit: TimeLimit | None = Field(
         default=None, description="defaults to the category's (urgent) time limit"
     )
+    assisting_department_codes: list[Code] | None = Field(
+        default=None,
+        max_length=MAX_ASSISTS,
+        description=f"0-{MAX_ASSISTS} assisting departments (协办), not the lead; omitted: the "
+        "list stays as it is; []: no assisting department",
+    )
+
+    @field_validator("assisting_department_codes")
+    @classmethod
+    def _distinct(cls, codes: list[str] | None) -> list[str] | None:
+        if codes is not None and len(set(codes)) < len(codes):
+            raise ValueError("each assisting department may be named once")
+        return codes
 
 
 class MergeIn(ActionIn):
@@ -146,6 +173,14 @@ class VerifyIn(ActionIn):
     attachment_ids: AttachmentIds = Field(
         default=[], description="photos taken while checking the work on site"
     )
+
+
+class ConfirmIn(ActionIn):
+    attachment_ids: AttachmentIds = Field(default=[], description="photos taken on site")
+
+
+class AssistIn(NoteRequired):
+    attachment_ids: AttachmentIds = []
 
 
 class RateIn(ActionIn):
@@ -168,4 +203,10 @@ ACTION_BODIES: dict[Action, type[ActionIn]] = {
     Action.verify: VerifyIn,
     Action.rate: RateIn,
     Action.escalate: NoteRequired,
+    Action.request_check: ActionIn,
+    Action.confirm: ConfirmIn,
+    Action.refute: NoteRequired,
+    Action.assist: AssistIn,
+    Action.urge: NoteRequired,
+    Action.reopen: NoteRequired,
 }

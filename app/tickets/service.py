@@ -4,9 +4,19 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, bindparam, insert, select, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    false,
+    insert,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
 from app.attachments import linking
@@ -21,17 +31,29 @@ from app.orgs.service import category_limit, get_by_code, read_category
 from app.stats import rollups
 from app.tickets import deadlines
 from app.tickets.machine import (
+    HANDLING_STATUSES,
     ROLE_ACTIONS,
     TRANSITIONS,
     Action,
     Status,
     available_actions,
 )
-from app.tickets.models import TICKET_COLUMNS, Ticket, TicketHistory, read_only_ticket
+from app.tickets.models import (
+    AWAITING_RATING,
+    TICKET_COLUMNS,
+    Ticket,
+    TicketAssist,
+    TicketHistory,
+    read_only_ticket,
+    status_among,
+)
 from app.tickets.nearby import possible_duplicates
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ActionIn,
+    AssistIn,
+    AssistOut,
+    ConfirmIn,
     DispatchIn,
     EventIn,
     ExtensionIn,
@@ -67,15 +89,58 @@ def visible_clause(user: User) -> ColumnElement[bool]:
     role = Role(user.role)
     if role == Role.admin:
         return true()
-    if role == Role.grid_worker:  # their reports, and the originals theirs were merged into
+    if role == Role.grid_worker:
+        # their reports, the originals theirs were merged into, and their grid's tickets
+        # waiting to be checked on site
         merged_into = select(Ticket.duplicate_of).where(
             Ticket.reporter == user.username, Ticket.duplicate_of.is_not(None)
         )
-        return (Ticket.reporter == user.username) | Ticket.id.in_(merged_into.scalar_subquery())
-    if role == Role.handler:
-        return Ticket.department_code == user.department_code
+        return or_(
+            Ticket.reporter == user.username,
+            Ticket.id.in_(merged_into.scalar_subquery()),
+            _grid_checks(user),
+        )
+    if role == Role.handler:  # as the lead or as an assisting department
+        return or_(
+            Ticket.department_code == user.department_code,
+            Ticket.id.in_(_assisted_by(user.department_code)),
+        )
     assert user.org_unit is not None
     return in_area(user.org_unit)
+
+
+GRID_CHECKS = (Status.checking, Status.feedback)  # what a grid's worker checks on site
+
+
+def _grid_checks(user: User) -> ColumnElement[bool]:
+    return and_(Ticket.grid_code == user.org_unit_code, status_among(GRID_CHECKS))
+
+
+def _assisted_by(department_code: str | None, *, pending: bool = False) -> Any:
+    parts = select(TicketAssist.ticket_id).where(TicketAssist.department_code == department_code)
+    return parts.where(TicketAssist.done_at.is_(None)) if pending else parts
+
+
+def awaiting_clause(user: User) -> ColumnElement[bool]:
+    """The caller's to-do list (`awaiting=me`, API.md): what waits for their role's next step."""
+    role = Role(user.role)
+    if role == Role.grid_worker:
+        own_to_rate = and_(Ticket.reporter == user.username, AWAITING_RATING)
+        return or_(_grid_checks(user), own_to_rate)
+    if role == Role.handler:
+        handling = status_among(HANDLING_STATUSES)
+        lead = Ticket.department_code == user.department_code
+        asked = Ticket.id.in_(_assisted_by(user.department_code, pending=True))
+        return and_(handling, or_(lead, asked))
+    if role == Role.dispatcher:
+        extension_asked = and_(
+            status_among([Status.in_progress]), Ticket.pending_extension_value.is_not(None)
+        )
+        return and_(
+            Ticket.owner_unit_code == user.org_unit_code,
+            or_(status_among([Status.reported]), extension_asked),
+        )
+    return false()
 
 
 AREA_COLUMNS = {
@@ -93,31 +158,59 @@ def in_area(unit: OrgUnit) -> ColumnElement[bool]:
     return AREA_COLUMNS[Level(unit.level)] == unit.code
 
 
-async def get_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
-    ticket = await session.scalar(
-        select(Ticket).where(Ticket.id == ticket_id, visible_clause(user))
-    )
+async def get_visible_ticket(
+    session: AsyncSession, user: User, ticket_id: int, *, with_assists: bool = False
+) -> Ticket:
+    """The ticket, with its assisting parts if asked, if the user may see it (404 otherwise)."""
+    query = select(Ticket).where(Ticket.id == ticket_id, visible_clause(user))
+    if with_assists:
+        query = query.options(selectinload(Ticket.assists))
+    ticket = await session.scalar(query)
     if ticket is None:
         raise NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
     return ticket
 
 
-def _not_yours(user: User, ticket: Ticket) -> str | None:
-    """Why a user who sees a ticket may still not act on it: a dispatcher sees tickets reported
-    in their area but acts only on those owned in it (not on one escalated above their unit); a
-    grid worker follows the original their report was merged into but acts only on their own.
-    (A visible ticket's grid lies in the dispatcher's subtree, so its owner does too exactly
-    when the owner is not at a higher level.)"""
+CHECKS = (Action.confirm, Action.refute)
+
+
+def _not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
+    """Why a user who sees a ticket may still not take `action` on it: a dispatcher sees
+    tickets reported in their area but acts only on those owned in it (not on one escalated
+    above their unit); a grid worker checks and verifies the tickets of their grid and acts
+    otherwise only on their own reports (not on the original theirs was merged into); a handler
+    answers the assisting part of their department and takes every other step only for the
+    lead department. (A visible ticket's grid lies in the dispatcher's subtree, so its owner
+    does too exactly when the owner is not at a higher level.)"""
     if user.role == Role.dispatcher:
         assert user.org_unit is not None
         if LEVEL_DEPTH[Level(ticket.level)] < LEVEL_DEPTH[Level(user.org_unit.level)]:
             return f"the ticket is owned by {ticket.owner_unit_code}, above your unit"
-    if user.role == Role.grid_worker and ticket.reporter != user.username:
-        return "you may act only on tickets you reported"
+    if user.role == Role.grid_worker:
+        own_grid = ticket.grid_code == user.org_unit_code
+        if action in CHECKS and not own_grid:
+            return f"only the workers of grid {ticket.grid_code} check its tickets"
+        own_report = ticket.reporter == user.username
+        if action == Action.verify and not (own_report or own_grid):
+            return "you may verify only your reports and your grid's tickets"
+        if action not in (*CHECKS, Action.verify) and not own_report:
+            return "you may act only on tickets you reported"
+    if user.role == Role.handler:
+        if action == Action.assist:
+            if _part_of(ticket, user.department_code) is None:
+                return f"department {user.department_code} is not asked to assist on this ticket"
+        elif ticket.department_code != user.department_code:
+            return f"only the lead department {ticket.department_code} may {action} this ticket"
     return None
 
 
-def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
+def _part_of(ticket: Ticket, department_code: str | None) -> TicketAssist | None:
+    return next((a for a in ticket.assists if a.department_code == department_code), None)
+
+
+def _refusal(
+    ticket: Ticket, action: Action, user: User | None, settings: Settings, now: datetime
+) -> str | None:
     """Why an action the transition table allows cannot be taken on this ticket now."""
     extending = action in (Action.request_extension, Action.approve_extension)
     if extending and deadlines.is_overdue(ticket, now):
@@ -132,17 +225,27 @@ def _refusal(ticket: Ticket, action: Action, now: datetime) -> str | None:
         return "there is no extension request to decide"
     if action == Action.escalate and not can_escalate(ticket):
         return "the ticket is already owned at the district level"
+    if action == Action.feedback and (pending := [a for a in ticket.assists if a.done_at is None]):
+        codes = ", ".join(a.department_code for a in pending)
+        return f"waiting for the assisting departments to answer: {codes}"
+    if action == Action.assist and user is not None:
+        part = _part_of(ticket, user.department_code)
+        if part is not None and part.done_at is not None:
+            return f"department {part.department_code} has already answered its part"
+    if action == Action.reopen:
+        assert ticket.closed_at is not None
+        if now > ticket.closed_at + timedelta(days=settings.reopen_days):
+            return f"the ticket was closed more than {settings.reopen_days} days ago"
     return None
 
 
-def allowed_actions(ticket: Ticket, user: User, now: datetime) -> list[Action]:
+def allowed_actions(ticket: Ticket, user: User, settings: Settings, now: datetime) -> list[Action]:
     """What the user may do to the ticket now: role, ownership, status and preconditions."""
-    if _not_yours(user, ticket):
-        return []
     return [
         action
         for action in available_actions(ticket.status, user.role)
-        if _refusal(ticket, action, now) is None
+        if _not_yours(user, ticket, action) is None
+        and _refusal(ticket, action, user, settings, now) is None
     ]
 
 
@@ -231,6 +334,7 @@ async def new_ticket(
         district_code=district,
         category_code=category.code,
         reported_at=now,
+        updated_at=now,
         **fields,
     )
     tz = ZoneInfo(settings.timezone)
@@ -332,6 +436,25 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
             "department_code is required: the category has no default department", loc=loc
         )
     department = await get_by_code(ctx.session, Department, department_code, loc)
+    _check_covers(department, ticket, loc)
+    limit = body.time_limit or category_limit(category, ticket.urgent)
+    assisting = await _assisting_departments(ctx, ticket, department, body)
+    ticket.department_code = department_code
+    ticket.dispatched_at = ctx.now
+    ticket.pending_extension_value = ticket.pending_extension_unit = None
+    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
+    ctx.details.update(department_code=department_code, time_limit=limit.model_dump(mode="json"))
+    if assisting is not None:
+        ctx.details.update(assisting_department_codes=assisting)
+        kept = {a.department_code: a for a in ticket.assists if a.department_code in assisting}
+        ticket.assists = [
+            kept.get(code) or TicketAssist(department_code=code, asked_at=ctx.now)
+            for code in assisting
+        ]
+
+
+def _check_covers(department: Department, ticket: Ticket, loc: list[str | int]) -> None:
+    """A ticket goes only to departments of its grid's community, town or district."""
     if department.org_unit_code not in (
         ticket.community_code,
         ticket.town_code,
@@ -342,12 +465,28 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
             f"cover grid {ticket.grid_code}",
             loc=loc,
         )
-    limit = body.time_limit or category_limit(category, ticket.urgent)
-    ticket.department_code = department_code
-    ticket.dispatched_at = ctx.now
-    ticket.pending_extension_value = ticket.pending_extension_unit = None
-    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
-    ctx.details.update(department_code=department_code, time_limit=limit.model_dump(mode="json"))
+
+
+async def _assisting_departments(
+    ctx: ActionContext, ticket: Ticket, lead: Department, body: DispatchIn
+) -> list[str] | None:
+    """The checked new list of assisting departments, or None when the list stays as it is
+    (a kept list must not name the new lead either)."""
+    given = body.assisting_department_codes
+    codes = [a.department_code for a in ticket.assists] if given is None else given
+    loc: list[str | int] = ["body", "assisting_department_codes"]
+    if lead.code in codes:
+        raise Invalid(
+            f"the lead department {lead.code} cannot also assist"
+            + ("" if given is not None else " (it assists now: give the new list)"),
+            loc=loc,
+        )
+    if given is None:
+        return None
+    for index, code in enumerate(given):
+        department = await get_by_code(ctx.session, Department, code, [*loc, index])
+        _check_covers(department, ticket, [*loc, index])
+    return given
 
 
 async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
@@ -444,6 +583,52 @@ async def _rate(ctx: ActionContext, ticket: Ticket, body: RateIn) -> None:
     ctx.details.update(score=body.score)
 
 
+async def _request_check(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    limit = ctx.settings.check_time_limit
+    deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
+    ctx.details.update(time_limit=limit.model_dump(mode="json"))
+
+
+async def _confirm(ctx: ActionContext, ticket: Ticket, body: ConfirmIn) -> None:
+    await _attach(ctx, ticket, body.attachment_ids, "check")
+    ticket.checked_at = ctx.now
+    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
+
+
+async def _refute(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    ticket.checked_at = ctx.now
+
+
+async def _assist(ctx: ActionContext, ticket: Ticket, body: AssistIn) -> None:
+    assert ctx.user is not None
+    part = _part_of(ticket, ctx.user.department_code)
+    assert part is not None  # see _not_yours
+    await _attach(ctx, ticket, body.attachment_ids, "assist")
+    part.done_at, part.done_by, part.note = ctx.now, ctx.user.username, body.note
+    part.on_time = ticket.deadline_at is None or ctx.now <= ticket.deadline_at
+    ctx.details.update(department_code=part.department_code, on_time=part.on_time)
+
+
+async def _urge(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    ticket.urge_count += 1
+
+
+async def _reopen(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> Status:
+    """Back to the last department with a fresh deadline of the last handling limit, or to
+    dispatch when no department ever handled it (resolved on site). The closing and the
+    rating stay in the history."""
+    assert ticket.closed_at is not None
+    ctx.details.update(closed_at=ticket.closed_at.isoformat(), rating=ticket.rating)
+    ticket.closed_at = ticket.rating = ticket.rating_comment = None
+    ticket.reopen_count += 1
+    if ticket.department_code is None:
+        deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
+        return Status.reported
+    ticket.dispatched_at = ctx.now
+    await _restart_deadline(ctx, ticket, ctx.now)
+    return Status.dispatched
+
+
 async def _escalate(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     level, owner_column = ESCALATION[Level(ticket.level)]
     ticket.level, ticket.owner_unit_code = level, getattr(ticket, owner_column)
@@ -465,7 +650,16 @@ async def _restart_deadline(ctx: ActionContext, ticket: Ticket, start: datetime)
     deadlines.start_deadline(ticket, start, limit, await ctx.calendar(limit.unit))
 
 
-NOTIFIED_ACTIONS = {Action.dispatch: "ticket.dispatched", Action.escalate: "ticket.escalated"}
+NOTIFIED_ACTIONS = {
+    Action.dispatch: "ticket.dispatched",
+    Action.escalate: "ticket.escalated",
+    Action.request_check: "ticket.check_requested",
+    Action.confirm: "ticket.confirmed",
+    Action.refute: "ticket.refuted",
+    Action.assist: "ticket.assisted",
+    Action.urge: "ticket.urged",
+    Action.reopen: "ticket.reopened",
+}
 
 
 def actor_name(user: User | None) -> str:
@@ -487,6 +681,12 @@ EFFECTS: dict[Action, Effect] = {
     Action.verify: _verify,
     Action.rate: _rate,
     Action.escalate: _escalate,
+    Action.request_check: _request_check,
+    Action.confirm: _confirm,
+    Action.refute: _refute,
+    Action.assist: _assist,
+    Action.urge: _urge,
+    Action.reopen: _reopen,
 }
 
 
@@ -509,7 +709,7 @@ async def apply_action(
         role = Role(user.role)
         if action not in ROLE_ACTIONS[role]:
             raise Forbidden(f"a {role} may not {action} tickets")
-        if (reason := _not_yours(user, ticket)) is not None:
+        if (reason := _not_yours(user, ticket, action)) is not None:
             raise Forbidden(reason)
     if body.expected_version is not None and body.expected_version != ticket.version:
         raise StaleVersion(
@@ -522,9 +722,9 @@ async def apply_action(
         raise IllegalTransition(
             f"cannot {action} a ticket that is {current}",
             current_status=current,
-            allowed_actions=allowed_actions(ticket, user, now) if user else [],
+            allowed_actions=allowed_actions(ticket, user, settings, now) if user else [],
         )
-    if (reason := _refusal(ticket, action, now)) is not None:
+    if (reason := _refusal(ticket, action, user, settings, now)) is not None:
         raise Conflict(reason)
     before_status, before_level = ticket.status, ticket.level
     deadlines.note_missed_deadline(ticket, now)
@@ -532,6 +732,7 @@ async def apply_action(
     outcome = await EFFECTS[action](ctx, ticket, body)
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
+    ticket.updated_at = now
     deadlines.sync_alarm(ticket)
     _count_change(ticket)
     if (event := NOTIFIED_ACTIONS.get(action)) is not None:
@@ -570,6 +771,7 @@ async def record_system_change(
     """A change the scheduler makes besides the actions (a warning, a miss at the top level):
     the ticket's new state and its history row, flushed together."""
     deadlines.sync_alarm(ticket)
+    ticket.updated_at = now
     session.add(_history(ticket, SYSTEM_ACTOR, action, now, ticket.status, ticket.level))
     await session.flush()
 
@@ -584,11 +786,25 @@ async def perform_action(
     now: datetime,
 ) -> Ticket:
     """A user's action on a ticket in their scope (404 outside it)."""
-    ticket = await get_visible_ticket(session, user, ticket_id)
+    ticket = await get_visible_ticket(session, user, ticket_id, with_assists=True)
     return await apply_action(session, ticket, action, body, user=user, settings=settings, now=now)
 
 
 # Reading --------------------------------------------------------------------------------------
+
+
+async def assists_of(session: AsyncSession, ticket_ids: list[int]) -> dict[int, list[TicketAssist]]:
+    """The assisting parts of several tickets at once (a list page)."""
+    parts: dict[int, list[TicketAssist]] = {}
+    if ticket_ids:
+        query = (
+            select(TicketAssist)
+            .where(TicketAssist.ticket_id.in_(ticket_ids))
+            .order_by(TicketAssist.asked_at, TicketAssist.department_code)
+        )
+        for part in await session.scalars(query):
+            parts.setdefault(part.ticket_id, []).append(part)
+    return parts
 
 
 def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> TicketOut:
@@ -616,12 +832,17 @@ def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> Tic
         deadline_at=ticket.deadline_at,
         feedback_at=ticket.feedback_at,
         closed_at=ticket.closed_at,
+        checked_at=ticket.checked_at,
+        updated_at=ticket.updated_at,
         time_limit=TimeLimit.of(ticket.time_limit_value, ticket.time_limit_unit),
         overdue=deadlines.is_overdue(ticket, now),
         warning=deadlines.warning_of(ticket, now),
         escalation_count=ticket.escalation_count,
         rework_count=ticket.rework_count,
         extension_count=ticket.extension_count,
+        urge_count=ticket.urge_count,
+        reopen_count=ticket.reopen_count,
+        assists=[AssistOut.model_validate(a) for a in ticket.assists],
         pending_extension=TimeLimit.of(
             ticket.pending_extension_value, ticket.pending_extension_unit
         ),
@@ -629,6 +850,6 @@ def render(ticket: Ticket, user: User, settings: Settings, now: datetime) -> Tic
         rating_comment=ticket.rating_comment,
         duplicate_of=ticket.duplicate_of,
         possible_duplicates=ticket.possible_duplicates or [],
-        allowed_actions=allowed_actions(ticket, user, now),
+        allowed_actions=allowed_actions(ticket, user, settings, now),
         version=ticket.version,
     )

@@ -72,6 +72,8 @@ EXPECTED_GC = {
     "escalated": 1,
     "reworked": 1,
     "rework_rate": 0.2,
+    "reopened": 0,
+    "reopen_rate": 0.0,
     "resolved_in_community": 3,
     "in_community_rate": 0.75,
     "rated": 2,
