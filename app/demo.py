@@ -20,7 +20,16 @@ from app.orgs.schemas import (
 )
 from app.orgs.service import create_category, create_department, create_org_unit
 from app.tickets.machine import Action
-from app.tickets.schemas import ActionIn, DispatchIn, EventIn, FeedbackIn, VerifyIn
+from app.tickets.schemas import (
+    ActionIn,
+    AssistIn,
+    DispatchIn,
+    EventIn,
+    FeedbackIn,
+    NoteRequired,
+    RateIn,
+    VerifyIn,
+)
 from app.tickets.service import perform_action, report_event
 from app.timing.limits import TimeLimit, TimeUnit
 
@@ -79,6 +88,7 @@ USERS = [  # username, display name, role, org unit, department
     ("town_dispatcher", "桂城街道指挥中心", Role.dispatcher, "GC", None),
     ("district_dispatcher", "南海区指挥中心", Role.dispatcher, DISTRICT, None),
     ("handler", "城管执法队员 王强", Role.handler, DISTRICT, "NH-CG"),
+    ("handler2", "市政养护员 赵刚", Role.handler, DISTRICT, "NH-SZ"),
     ("supervisor", "区网格办督查", Role.supervisor, DISTRICT, None),
 ]
 
@@ -152,7 +162,8 @@ async def seed_demo(session: AsyncSession, now: datetime) -> bool:
 
 
 # Tickets of the demo, for the console to show: reporter, grid index, category, description,
-# urgent, and the actions taken on it since (by the district's dispatcher and the handler).
+# urgent, and the steps taken on it since (by the district's dispatcher, the handlers, the
+# supervisor and the reporter), one ticket at every step of the loop.
 DEMO_TICKETS = [
     ("worker", 0, "garbage", "小区东门垃圾堆积", False, []),
     ("worker", 0, "manhole", "人行道井盖缺失，有行人绊倒风险", True, []),
@@ -162,19 +173,56 @@ DEMO_TICKETS = [
     ("worker", 1, "garbage", "路边建筑垃圾", False, ["dispatch", "claim", "feedback", "verify"]),
     ("worker2", 4, "road_damage", "路面坑洼积水", False, []),
     ("worker2", 5, "garbage", "河涌边漂浮垃圾", False, ["dispatch"]),
+    ("worker", 0, "dispute", "楼上住户夜间噪音扰民（群众来电）", False, ["request_check"]),
+    ("worker", 1, "garbage", "排水沟堵塞，垃圾外溢", False, ["dispatch_assisted", "claim"]),
+    (
+        "worker",
+        0,
+        "garbage",
+        "市政井口周边垃圾堆放",
+        False,
+        ["dispatch_assisted", "claim", "assist"],
+    ),
+    ("worker", 1, "garbage", "菜市场外垃圾长期堆放", False, ["dispatch", "urge"]),
+    (
+        "worker",
+        0,
+        "garbage",
+        "公交站旁垃圾清理后又出现",
+        False,
+        ["dispatch", "claim", "feedback", "verify", "rate", "reopen"],
+    ),
 ]
-_DEMO_ACTIONS: dict[str, tuple[str, ActionIn]] = {
-    "dispatch": ("district_dispatcher", DispatchIn(department_code="NH-CG", note="请城管处理")),
-    "claim": ("handler", ActionIn()),
-    "feedback": ("handler", FeedbackIn(note="已处置完毕")),
-    "verify": ("district_dispatcher", VerifyIn(passed=True, note="现场核查通过")),
+_DEMO_ACTIONS: dict[str, tuple[Action, str, ActionIn]] = {
+    "dispatch": (
+        Action.dispatch,
+        "district_dispatcher",
+        DispatchIn(department_code="NH-CG", note="请城管处理"),
+    ),
+    "dispatch_assisted": (
+        Action.dispatch,
+        "district_dispatcher",
+        DispatchIn(
+            department_code="NH-CG",
+            assisting_department_codes=["NH-SZ"],
+            note="城管主办，市政协办",
+        ),
+    ),
+    "claim": (Action.claim, "handler", ActionIn()),
+    "feedback": (Action.feedback, "handler", FeedbackIn(note="已处置完毕")),
+    "verify": (Action.verify, "district_dispatcher", VerifyIn(passed=True, note="现场核查通过")),
+    "request_check": (Action.request_check, "district_dispatcher", ActionIn(note="请网格员核实")),
+    "assist": (Action.assist, "handler2", AssistIn(note="已疏通井口，配合完成")),
+    "urge": (Action.urge, "supervisor", NoteRequired(note="群众反映强烈，请加快处置")),
+    "rate": (Action.rate, "worker", RateIn(score=2, comment="没有清理干净")),
+    "reopen": (Action.reopen, "district_dispatcher", NoteRequired(note="回访不满意，重新办理")),
 }
 
 
 async def seed_demo_tickets(session: AsyncSession, settings: Settings, now: datetime) -> int:
     """Files the demo's tickets through the service, as its users would; returns how many."""
     users = {user.username: user for user in await session.scalars(select(User))}
-    for n, (reporter, grid, category, description, urgent, actions) in enumerate(DEMO_TICKETS):
+    for n, (reporter, grid, category, description, urgent, steps) in enumerate(DEMO_TICKETS):
         west, south = ORIGIN_LON + grid * GRID_SIZE_DEG, ORIGIN_LAT
         event = EventIn(
             client_id=uuid.uuid5(uuid.NAMESPACE_URL, f"gridwork-demo-ticket-{n}"),
@@ -185,8 +233,7 @@ async def seed_demo_tickets(session: AsyncSession, settings: Settings, now: date
             urgent=urgent,
         )
         ticket, _ = await report_event(session, users[reporter], event, settings, now)
-        for action in actions:
-            actor, body = _DEMO_ACTIONS[action]
-            user = users[actor]
-            await perform_action(session, user, ticket.id, Action(action), body, settings, now)
+        for step in steps:
+            action, actor, body = _DEMO_ACTIONS[step]
+            await perform_action(session, users[actor], ticket.id, action, body, settings, now)
     return len(DEMO_TICKETS)

@@ -108,13 +108,20 @@ class Api:
         assert response.status_code == 200, response.text
         return list(response.json()["items"])
 
-    async def ticket_in(self, status: str, **report_fields: Any) -> dict[str, Any]:
-        """A ticket of the demo worker in GC01-1 walked to `status` through the API."""
+    async def ticket_in(
+        self, status: str, *, assisted: bool = False, **report_fields: Any
+    ) -> dict[str, Any]:
+        """A ticket of the demo worker in GC01-1 walked to `status` through the API; `assisted`:
+        dispatched with NH-SZ assisting (`sz_handler`), which answers before the feedback."""
         ticket = await self.report(**report_fields)
         tid = ticket["id"]
         for action, user, body in WALKS[status]:
             if action == "merge":
                 body = {"duplicate_of": (await self.report())["id"]}
+            if assisted and action == "dispatch":
+                body = {**(body or {}), "assisting_department_codes": ["NH-SZ"]}
+            if assisted and action == "feedback":
+                await self.must(tid, "assist", "sz_handler", {"note": "已配合疏通"})
             ticket = await self.must(tid, action, user, body)
         assert ticket["status"] == status
         return ticket
@@ -127,6 +134,7 @@ VERIFY = ("verify", "worker", {"passed": True})
 
 WALKS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     "reported": [],
+    "checking": [("request_check", "dispatcher", None)],
     "dispatched": [DISPATCH],
     "in_progress": [DISPATCH, CLAIM],
     "suspended": [DISPATCH, CLAIM, ("suspend", "handler", {"note": "等待配件"})],

@@ -434,6 +434,7 @@ async def find_token(session: AsyncSession, settings: Settings, token: str) -> d
 
 PUBLIC_NOTES = {
     Status.reported: "received; waiting to be dispatched",
+    Status.checking: "received; being checked on site",
     Status.dispatched: "dispatched to {agency}",
     Status.in_progress: "being handled by {agency}",
     Status.suspended: "handling is paused",
@@ -457,7 +458,6 @@ class Renderer:
         self.agencies: dict[str, str] = {}
         self.numbers: dict[int, str] = {}
         self.requests: dict[int, Open311Request] = {}
-        self.updated: dict[int, datetime] = {}
 
     async def load(self, ticket_list: list[Ticket]) -> "Renderer":
         ids = [t.id for t in ticket_list]
@@ -475,12 +475,6 @@ class Renderer:
             select(Open311Request).where(Open311Request.ticket_id.in_(ids))
         ):
             self.requests[request.ticket_id] = request
-        last_change = select(TicketHistory.ticket_id, func.max(TicketHistory.at)).where(
-            TicketHistory.ticket_id.in_(ids)
-        )
-        self.updated = dict(
-            (await self.session.execute(last_change.group_by(TicketHistory.ticket_id))).all()
-        )
         return self
 
     def moment(self, value: datetime | None) -> str | None:
@@ -507,7 +501,7 @@ class Renderer:
             "agency_responsible": self.agencies.get(ticket.department_code or ""),
             "service_notice": None,
             "requested_datetime": self.moment(ticket.reported_at),
-            "updated_datetime": self.moment(self.updated.get(ticket.id, ticket.reported_at)),
+            "updated_datetime": self.moment(ticket.updated_at),
             "expected_datetime": self.moment(ticket.deadline_at) if status in HANDLING else None,
             "address": extra.address if extra else None,
             "address_id": extra.address_id if extra else None,
@@ -532,10 +526,17 @@ UPDATE_STATUS = {
     Action.feedback: "in_progress",
     Action.reject: "closed",
     Action.merge: "duplicate",
+    Action.request_check: "investigating",
+    Action.confirm: "investigating",
+    Action.refute: "closed",
+    Action.reopen: "open",
 }
 UPDATE_NOTES = {
     Action.return_: "returned by the department; waiting to be dispatched again",
     Action.escalate: "passed up to the {level} level",
+    Action.confirm: "confirmed on site; waiting to be dispatched",
+    Action.refute: "not found on site: not accepted as a case",
+    Action.reopen: "reopened: handled again",
 }
 SENT_BACK = "checked and sent back for more work"  # a verification that failed
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
+from app.auth.models import Role
 from app.bodies import limited
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Forbidden, Invalid, NotFound
@@ -80,20 +81,26 @@ class CitizenRequestOut(BaseModel):
     contact: dict[str, str]
 
 
+# Citizens' names and phone numbers (PIPL): for the dispatch centre, whatever else others see.
+CONTACT_READERS = frozenset({Role.dispatcher, Role.admin})
 staff_router = APIRouter(prefix="/api/v1/tickets", tags=["open311"], responses=PROBLEM_RESPONSES)
 
 
 @staff_router.get("/{ticket_id}/open311", response_model=CitizenRequestOut)
 async def citizen_request(
     ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser
-) -> Open311Request:
-    """What the citizen sent with a ticket filed through Open311: address, media URL, answers
-    to the service's questions and contact details (for staff who may see the ticket)."""
+) -> CitizenRequestOut:
+    """What the citizen sent with a ticket filed through Open311: address, media URL and
+    answers to the service's questions, for staff who may see the ticket; the citizen's contact
+    details only for dispatchers and admins (others get an empty `contact`)."""
     await get_visible_ticket(session, user, ticket_id)
     request = await session.get(Open311Request, ticket_id)
     if request is None:
         raise NotFound(f"ticket {ticket_id} was not filed through Open311")
-    return request
+    shown = CitizenRequestOut.model_validate(request)
+    if user.role not in CONTACT_READERS:
+        shown.contact = {}
+    return shown
 
 
 # The GeoReport v2 gateway -----------------------------------------------------------------

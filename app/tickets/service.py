@@ -729,7 +729,8 @@ async def apply_action(
     before_status, before_level = ticket.status, ticket.level
     deadlines.note_missed_deadline(ticket, now)
     ctx = ActionContext(session, settings, now, user, details={}, _calendar=calendar)
-    outcome = await EFFECTS[action](ctx, ticket, body)
+    with session.no_autoflush:  # one UPDATE per change: `version` counts the changes
+        outcome = await EFFECTS[action](ctx, ticket, body)
     ticket.status = outcome or rule.to or current
     assert ticket.status in rule.targets(current)
     ticket.updated_at = now

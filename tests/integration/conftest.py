@@ -18,6 +18,7 @@ EXTRA_USERS = [  # beyond the demo's: people outside the demo tickets' scope
     ("dl_dispatcher", Role.dispatcher, "DL01", None),
     ("gc02_dispatcher", Role.dispatcher, "GC02", None),
     ("sz_handler", Role.handler, "NH", "NH-SZ"),
+    ("xf_handler", Role.handler, "NH", "NH-XF"),
     ("gc_supervisor", Role.supervisor, "GC", None),
     ("dl_supervisor", Role.supervisor, "DL", None),
 ]

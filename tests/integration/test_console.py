@@ -85,7 +85,7 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     page = await signed_in(browser, live, "dispatcher", script_errors)
     new = page.locator('.tab[data-bucket="reported"]')
     await expect(new).to_have_attribute("aria-selected", "true")
-    await expect(page.locator(".tab")).to_have_count(5)  # a community has no escalated-in
+    await expect(page.locator(".tab")).to_have_count(7)  # a community has no escalated-in
     before = await new.locator(".count").text_content()
 
     photo = io.BytesIO()
@@ -151,3 +151,131 @@ async def test_the_supervisor_dashboard_follows_new_reports(
     saved = await (await download.value).path()
     header = (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")).splitlines()[0]
     assert "reported" in header
+
+
+async def test_the_closed_loop_runs_through_the_console(
+    browser: Browser, live: LiveServer, api: Api, script_errors: list[str]
+) -> None:
+    """Check, confirm, dispatch with an assisting department, assist, claim, feedback, verify,
+    reopen and urge, each by its user through the console's own buttons and forms, except the
+    grid worker's confirmation: the console is not for grid workers (their phone app is; the
+    console's stream refuses them), so the worker confirms through the API."""
+    ticket = await api.report(description="楼道堆放杂物（群众来电）")
+    tid = ticket["id"]
+    status = 'dd[data-row="status"]'
+
+    dispatcher = await signed_in(browser, live, "dispatcher", script_errors)
+    await dispatcher.locator(f'tr[data-ticket="{tid}"]').click()
+    await act(dispatcher, "request_check", "请网格员现场核实")
+    await expect(dispatcher.locator(status)).to_have_text("核实中")
+    await dispatcher.click("text=返回队列")
+    await dispatcher.click('.tab[data-bucket="checking"]')
+    await dispatcher.locator(f'tr[data-ticket="{tid}"]').click()
+
+    worker_todo = (await api.get("/api/v1/tickets?awaiting=me", "worker")).json()["items"]
+    assert tid in [item["id"] for item in worker_todo]
+    await api.must(tid, "confirm", "worker", {"note": "现场属实"})
+    await expect(dispatcher.locator(status)).to_have_text("已上报", timeout=SEEN_WITHIN_MS)
+    await expect(dispatcher.locator('dd[data-row="checked_at"]')).not_to_have_text("—")
+
+    await dispatcher.click('a[href="#/todo"]')  # a reported ticket of the dispatcher's unit
+    await expect(dispatcher.locator(f'tr[data-ticket="{tid}"]')).to_be_visible()
+    await screenshot(dispatcher, "todo")
+    await dispatcher.locator(f'tr[data-ticket="{tid}"]').click()
+    await dispatcher.click('button[data-action="dispatch"]')
+    form = dispatcher.locator('form[data-form="dispatch"]')
+    await form.locator("select[name=department_code]").select_option("NH-CG")
+    await expect(form.locator('[data-department="NH-CG"]')).to_be_hidden()  # the lead
+    await form.locator('[data-department="DL-ZZ"] input').check()  # another town's
+    await form.locator("button[type=submit]").click()
+    error = form.locator('[data-field="assisting_department_codes"] .field-error')
+    await expect(error).to_contain_text("DL-ZZ")
+    await form.locator('[data-department="DL-ZZ"] input').uncheck()
+    await form.locator('[data-department="NH-SZ"] input').check()
+    await form.locator("textarea[name=note]").fill("城管主办，市政协办")
+    await form.locator("button[type=submit]").click()
+    await expect(dispatcher.locator(status)).to_have_text("已派遣")
+    await expect(dispatcher.locator('li[data-assist="NH-SZ"]')).to_have_class("pending")
+
+    handler2 = await signed_in(browser, live, "handler2", script_errors)
+    await handler2.click('a[href="#/todo"]')  # its assisting part is pending
+    await handler2.locator(f'tr[data-ticket="{tid}"]').click()
+    await expect(handler2.locator(".actions button[data-action]")).to_have_count(1)
+    await handler2.click('button[data-action="assist"]')
+    assist = handler2.locator('form[data-form="assist"]')
+    await assist.locator("textarea[name=note]").fill("   ")  # blank to the API
+    await assist.locator("button[type=submit]").click()
+    await expect(assist.locator('[data-field="note"] .field-error')).not_to_be_empty()
+    await assist.locator("textarea[name=note]").fill("已疏通楼道排水口，配合完成")
+    await assist.locator("button[type=submit]").click()
+    done = handler2.locator('li[data-assist="NH-SZ"]')
+    await expect(done).to_have_class("done")
+    await expect(done).to_contain_text("已疏通楼道排水口")
+    await expect(handler2.locator(".actions .empty")).to_be_visible()  # nothing more to do
+    await screenshot(handler2, "ticket-assists")
+    await handler2.click('a[href="#/todo"]')
+    await expect(handler2.locator(".todo .empty")).to_have_text("暂无工单")
+    await handler2.close()
+
+    handler = await signed_in(browser, live, "handler", script_errors)
+    await handler.click('a[href="#/todo"]')
+    await handler.locator(f'tr[data-ticket="{tid}"]').click()
+    await act(handler, "claim")
+    await expect(handler.locator(status)).to_have_text("处置中")
+    await act(handler, "feedback", "杂物已清运")
+    await expect(handler.locator(status)).to_have_text("已反馈")
+    await handler.close()
+
+    await expect(dispatcher.locator(status)).to_have_text("已反馈", timeout=SEEN_WITHIN_MS)
+    await act(dispatcher, "verify")
+    await expect(dispatcher.locator(status)).to_have_text("已结案")
+    await act(dispatcher, "reopen", "回访不满意，重新办理")
+    await expect(dispatcher.locator(status)).to_have_text("已派遣")
+    await expect(dispatcher.locator('dd[data-row="reopen_count"]')).to_have_text("1")
+    await expect(dispatcher.locator('.ticket h1 [data-badge="reopened"]')).to_have_text("重办 ×1")
+
+    supervisor = await signed_in(browser, live, "supervisor", script_errors)
+    await expect(supervisor.locator('[data-kpi="reopen_rate"] strong')).not_to_have_text("—")
+    await supervisor.click('a[href="#/queue"]')
+    await supervisor.click('.tab[data-bucket="dispatched"]')
+    await supervisor.locator(f'tr[data-ticket="{tid}"]').click()
+    await expect(supervisor.locator(".actions button[data-action]")).to_have_count(1)
+    await act(supervisor, "urge", "群众反映强烈，请加快处置")
+    await expect(supervisor.locator('dd[data-row="urge_count"]')).to_have_text("1")
+    timeline = supervisor.locator(".timeline")
+    for label in ("发起核实", "核实属实", "协办回复", "重办", "督办", "已上报 → 核实中"):
+        await expect(timeline).to_contain_text(label)
+    await expect(timeline).to_contain_text("市政")  # the assisting department, by name
+    await screenshot(supervisor, "ticket-closed-loop")
+    await supervisor.click("#lang")
+    for label in ("Request a check", "Answer as assisting department", "Reopen", "Urge"):
+        await expect(timeline).to_contain_text(label)
+    await expect(timeline).to_contain_text("reported → being checked")
+    await supervisor.click("#lang")
+    await supervisor.click('a[href="#/todo"]')  # a supervisor's is empty: urged tickets instead
+    await expect(supervisor.locator(".todo .empty").first).to_have_text("暂无工单")
+    await supervisor.click('.todo a[href="#/queue"]')
+    await expect(supervisor.locator('.tab[data-bucket="urged"]')).to_have_attribute(
+        "aria-selected", "true"
+    )
+    row = supervisor.locator(f'tr[data-ticket="{tid}"]')
+    await expect(row.locator('[data-badge="urged"]')).to_have_text("督办 ×1")
+    await screenshot(supervisor, "queue-urged")
+
+    stored = (await api.get(f"/api/v1/tickets/{tid}", "admin")).json()
+    assert (stored["status"], stored["department_code"]) == ("dispatched", "NH-CG")
+    assert (stored["urge_count"], stored["reopen_count"]) == (1, 1)
+    assert [(a["department_code"], a["note"]) for a in stored["assists"]] == [
+        ("NH-SZ", "已疏通楼道排水口，配合完成")
+    ]
+
+
+async def act(page: Page, action: str, note: str = "") -> None:
+    """Takes `action` on the ticket shown through its button and form; the caller then waits
+    for what it changed."""
+    await page.click(f'button[data-action="{action}"]')
+    form = page.locator(f'form[data-form="{action}"]')
+    if note:
+        await form.locator("textarea[name=note]").fill(note)
+    await form.locator("button[type=submit]").click()
+    await expect(form).to_have_count(0)  # taken: the page is drawn again

@@ -23,10 +23,22 @@ async def test_the_demo_tickets_stand_at_each_step(
         steps = Counter((await session.scalars(select(TicketHistory.action))).all())
     assert statuses == {
         "reported": 3,
-        "dispatched": 2,
-        "in_progress": 1,
+        "checking": 1,
+        "dispatched": 4,
+        "in_progress": 3,
         "feedback": 1,
         "closed": 1,
     }
-    assert steps == {"report": 8, "dispatch": 5, "claim": 3, "feedback": 2, "verify": 1}
+    assert steps == {
+        "report": 13,
+        "dispatch": 9,
+        "claim": 6,
+        "feedback": 3,
+        "verify": 2,
+        "request_check": 1,
+        "assist": 1,
+        "urge": 1,
+        "rate": 1,
+        "reopen": 1,
+    }
     await assert_rollups_exact(world)

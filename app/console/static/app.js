@@ -1,4 +1,5 @@
-// The console: sign-in, the dispatcher's queue, a ticket's page and the supervisor's dashboard.
+// The console: sign-in, the dispatcher's queue, the caller's to-do list, a ticket's page and the
+// supervisor's dashboard.
 // Every figure and list comes from /api/v1 with the signed-in user's token; /console/stream
 // says when tickets have changed, and the page shown reloads what it shows.
 
@@ -206,22 +207,25 @@ function byUrgency(a, b) {
 }
 
 // The dispatcher's buckets of open tickets (a deadline runs, hence a warning, only on open
-// ones): an escalated-in bucket only above community level.
+// ones): tickets out with a grid worker to be checked (never a handler's), urged ones (督办),
+// and an escalated-in bucket only above community level.
 function buckets() {
   const list = [
     ["reported", (ticket) => ticket.status === "reported"],
+    ["checking", (ticket) => ticket.status === "checking"],
     ["dispatched", (ticket) => ticket.status === "dispatched"],
     ["in_progress", (ticket) => ticket.status === "in_progress"],
     ["yellow", (ticket) => ticket.warning === "yellow"],
     ["red", (ticket) => ticket.warning === "red"],
-  ];
+    ["urged", (ticket) => ticket.urge_count > 0],
+  ].filter(([name]) => !(name === "checking" && me.role === "handler"));
   if (me.unit && me.unit.level !== "community" && me.unit.level !== "grid") {
     list.push(["escalated", (ticket) => ticket.level === me.unit.level]);
   }
   return list;
 }
 
-const OPEN_STATUSES = ["reported", "dispatched", "in_progress", "suspended", "feedback"];
+const OPEN_STATUSES = ["reported", "checking", "dispatched", "in_progress", "suspended", "feedback"];
 const QUEUE_LIMIT = 5000; // open tickets read; the list shows the most urgent of a bucket
 
 // Every ticket of a list (page by page, up to QUEUE_LIMIT): {items, more}.
@@ -275,7 +279,41 @@ async function queuePage() {
   await load();
 }
 
+// --- the to-do list ------------------------------------------------------------------------
+
+// What waits for the caller's next step (`awaiting=me`): a supervisor's is always empty, so
+// they are pointed at the urged tickets instead.
+async function todoPage() {
+  const heading = h("h1", {}, t("todo.title"));
+  const list = h("div", { class: "list" });
+  view.replaceChildren(h("section", { class: "todo" }, heading, list));
+  async function load() {
+    try {
+      const mine = await everyTicket({ awaiting: "me" });
+      heading.replaceChildren(`${t("todo.title")} `,
+        h("span", { class: "count" }, `${mine.items.length}${mine.more ? "+" : ""}`));
+      list.replaceChildren(ticketTable(mine.items.sort(byUrgency)));
+      if (me.role === "supervisor") {
+        list.append(h("p", { class: "empty" }, `${t("todo.supervisor")} `,
+          h("a", { href: "#/queue", onclick: () => { queueState.bucket = "urged"; } }, t("bucket.urged"))));
+      }
+    } catch (error) {
+      showError(list, error);
+    }
+  }
+  onChange = load;
+  await load();
+}
+
 const SHOWN_ROWS = 300;
+
+// 督办 ×N and 重办 ×N beside a ticket's number.
+function badges(ticket) {
+  return [
+    ticket.urge_count ? h("span", { class: "badge urged", "data-badge": "urged" }, t("ticket.urged", { n: ticket.urge_count })) : null,
+    ticket.reopen_count ? h("span", { class: "badge reopened", "data-badge": "reopened" }, t("ticket.reopened", { n: ticket.reopen_count })) : null,
+  ];
+}
 
 function ticketTable(all) {
   const tickets = all.slice(0, SHOWN_ROWS);
@@ -288,7 +326,7 @@ function ticketTable(all) {
         "data-ticket": ticket.id, class: ticket.urgent ? "urgent" : "",
         onclick: () => { location.hash = `#/tickets/${ticket.id}`; },
       },
-        h("td", {}, h("a", { href: `#/tickets/${ticket.id}` }, ticket.number)),
+        h("td", {}, h("a", { href: `#/tickets/${ticket.id}` }, ticket.number), " ", badges(ticket)),
         h("td", {}, t(`status.${ticket.status}`)),
         h("td", {}, ticket.warning ? h("span", { class: `dot ${ticket.warning}` }, t(`warning.${ticket.warning}`)) : ""),
         h("td", {}, nameOf("categories", ticket.category_code)),
@@ -304,13 +342,13 @@ function ticketTable(all) {
 
 // The fields of each action's form (API.md's bodies); `note` for every action.
 const ACTION_FIELDS = {
-  dispatch: ["department_code"],
+  dispatch: ["department_code", "assisting_department_codes"],
   merge: ["duplicate_of"],
   request_extension: ["time_limit"],
   verify: ["passed"],
   rate: ["score", "comment"],
 };
-const NOTE_REQUIRED = new Set(["reject", "return", "escalate"]);
+const NOTE_REQUIRED = new Set(["reject", "return", "escalate", "refute", "assist", "urge", "reopen"]);
 
 async function ticketPage(id) {
   const page = h("section", { class: "ticket" });
@@ -344,19 +382,40 @@ function details(ticket) {
     ["col.category", nameOf("categories", ticket.category_code)],
     ["col.grid", `${ticket.grid_code} · ${ticket.owner_unit_code} (${ticket.level})`],
     ["col.department", ticket.department_code ? nameOf("departments", ticket.department_code) : "—"],
+    ["ticket.assists", ticket.assists.length ? assistList(ticket.assists) : "—"],
     ["col.reported_at", `${when(ticket.reported_at)} · ${ticket.reporter ?? ticket.source}`],
+    ["ticket.checked_at", when(ticket.checked_at) || "—"],
     ["col.deadline_at", when(ticket.deadline_at) || "—"],
+    ["ticket.urge_count", String(ticket.urge_count)],
+    ["ticket.reopen_count", String(ticket.reopen_count)],
   ];
   return h("div", { class: "card" },
-    h("h1", {}, `${ticket.number} `, ticket.urgent ? h("span", { class: "badge" }, t("ticket.urgent")) : null),
+    h("h1", {}, `${ticket.number} `, ticket.urgent ? h("span", { class: "badge" }, t("ticket.urgent")) : null, " ", badges(ticket)),
     h("p", { class: "description" }, ticket.description),
-    h("dl", {}, rows.map(([label, value]) => [h("dt", {}, t(label)), h("dd", {}, value)])),
+    h("dl", {}, rows.map(([label, value]) => [h("dt", {}, t(label)), h("dd", { "data-row": label.split(".").pop() }, value)])),
     ticket.possible_duplicates.length ? h("p", {}, `${t("ticket.duplicates")}: `,
       ticket.possible_duplicates.map((d) => h("a", { href: `#/tickets/${d.id}` }, `${d.number} (${d.distance_m} m) `))) : null);
 }
 
-function field(name) {
+// The assisting departments' parts (协办): pending, or answered when and how.
+function assistList(assists) {
+  return h("ul", { class: "assists" }, assists.map((part) => h("li", {
+    "data-assist": part.department_code, class: part.done_at ? "done" : "pending",
+  },
+    nameOf("departments", part.department_code), " · ",
+    part.done_at ? `${t("ticket.assist_done")} ${when(part.done_at)}` : t("ticket.assist_pending"),
+    part.note ? h("p", {}, part.note) : null)));
+}
+
+function field(name, ticket) {
   const label = (input) => h("label", { "data-field": name }, t(`field.${name}`), input, h("span", { class: "field-error" }));
+  if (name === "assisting_department_codes") { // the form then hides the lead (excludeLead)
+    const asked = new Set(ticket.assists.map((part) => part.department_code));
+    return h("fieldset", { "data-field": name, class: "assisting" }, h("legend", {}, t(`field.${name}`)),
+      Object.values(names.departments).map((d) => h("label", { "data-department": d.code },
+        h("input", { name, type: "checkbox", value: d.code, checked: asked.has(d.code) }), `${d.name} (${d.code})`)),
+      h("span", { class: "field-error" }));
+  }
   if (name === "department_code") {
     return label(h("select", { name },
       h("option", { value: "" }, t("field.default_department")),
@@ -378,8 +437,12 @@ function bodyOf(form, ticket) {
   const data = new FormData(form);
   const body = { expected_version: ticket.version };
   for (const [name, value] of data.entries()) {
-    if (name === "time_limit_value" || name === "time_limit_unit" || value === "") continue;
+    if (["time_limit_value", "time_limit_unit", "assisting_department_codes"].includes(name) || value === "") continue;
     body[name] = ["duplicate_of", "score"].includes(name) ? Number(value) : value;
+  }
+  // The whole list as ticked, [] included: a dispatch replaces the assisting departments.
+  if (form.querySelector('[data-field="assisting_department_codes"]')) {
+    body.assisting_department_codes = data.getAll("assisting_department_codes");
   }
   if (form.elements.passed) body.passed = form.elements.passed.checked;
   if (data.get("time_limit_value")) {
@@ -421,22 +484,53 @@ function actionsPanel(ticket, reload) {
       }
     } },
       h("h3", {}, t(`action.${action}`)),
-      names.map(field),
+      names.map((name) => field(name, ticket)),
       message,
       h("div", { class: "buttons" },
         h("button", { type: "submit" }, t("submit")),
         h("button", { type: "button", onclick: () => formSlot.replaceChildren() }, t("cancel"))));
     if (NOTE_REQUIRED.has(action)) form.elements.note.required = true;
+    if (action === "dispatch") excludeLead(form, ticket);
     formSlot.replaceChildren(form);
   }
   return panel;
+}
+
+// The lead department (the one chosen, else the category's default) cannot also assist.
+function excludeLead(form, ticket) {
+  const sync = () => {
+    const lead = form.elements.department_code.value || names.categories[ticket.category_code]?.default_department_code;
+    for (const box of form.querySelectorAll('input[name="assisting_department_codes"]')) {
+      box.disabled = box.value === lead;
+      if (box.disabled) box.checked = false;
+      box.closest("label").hidden = box.disabled;
+    }
+  };
+  form.elements.department_code.addEventListener("change", sync);
+  sync();
+}
+
+// What a history row adds to its action: where a dispatch went, which department assisted,
+// what a reopen undid.
+function historyDetails(entry) {
+  const d = entry.details ?? {};
+  const departments = (codes) => codes.map((code) => nameOf("departments", code)).join("、");
+  if (entry.action === "dispatch" && d.department_code) {
+    const assisting = d.assisting_department_codes?.length ? ` (${t("history.assisting")}: ${departments(d.assisting_department_codes)})` : "";
+    return ` · ${departments([d.department_code])}${assisting}`;
+  }
+  if (entry.action === "assist" && d.department_code) return ` · ${departments([d.department_code])}`;
+  if (entry.action === "reopen" && d.closed_at) {
+    return ` · ${t("history.closed_at")} ${when(d.closed_at)}${d.rating != null ? ` · ${t("history.rating")} ${d.rating}` : ""}`;
+  }
+  return "";
 }
 
 function timeline(items) {
   return h("div", { class: "card" }, h("h2", {}, t("ticket.history")),
     h("ol", { class: "timeline" }, items.map((entry) => h("li", {},
       h("time", {}, when(entry.at)), " ",
-      h("strong", {}, t(`action.${entry.action}`)), ` · ${entry.actor}`,
+      h("strong", {}, t(`action.${entry.action}`)), ` · ${entry.actor}`, historyDetails(entry),
       entry.from_status && entry.from_status !== entry.to_status ? ` · ${t(`status.${entry.from_status}`)} → ${t(`status.${entry.to_status}`)}` : "",
       entry.from_level && entry.from_level !== entry.to_level ? ` · ${entry.from_level} → ${entry.to_level}` : "",
       entry.note ? h("p", {}, entry.note) : null))));
@@ -488,7 +582,7 @@ function photoStrip(photos) {
 
 // --- the dashboard -------------------------------------------------------------------------
 
-const RATES = ["closure_rate", "on_time_closure_rate", "rework_rate", "in_community_rate", "satisfaction_rate"];
+const RATES = ["closure_rate", "on_time_closure_rate", "rework_rate", "in_community_rate", "satisfaction_rate", "reopen_rate"];
 const dashState = { day: null };
 
 async function download(path, name) {
@@ -580,6 +674,7 @@ async function route() {
   const ticket = hash.match(/^#\/tickets\/(\d+)$/);
   if (ticket) return ticketPage(Number(ticket[1]));
   if (hash === "#/dashboard") return dashboardPage();
+  if (hash === "#/todo") return todoPage();
   if (hash !== "#/queue") { location.replace("#/queue"); return; }
   return queuePage();
 }
