@@ -93,7 +93,9 @@ def upgrade() -> None:
 
     op.create_table(
         "ticket_assists",
-        sa.Column("ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
         sa.Column("department_code", sa.String(length=32), nullable=False),
         sa.Column("asked_at", UTCDateTime(), nullable=False),
         sa.Column("done_at", UTCDateTime(), nullable=True),
@@ -116,9 +118,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("closure_rollups", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("reopened", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch_op.add_column(sa.Column("reopened", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:

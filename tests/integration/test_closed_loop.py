@@ -202,7 +202,10 @@ async def test_a_redispatch_replaces_the_list_and_keeps_parts_done(api: Api) -> 
     )
 
     cleared = await api.must(
-        tid, "dispatch", "dispatcher", {"department_code": "NH-CG", "assisting_department_codes": []}
+        tid,
+        "dispatch",
+        "dispatcher",
+        {"department_code": "NH-CG", "assisting_department_codes": []},
     )
     assert cleared["assists"] == []
     assert (await api.get(f"/api/v1/tickets/{tid}", "sz_handler")).status_code == 404
