@@ -1,6 +1,7 @@
 """The closed loop continued (API.md v1.1): checks on site, assisting departments, urges,
 reopens and everyone's to-do list."""
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from app.notifications.models import OutboxMessage
 from app.tickets.models import TicketAssist
 from app.tickets.scheduler import run_pass
 from tests.helpers import IN_DL01_1, IN_GC01_1, Api
+from tests.integration.test_reliability import assert_legal_walk
 from tests.integration.test_rollups import assert_rollups_exact
 
 CHECK_NOTE = {"note": "请网格员现场核实"}
@@ -409,3 +411,65 @@ async def test_every_new_step_is_notified(
         "ticket.check_requested",
         "ticket.refuted",
     ]
+
+
+# Races (PostgreSQL) -----------------------------------------------------------------------
+
+
+async def _race(api: Api, tid: int, moves: list[tuple[str, str, Any]]) -> list[int]:
+    responses = await asyncio.gather(*(api.act(tid, action, user, b) for user, action, b in moves))
+    return [r.status_code for r in responses]
+
+
+async def _assert_legal(api: Api, tid: int) -> list[dict[str, Any]]:
+    now = await ticket(api, tid)
+    history = await api.history(tid)
+    assert_legal_walk(history, now)
+    return history
+
+
+@pytest.mark.usefixtures("postgres_only")
+async def test_the_lead_and_an_assisting_department_acting_at_once(api: Api) -> None:
+    tickets = [(await api.ticket_in("in_progress", assisted=True))["id"] for _ in range(8)]
+    moves = [
+        ("sz_handler", "assist", {"note": "已配合"}),
+        ("sz_handler", "assist", {"note": "重复提交"}),
+        ("handler", "feedback", {"note": "已处置"}),
+        ("handler", "suspend", {"note": "等待配件"}),
+        ("dispatcher", "urge", {"note": "请加快"}),
+    ]
+    for user in {user for user, _, _ in moves}:
+        await api.headers(user)
+
+    outcomes = await asyncio.gather(*(_race(api, tid, moves) for tid in tickets))
+
+    assert {code for codes in outcomes for code in codes} <= {200, 409}, outcomes
+    for tid in tickets:
+        actions = [h["action"] for h in await _assert_legal(api, tid)]
+        assert actions.count("assist") <= 1
+        if "feedback" in actions:
+            assert actions.index("assist") < actions.index("feedback")
+        done = [a for a in (await ticket(api, tid))["assists"] if a["done_at"]]
+        assert len(done) == actions.count("assist")
+
+
+@pytest.mark.usefixtures("postgres_only")
+async def test_a_reopen_racing_a_rating(api: Api) -> None:
+    tickets = [(await api.ticket_in("closed"))["id"] for _ in range(8)]
+    moves = [
+        ("dispatcher", "reopen", {"note": "回访不满意"}),
+        ("worker", "rate", {"score": 3}),
+        ("worker", "reopen", {"note": "问题又出现"}),
+    ]
+    for user in {user for user, _, _ in moves}:
+        await api.headers(user)
+
+    outcomes = await asyncio.gather(*(_race(api, tid, moves) for tid in tickets))
+
+    assert {code for codes in outcomes for code in codes} <= {200, 409}, outcomes
+    for tid in tickets:
+        history = await _assert_legal(api, tid)
+        now = await ticket(api, tid)
+        assert len(history) > 5  # report, dispatch, claim, feedback, verify and a winner
+        assert now["reopen_count"] == [h["action"] for h in history].count("reopen")
+        assert (now["rating"] is None) == (history[-1]["action"] == "reopen")

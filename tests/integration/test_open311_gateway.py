@@ -656,3 +656,51 @@ async def test_a_wrong_method_says_which_are_allowed(client: httpx.AsyncClient) 
     response = await client.delete(f"{V2}/requests.json")
     only_error(response, 405)
     assert "POST" in response.headers["allow"]
+
+
+async def test_a_request_checked_on_site_then_reopened_stays_open_to_the_public(
+    api: Api,
+    client: httpx.AsyncClient,
+    key: str,
+    clock: FrozenClock,
+    act: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    number = (await file(client, request_form(key) | CITIZEN)).json()[0]["service_request_id"]
+    tid = ticket_id(number)
+    await act("dispatcher", tid, "request_check")
+
+    (checking,) = (await client.get(f"{V2}/requests/{number}.json")).json()
+    assert (checking["status"], checking["status_notes"]) == (
+        "open",
+        "received; being checked on site",
+    )
+    # the grid's worker who checks it reads what the citizen sent, but not who they are
+    as_worker = await api.get(f"/api/v1/tickets/{tid}/open311", "worker")
+    assert as_worker.status_code == 200
+    assert as_worker.json()["contact"] == {}
+    assert (await api.get(f"/api/v1/tickets/{tid}/open311", "dispatcher")).json()[
+        "contact"
+    ] == CITIZEN
+
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("worker", "confirm", {"note": "现场属实"}),
+        ("dispatcher", "dispatch", {"department_code": "NH-CG"}),
+        ("handler", "claim", {}),
+        ("handler", "feedback", {"note": "done"}),
+        ("worker", "verify", {"passed": True}),
+        ("dispatcher", "reopen", {"note": "回访不满意"}),
+    ]
+    for user, action, body in steps:
+        clock.advance(timedelta(minutes=10))
+        await act(user, tid, action, **body)
+
+    (reopened,) = (await client.get(f"{V2}/requests/{number}.json")).json()
+    assert reopened["status"] == "open"
+    assert reopened["updated_datetime"] == "2026-11-23T11:00:00+08:00"
+    updates = (await client.get(f"{V2}/servicerequestupdates.json")).json()
+    assert [(u["status"], u["description"]) for u in updates][:2] == [
+        ("investigating", "received; being checked on site"),
+        ("investigating", "confirmed on site; waiting to be dispatched"),
+    ]
+    assert (updates[-2]["status"], updates[-1]["status"]) == ("fixed", "open")
+    assert updates[-1]["description"] == "reopened: handled again"
