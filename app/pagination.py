@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -63,6 +63,27 @@ class PageParams(BaseModel):
         rows = (await session.scalars(query.order_by(key).limit(self.limit + 1))).all()
         return self.page(rows, lambda row: getattr(row, key.key), render)
 
+    def _newest_first(
+        self,
+        query: Select[Any],
+        at: InstrumentedAttribute[datetime],
+        id_: InstrumentedAttribute[int],
+    ) -> Select[Any]:
+        if (after := self.after()) is not None:
+            query = query.where(tuple_(at, id_) < tuple_(*_time_and_id(after)))
+        return query.order_by(at.desc(), id_.desc()).limit(self.limit + 1)
+
+    def _page_newest(
+        self,
+        rows: Sequence[Any],
+        at: InstrumentedAttribute[datetime],
+        id_: InstrumentedAttribute[int],
+        render: Callable[[Any], T],
+    ) -> Page[T]:
+        return self.page(
+            rows, lambda r: [getattr(r, at.key).isoformat(), getattr(r, id_.key)], render
+        )
+
     async def fetch_newest(
         self,
         session: AsyncSession,
@@ -73,13 +94,27 @@ class PageParams(BaseModel):
     ) -> Page[T]:
         """A page of `query`, newest first by (`at`, `id_`). A query of one entity gives its
         objects, a query of columns its rows."""
-        if (after := self.after()) is not None:
-            query = query.where(tuple_(at, id_) < tuple_(*_time_and_id(after)))
-        result = await session.execute(query.order_by(at.desc(), id_.desc()).limit(self.limit + 1))
+        result = await session.execute(self._newest_first(query, at, id_))
         rows = result.scalars().all() if _is_entity(query) else result.all()
-        return self.page(
-            rows, lambda r: [getattr(r, at.key).isoformat(), getattr(r, id_.key)], render
-        )
+        return self._page_newest(rows, at, id_, render)
+
+    async def fetch_newest_of(
+        self,
+        session: AsyncSession,
+        queries: Sequence[Select[Any]],
+        at: InstrumentedAttribute[datetime],
+        id_: InstrumentedAttribute[int],
+        render: Callable[[Any], T],
+    ) -> Page[T]:
+        """A page of the rows of several column queries that share no row, newest first: each
+        query is paged on its own, so each can read its own index in order (an OR of their
+        conditions would read every matching row and sort them)."""
+        parts = union_all(
+            *(select(self._newest_first(q, at, id_).subquery()) for q in queries)
+        ).subquery()
+        newest = parts.c[at.key].desc(), parts.c[id_.key].desc()
+        rows = (await session.execute(select(parts).order_by(*newest).limit(self.limit + 1))).all()
+        return self._page_newest(rows, at, id_, render)
 
     def page(self, rows: Sequence[R], key: Callable[[R], Any], render: Callable[[R], T]) -> Page[T]:
         """Renders a page from up to `limit + 1` rows fetched in key order."""

@@ -47,13 +47,14 @@ SELECT 'K' || k, 'category ' || k, 4, 'hours', false, now() FROM generate_series
 # Tickets spread over the year before 2026-11-22, each at a point of its grid. Those of the
 # last two weeks are a mix (1 in 10 waits for dispatch, 3 in 10 are being handled, the rest
 # closed or rated); older ones are closed or rated. Deadlines are 4 hours; no alarms are set.
+# One in 97 has been urged.
 TICKETS_SQL = """
 INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_code,
     community_code, town_code, district_code, category_code, department_code, reporter,
     description, lat, lon, urgent, self_resolved, reported_at, dispatched_at, feedback_at,
     closed_at, rating, time_limit_value, time_limit_unit, deadline_started_at, warning_at,
     deadline_at, overdue,
-    escalation_count, rework_count, extension_count, version)
+    escalation_count, rework_count, extension_count, urge_count, updated_at, version)
 SELECT gen_random_uuid(), 'patrol', s.status, 'community', 'C' || (s.g / 8), 'G' || s.g,
     'C' || (s.g / 8), 'T' || (s.g / 80), 'NH',
     'K' || (s.i % 30),
@@ -67,7 +68,11 @@ SELECT gen_random_uuid(), 'patrol', s.status, 'community', 'C' || (s.g / 8), 'G'
     CASE WHEN s.status IN ('closed', 'rated') THEN s.at + interval '200 minutes' END,
     CASE WHEN s.status = 'rated' THEN 3 + s.i % 3 END,
     4, 'hours', s.at, s.at + interval '192 minutes', s.at + interval '4 hours',
-    false, 0, 0, 0, 1
+    false, 0, 0, 0,
+    CASE WHEN s.i % 97 = 0 THEN 1 ELSE 0 END,
+    s.at + CASE WHEN s.status IN ('closed', 'rated') THEN interval '200 minutes'
+                WHEN s.status = 'feedback' THEN interval '3 hours' ELSE interval '0' END,
+    1
 FROM (
     SELECT i, g, at,
            CASE WHEN at < timestamptz '2026-11-08 00:00+00'
@@ -115,7 +120,8 @@ async def scratch_database(admin_url: str, keep: bool = False) -> AsyncIterator[
 
 
 async def fill_district(url: str, tickets: int) -> None:
-    """The district, one dispatcher per level, a handler, a worker per grid, and `tickets`."""
+    """The district, one dispatcher per level, a handler, a worker per grid (`w42` may sign
+    in), and `tickets`."""
     conn = await connect(url)
     try:
         await conn.execute(FILL_SQL)
@@ -129,7 +135,8 @@ async def fill_district(url: str, tickets: int) -> None:
                 ("community", hash_password_sync(PASSWORD), "dispatcher", "C42", None),
                 ("handler", hash_password_sync(PASSWORD), "handler", "NH", "D7"),
             ]
-            + [(f"w{g}", "x", "grid_worker", f"G{g}", None) for g in range(800)],
+            + [(f"w{g}", "x", "grid_worker", f"G{g}", None) for g in range(800) if g != 42]
+            + [("w42", hash_password_sync(PASSWORD), "grid_worker", "G42", None)],
         )
         started = time.perf_counter()
         await conn.execute(TICKETS_SQL, tickets)

@@ -34,6 +34,12 @@ QUERIES = [
         "/api/v1/tickets?reported_from=2026-03-01&reported_to=2026-03-08",
     ),
     ("community, limit=500", "community", "/api/v1/tickets?limit=500"),
+    ("grid worker, awaiting=me", "w42", "/api/v1/tickets?awaiting=me"),
+    ("handler, awaiting=me", "handler", "/api/v1/tickets?awaiting=me"),
+    ("community dispatcher, awaiting=me", "community", "/api/v1/tickets?awaiting=me"),
+    ("district dispatcher, awaiting=me", "district", "/api/v1/tickets?awaiting=me"),
+    ("district, urged=true", "district", "/api/v1/tickets?urged=true"),
+    ("town, urged=true", "town", "/api/v1/tickets?urged=true"),
     ("ticket detail", "district", "/api/v1/tickets/{id}"),
 ]
 
@@ -46,7 +52,7 @@ async def measure(url: str, repeat: int) -> None:
         transport=httpx.ASGITransport(app=app), base_url="http://bench"
     ) as client:
         headers = {}
-        for user in ("district", "town", "community", "handler"):
+        for user in ("district", "town", "community", "handler", "w42"):
             token = await client.post(
                 "/api/v1/auth/token", data={"username": user, "password": PASSWORD}
             )

@@ -101,7 +101,7 @@ class Ticket(Base):
         _partial("ix_tickets_open_department", OPEN_PREDICATE, "department_code"),
         _partial("ix_tickets_open_owner", OPEN_PREDICATE, "owner_unit_code"),
         _partial(
-            "ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter", "reported_at"
+            "ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter", "reported_at", "id"
         ),
         _partial("ix_tickets_urged", URGED_PREDICATE, "reported_at", "id"),
         Index(

@@ -122,8 +122,6 @@ async def list_tickets(
     may repeat."""
     now = clock.now()
     query = select(*TICKET_COLUMNS).where(service.visible_clause(user))
-    if awaiting is not None:
-        query = query.where(service.awaiting_clause(user))
     if urged is not None:
         query = query.where(URGED if urged else ~URGED)
     if status_:
@@ -149,9 +147,14 @@ async def list_tickets(
         query = query.where(
             Ticket.reported_at < start_of(reported_to, settings.timezone, "reported_to")
         )
-    rows = await page.fetch_newest(
-        session, query, Ticket.reported_at, Ticket.id, lambda row: row._mapping
-    )
+    newest = Ticket.reported_at, Ticket.id
+    if awaiting is None:
+        rows = await page.fetch_newest(session, query, *newest, lambda row: row._mapping)
+    elif to_do := service.awaiting(user):
+        queries = [query.where(condition) for condition in to_do]
+        rows = await page.fetch_newest_of(session, queries, *newest, lambda row: row._mapping)
+    else:
+        return Page(items=[], next_cursor=None)
     assists = await service.assists_of(session, [row["id"] for row in rows.items])
     items = [
         service.render(read_only_ticket(row, assists.get(row["id"], ())), user, settings, now)

@@ -8,7 +8,6 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
-    false,
     insert,
     or_,
     select,
@@ -121,26 +120,29 @@ def _assisted_by(department_code: str | None, *, pending: bool = False) -> Any:
     return parts.where(TicketAssist.done_at.is_(None)) if pending else parts
 
 
-def awaiting_clause(user: User) -> ColumnElement[bool]:
-    """The caller's to-do list (`awaiting=me`, API.md): what waits for their role's next step."""
+def awaiting(user: User) -> list[ColumnElement[bool]]:
+    """The caller's to-do list (`awaiting=me`, API.md), as conditions that share no ticket,
+    each served by an index: what waits for their role's next step."""
     role = Role(user.role)
     if role == Role.grid_worker:
-        own_to_rate = and_(Ticket.reporter == user.username, AWAITING_RATING)
-        return or_(_grid_checks(user), own_to_rate)
+        return [_grid_checks(user), and_(Ticket.reporter == user.username, AWAITING_RATING)]
     if role == Role.handler:
         handling = status_among(HANDLING_STATUSES)
-        lead = Ticket.department_code == user.department_code
-        asked = Ticket.id.in_(_assisted_by(user.department_code, pending=True))
-        return and_(handling, or_(lead, asked))
+        return [  # the lead is never one of the assisting departments
+            and_(handling, Ticket.department_code == user.department_code),
+            and_(handling, Ticket.id.in_(_assisted_by(user.department_code, pending=True))),
+        ]
     if role == Role.dispatcher:
-        extension_asked = and_(
-            status_among([Status.in_progress]), Ticket.pending_extension_value.is_not(None)
-        )
-        return and_(
-            Ticket.owner_unit_code == user.org_unit_code,
-            or_(status_among([Status.reported]), extension_asked),
-        )
-    return false()
+        owned = Ticket.owner_unit_code == user.org_unit_code
+        return [
+            and_(owned, status_among([Status.reported])),
+            and_(
+                owned,
+                status_among([Status.in_progress]),
+                Ticket.pending_extension_value.is_not(None),
+            ),
+        ]
+    return []
 
 
 AREA_COLUMNS = {

@@ -83,7 +83,7 @@ def upgrade() -> None:
             batch_op.create_index(name, columns, unique=False, **_where(NEW_OPEN))
         batch_op.create_index(
             "ix_tickets_awaiting_rating",
-            ["reporter", "reported_at"],
+            ["reporter", "reported_at", "id"],
             unique=False,
             **_where(AWAITING_RATING),
         )

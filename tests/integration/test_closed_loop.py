@@ -347,6 +347,10 @@ async def test_everyones_to_do_list(api: Api) -> None:
     elsewhere = (await api.report("worker2", at=IN_DL01_1))["id"]
 
     assert await listed(api, "worker", "awaiting=me") == [closed, feedback, checking]
+    first = (await api.get("/api/v1/tickets?awaiting=me&limit=2", "worker")).json()
+    assert [t["id"] for t in first["items"]] == [closed, feedback]
+    rest = f"awaiting=me&limit=2&cursor={first['next_cursor']}"
+    assert await listed(api, "worker", rest) == [checking]
     assert await listed(api, "worker2", "awaiting=me") == []
     assert await listed(api, "handler", "awaiting=me") == [dispatched, extension]
     assert await listed(api, "dispatcher", "awaiting=me") == [extension, reported]

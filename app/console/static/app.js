@@ -353,7 +353,11 @@ const NOTE_REQUIRED = new Set(["reject", "return", "escalate", "refute", "assist
 async function ticketPage(id) {
   const page = h("section", { class: "ticket" });
   view.replaceChildren(page);
-  async function load() {
+  // `live`: reloaded because tickets changed, which never redraws under a user's typing (an
+  // action form open when the reload starts or opened while it loads).
+  async function load(live = false) {
+    const typing = () => live && page.querySelector("form");
+    if (typing()) return;
     let ticket, history, photos, grid;
     try {
       [ticket, history, photos] = await Promise.all([
@@ -361,9 +365,10 @@ async function ticketPage(id) {
       ]);
       grid = await api(`org-units/${encodeURIComponent(ticket.grid_code)}`).catch(() => null);
     } catch (error) {
-      showError(page, error);
+      if (!typing()) showError(page, error);
       return;
     }
+    if (typing()) return;
     dispose();
     page.replaceChildren(
       h("p", {}, h("a", { href: "#/queue" }, `← ${t("ticket.back")}`)),
@@ -371,7 +376,7 @@ async function ticketPage(id) {
         h("div", {}, details(ticket), actionsPanel(ticket, load), timeline(history.items)),
         h("div", {}, h("h2", {}, t("ticket.map")), mapOf(ticket, grid), photoStrip(photos))));
   }
-  onChange = () => (page.querySelector("form") ? null : load()); // never under a user's typing
+  onChange = () => load(true);
   await load();
 }
 
