@@ -190,6 +190,7 @@ async def test_the_closed_loop_runs_through_the_console(
     await form.locator("button[type=submit]").click()
     error = form.locator('[data-field="assisting_department_codes"] .field-error')
     await expect(error).to_contain_text("DL-ZZ")
+    await screenshot(dispatcher, "dispatch-assisting")
     await form.locator('[data-department="DL-ZZ"] input').uncheck()
     await form.locator('[data-department="NH-SZ"] input').check()
     await form.locator("textarea[name=note]").fill("城管主办，市政协办")
@@ -235,7 +236,7 @@ async def test_the_closed_loop_runs_through_the_console(
     await expect(dispatcher.locator('.ticket h1 [data-badge="reopened"]')).to_have_text("重办 ×1")
 
     supervisor = await signed_in(browser, live, "supervisor", script_errors)
-    await expect(supervisor.locator('[data-kpi="reopen_rate"] strong')).not_to_have_text("—")
+    await expect(supervisor.locator('[data-kpi="reopen_rate"] strong')).to_have_text("100.0%")
     await supervisor.click('a[href="#/queue"]')
     await supervisor.click('.tab[data-bucket="dispatched"]')
     await supervisor.locator(f'tr[data-ticket="{tid}"]').click()
