@@ -23,4 +23,4 @@ class Attachment(Base):
     uploaded_by: Mapped[str] = mapped_column(ForeignKey("users.username"))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
-    stage: Mapped[str | None] = mapped_column(String(16), default=None)  # report, feedback, verify
+    stage: Mapped[str | None] = mapped_column(String(16), default=None)  # service.STAGES

@@ -147,6 +147,7 @@ async def thumbnail(
 async def ticket_attachments(
     ticket_id: Annotated[int, Path(ge=1)], session: SessionDep, user: CurrentUser
 ) -> list[AttachmentOut]:
-    """The ticket's photos with the stage each was given at (report, feedback)."""
+    """The ticket's photos with the stage each was given at (report, check, assist, feedback,
+    verify), in that order."""
     ticket = await get_visible_ticket(session, user, ticket_id)
     return [render(a) for a in await service.ticket_photos(session, ticket)]

@@ -54,7 +54,8 @@ async def visible_attachment(session: AsyncSession, user: User, attachment_id: s
     return attachment
 
 
-STAGES = ("report", "feedback", "verify")
+# The steps that bring photos, in the order of a ticket's life.
+STAGES = ("report", "check", "assist", "feedback", "verify")
 
 
 async def ticket_photos(session: AsyncSession, ticket: Ticket) -> list[Attachment]:

@@ -4,15 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    insert,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -278,8 +270,10 @@ def _history(
     )
 
 
-def _dispatch_limit(settings: Settings) -> TimeLimit:
-    return TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
+def _start_dispatch_limit(ticket: Ticket, now: datetime, settings: Settings) -> None:
+    """The ticket waits for dispatch from `now` (on the natural clock)."""
+    limit = TimeLimit(value=settings.dispatch_limit_minutes, unit="minutes")
+    deadlines.start_deadline(ticket, now, limit, None)
 
 
 _REPORT_BY_CLIENT_ID = DirectStatement(
@@ -351,7 +345,7 @@ async def new_ticket(
         ticket.status, ticket.closed_at = Status.closed, now
     else:
         ticket.status = Status.reported
-        deadlines.start_deadline(ticket, now, _dispatch_limit(settings), None)
+        _start_dispatch_limit(ticket, now, settings)
         deadlines.sync_alarm(ticket)
     return ticket
 
@@ -518,7 +512,7 @@ async def _return(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     ctx.details.update(department_code=ticket.department_code)
     ticket.department_code = None
     ticket.pending_extension_value = ticket.pending_extension_unit = None
-    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
+    _start_dispatch_limit(ticket, ctx.now, ctx.settings)
 
 
 async def _suspend(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
@@ -594,7 +588,7 @@ async def _request_check(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> 
 async def _confirm(ctx: ActionContext, ticket: Ticket, body: ConfirmIn) -> None:
     await _attach(ctx, ticket, body.attachment_ids, "check")
     ticket.checked_at = ctx.now
-    deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
+    _start_dispatch_limit(ticket, ctx.now, ctx.settings)
 
 
 async def _refute(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
@@ -624,7 +618,7 @@ async def _reopen(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> Status:
     ticket.closed_at = ticket.rating = ticket.rating_comment = None
     ticket.reopen_count += 1
     if ticket.department_code is None:
-        deadlines.start_deadline(ticket, ctx.now, _dispatch_limit(ctx.settings), None)
+        _start_dispatch_limit(ticket, ctx.now, ctx.settings)
         return Status.reported
     ticket.dispatched_at = ctx.now
     await _restart_deadline(ctx, ticket, ctx.now)

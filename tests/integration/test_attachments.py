@@ -158,3 +158,21 @@ async def test_upload_without_a_file(api: Api) -> None:
         "/api/v1/attachments", headers=headers, data={"note": "x"}, files={"other": ("a", b"x")}
     )
     assert response.status_code == 422
+
+
+async def test_photos_of_a_check_on_site_and_of_an_assisting_part(api: Api) -> None:
+    tid = (await api.report())["id"]
+    await api.must(tid, "request_check", "dispatcher")
+    on_site = (await upload(api, image_bytes("JPEG"), "site.jpg")).json()
+    await api.must(tid, "confirm", "worker", {"attachment_ids": [on_site["id"]]})
+    body = {"department_code": "NH-CG", "assisting_department_codes": ["NH-SZ"]}
+    await api.must(tid, "dispatch", "dispatcher", body)
+    pipes = (await upload(api, image_bytes("PNG"), "pipes.png", as_="sz_handler")).json()
+    await api.must(tid, "assist", "sz_handler", {"note": "已疏通", "attachment_ids": [pipes["id"]]})
+
+    photos = (await api.get(f"/api/v1/tickets/{tid}/attachments", "sz_handler")).json()
+
+    assert [(p["stage"], p["media_type"]) for p in photos] == [
+        ("check", "image/jpeg"),
+        ("assist", "image/png"),
+    ]
