@@ -6,7 +6,7 @@ from app.db import Base
 from app.notifications.models import OutboxMessage
 from app.open311.models import Open311Client, Open311Request
 from app.orgs.models import Category, Department, OrgUnit
-from app.patrol.models import ClockIn
+from app.patrol.models import ClockIn, TrackPoint
 from app.stats.models import ClosureRollup, ClosureRollupState
 from app.tickets.models import Ticket, TicketAssist, TicketHistory
 from app.timing.models import CalendarDay
@@ -28,5 +28,6 @@ __all__ = [
     "Ticket",
     "TicketAssist",
     "TicketHistory",
+    "TrackPoint",
     "User",
 ]

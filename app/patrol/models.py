@@ -30,3 +30,24 @@ class ClockIn(Base):
     lon: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TrackPoint(Base):
+    """A point of a grid worker's patrol track (巡查轨迹), sent by the phone in batches, late
+    and in any order; one per worker and instant. Whether it lies in the worker's own grid is
+    decided when it arrives, with the same GPS-drift allowance as clock-ins."""
+
+    __tablename__ = "track_points"
+    __table_args__ = (
+        # Patrol statistics read a day of the tracks of a unit's grids' workers.
+        Index("ix_track_points_grid_at", "worker_grid_code", "at"),
+    )
+
+    worker: Mapped[str] = mapped_column(ForeignKey("users.username"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    worker_grid_code: Mapped[str] = mapped_column(String(32))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    in_grid: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

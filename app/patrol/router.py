@@ -5,15 +5,15 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy import select
 
 from app.auth.models import Role, User
-from app.deps import ClockDep, SessionDep, SettingsDep, require_roles
+from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
 from app.errors import PROBLEM_RESPONSES
 from app.fields import start_of
 from app.orgs.models import OrgUnit
 from app.orgs.service import get_by_code, unit_in_scope
 from app.pagination import Page, PageDep
-from app.patrol import service
+from app.patrol import service, tracks
 from app.patrol.models import ClockIn
-from app.patrol.schemas import ClockInIn, ClockInOut, PatrolStats
+from app.patrol.schemas import ClockInIn, ClockInOut, PatrolStats, TrackIn, TrackOut, TrackStored
 
 router = APIRouter(prefix="/api/v1", tags=["patrol"], responses=PROBLEM_RESPONSES)
 GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker, admin=False))]
@@ -74,6 +74,35 @@ async def list_clock_ins(
     return await page.fetch_newest(
         session, query, ClockIn.at, ClockIn.id, ClockInOut.model_validate
     )
+
+
+@router.post("/patrol/tracks", response_model=TrackStored)
+async def add_track_points(
+    data: TrackIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: GridWorkerUser,
+) -> TrackStored:
+    """Points of the caller's patrol track (1-1000, in any order, up to 7 days late). A point
+    at an instant already stored for the worker is ignored, so a phone may resend a batch."""
+    stored = await tracks.store(session, user, data, settings, clock.now())
+    await session.commit()
+    return stored
+
+
+@router.get("/patrol/tracks", response_model=TrackOut)
+async def track(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    worker: str,
+    date_: Annotated[date, Query(alias="date", description="an Asia/Shanghai day")],
+) -> TrackOut:
+    """A grid worker's track of one local day as a GeoJSON Feature, for the worker or a
+    dispatcher or supervisor whose scope holds the worker's grid."""
+    start, _ = service.local_day(date_, settings.timezone)
+    return await tracks.track_of(session, user, worker, date_, start)
 
 
 @router.get("/stats/patrol", response_model=PatrolStats, tags=["statistics"])

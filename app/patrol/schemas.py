@@ -1,4 +1,5 @@
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +37,9 @@ class GridPatrol(BaseModel):
     clock_ins: int = Field(description="clock-ins inside the grid by its own workers")
     workers: int = Field(description="distinct workers among them")
     patrolled: bool
+    track_minutes: float = Field(
+        description="minutes of the grid's workers' tracks inside the grid (see patrol/tracks)"
+    )
 
 
 class PatrolTotals(BaseModel):
@@ -48,3 +52,47 @@ class PatrolTotals(BaseModel):
 class PatrolStats(BaseModel):
     items: list[GridPatrol]
     totals: PatrolTotals
+
+
+class TrackPointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: Timestamp = Field(description="within the last 7 days, not in the future")
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)
+
+
+class TrackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[TrackPointIn] = Field(min_length=1, max_length=1000)
+
+
+class TrackStored(BaseModel):
+    stored: int = Field(description="points new to the server")
+    ignored: int = Field(description="points it had already (the same worker and instant)")
+
+
+class LineString(BaseModel):
+    type: Literal["LineString"] = "LineString"
+    coordinates: list[tuple[float, float]] = Field(description="[lon, lat] in time order")
+
+
+class TrackProperties(BaseModel):
+    worker: str
+    date: date
+    points: int
+    distance_m: float = Field(description="the length of the track")
+    minutes_in_grid: float = Field(
+        description="time between consecutive points both inside the worker's grid, gaps over "
+        "10 minutes not counted"
+    )
+
+
+class TrackOut(BaseModel):
+    """A GeoJSON Feature: the worker's track of one local day."""
+
+    type: Literal["Feature"] = "Feature"
+    geometry: LineString | None = Field(description="null with fewer than two points")
+    properties: TrackProperties

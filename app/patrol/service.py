@@ -13,6 +13,7 @@ from app.orgs.models import Level, OrgUnit
 from app.orgs.service import in_subtree
 from app.patrol.models import ClockIn
 from app.patrol.schemas import ClockInIn, GridPatrol, PatrolStats, PatrolTotals
+from app.patrol.tracks import track_minutes_by_grid
 
 MAX_AHEAD = timedelta(minutes=5)
 MAX_BEHIND = timedelta(days=7)
@@ -81,7 +82,7 @@ async def patrol_stats(
     session: AsyncSession, unit: OrgUnit, day: date, settings: Settings
 ) -> PatrolStats:
     """Per grid of `unit`'s subtree: clock-ins inside the grid by its own workers on `day`
-    (local), distinct workers, patrolled or not; one aggregate query."""
+    (local), distinct workers, patrolled or not, and their tracks' minutes inside it."""
     start, end = local_day(day, settings.timezone)
     counted = and_(
         ClockIn.grid_code == OrgUnit.code,
@@ -98,8 +99,15 @@ async def patrol_stats(
             .order_by(OrgUnit.code)
         )
     ).all()
+    minutes = await track_minutes_by_grid(session, unit, start, end)
     items = [
-        GridPatrol(grid_code=code, clock_ins=count, workers=workers, patrolled=count > 0)
+        GridPatrol(
+            grid_code=code,
+            clock_ins=count,
+            workers=workers,
+            patrolled=count > 0,
+            track_minutes=minutes.get(code, 0.0),
+        )
         for code, count, workers in rows
     ]
     patrolled = sum(item.patrolled for item in items)

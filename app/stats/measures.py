@@ -13,10 +13,8 @@ from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func
 
 from app.stats.models import ROLLUP_MEASURES
 from app.tickets import deadlines
-from app.tickets.machine import CLOSED_STATUSES, Status
-from app.tickets.models import IS_OPEN, Ticket, status_among
-
-IS_CLOSED = status_among(CLOSED_STATUSES)
+from app.tickets.machine import Status
+from app.tickets.models import IS_CLOSED, IS_OPEN, Ticket, status_among
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime
-from app.tickets.machine import OPEN_STATUSES
+from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -104,6 +104,9 @@ class Ticket(Base):
             "ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter", "reported_at", "id"
         ),
         _partial("ix_tickets_urged", URGED_PREDICATE, "reported_at", "id"),
+        # Tickets closed lately near a point (`nearby-tickets`): by closing time, with the
+        # position in the index so that the box is checked without reading the rows.
+        _partial("ix_tickets_closed_at", "closed_at IS NOT NULL", "closed_at", "lat", "lon"),
         Index(
             "ix_tickets_alarm_at",
             "alarm_at",
@@ -203,6 +206,7 @@ def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
 
 
 IS_OPEN = status_among(OPEN_STATUSES)
+IS_CLOSED = status_among(CLOSED_STATUSES)
 # The partial indexes' predicates as SQL, written the same way so that the planner matches them.
 AWAITING_RATING: ColumnElement[bool] = literal_column(AWAITING_RATING_PREDICATE, Boolean)
 URGED: ColumnElement[bool] = literal_column(URGED_PREDICATE, Boolean)

@@ -1,16 +1,17 @@
-"""Tickets near a point: duplicate reports (工单重复录入) and the map around a ticket."""
+"""Tickets near a point: duplicate reports (工单重复录入), the map around a ticket, and what a
+grid worker sees around them before reporting."""
 
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Float, Row, Select, bindparam, select
+from sqlalchemy import ColumnElement, Float, Row, Select, bindparam, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.direct import DirectStatement
 from app.orgs.geo import METRES_PER_DEGREE
-from app.tickets.models import IS_OPEN, Ticket
+from app.tickets.models import IS_CLOSED, IS_OPEN, Ticket
 
 DUPLICATE_WINDOW = timedelta(hours=72)
 
@@ -52,8 +53,8 @@ _NEAR_COLUMNS = (
 )
 
 
-def _near(*conditions: ColumnElement[bool]) -> Select[int, str, str, datetime, float, float]:
-    """Open tickets matching `conditions` in the box `lat`, `lon` ± `dlat`, `dlon`, ordered by
+def _near(*conditions: ColumnElement[bool], columns: Iterable[Any] = _NEAR_COLUMNS) -> Select[Any]:
+    """Tickets matching `conditions` in the box `lat`, `lon` ± `dlat`, `dlon`, ordered by
     planar distance (`squeeze`: the squared cosine of the latitude), `candidates` of them."""
     lat, lon = bindparam("lat", type_=Float), bindparam("lon", type_=Float)
     dlat, dlon = bindparam("dlat", type_=Float), bindparam("dlon", type_=Float)
@@ -61,9 +62,8 @@ def _near(*conditions: ColumnElement[bool]) -> Select[int, str, str, datetime, f
         Ticket.lon - lon
     ) * bindparam("squeeze", type_=Float)
     return (
-        select(*_NEAR_COLUMNS)
+        select(*columns)
         .where(
-            IS_OPEN,
             Ticket.lat.between(lat - dlat, lat + dlat),
             Ticket.lon.between(lon - dlon, lon + dlon),
             *conditions,
@@ -75,7 +75,11 @@ def _near(*conditions: ColumnElement[bool]) -> Select[int, str, str, datetime, f
 
 # Built once: building the statement cost more than running it.
 _DUPLICATES = DirectStatement(
-    _near(Ticket.category_code == bindparam("category"), Ticket.reported_at >= bindparam("since"))
+    _near(
+        IS_OPEN,
+        Ticket.category_code == bindparam("category"),
+        Ticket.reported_at >= bindparam("since"),
+    )
 )
 
 
@@ -106,7 +110,31 @@ async def open_tickets_near(
 ) -> list[tuple[NearTicket, float]]:
     """Open tickets within `radius_m` of the point, nearest first, with their distance: their
     id, status, category, reporting time and position."""
-    rows = await session.execute(_near(*conditions), _box(lat, lon, radius_m, limit))
+    rows = await session.execute(_near(IS_OPEN, *conditions), _box(lat, lon, radius_m, limit))
+    return _closest(rows, lat, lon, radius_m, limit)
+
+
+RECENTLY_CLOSED = timedelta(days=7)
+_AROUND_COLUMNS = (*_NEAR_COLUMNS, Ticket.description)
+
+
+async def tickets_around(
+    session: AsyncSession,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    now: datetime,
+    *conditions: ColumnElement[bool],
+    limit: int = 20,
+) -> list[tuple[Any, float]]:
+    """Open tickets and tickets closed in the last 7 days within `radius_m`, nearest first,
+    with their distance: one statement, each part read through its own index."""
+    closed_lately = (IS_CLOSED, Ticket.closed_at >= now - RECENTLY_CLOSED)
+    parts = [
+        select(_near(*where, *conditions, columns=_AROUND_COLUMNS).subquery())
+        for where in ((IS_OPEN,), closed_lately)
+    ]
+    rows = await session.execute(union_all(*parts), _box(lat, lon, radius_m, limit))
     return _closest(rows, lat, lon, radius_m, limit)
 
 

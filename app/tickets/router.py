@@ -25,13 +25,17 @@ from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.tickets.models import TICKET_COLUMNS, URGED, Ticket, TicketHistory, read_only_ticket
 from app.tickets.nearby import open_tickets_near
+from app.tickets.nearby import tickets_around as tickets_around_point
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ACTION_BODIES,
     MAX_ID,
     ActionIn,
+    AroundTicket,
     EventIn,
     HistoryOut,
+    Latitude,
+    Longitude,
     NearbyTicket,
     TicketOut,
 )
@@ -202,6 +206,38 @@ async def nearby_tickets(
             category_code=t.category_code,
             reported_at=t.reported_at,
             distance_m=round(d, 1),
+        )
+        for t, d in near
+    ]
+    return Page(items=items, next_cursor=None)
+
+
+@router.get("/nearby-tickets", response_model=Page[AroundTicket])
+async def tickets_around(
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: CurrentUser,
+    lat: Latitude,
+    lon: Longitude,
+    radius_m: Annotated[int, Query(ge=1, le=500)] = 100,
+    category: str | None = None,
+) -> Page[AroundTicket]:
+    """Open tickets, and tickets closed in the last 7 days, within `radius_m` of the point,
+    nearest first, at most 20, whatever the caller's scope (these fields only, never the
+    reporter): a grid worker sees them before reporting, to follow one instead."""
+    conditions = [] if category is None else [Ticket.category_code == category]
+    near = await tickets_around_point(session, lat, lon, radius_m, clock.now(), *conditions)
+    tz = ZoneInfo(settings.timezone)
+    items = [
+        AroundTicket(
+            id=t.id,
+            number=ticket_number(t, settings.ticket_number_prefix, tz),
+            status=Status(t.status),
+            category_code=t.category_code,
+            reported_at=t.reported_at,
+            distance_m=round(d, 1),
+            description=t.description,
         )
         for t, d in near
     ]

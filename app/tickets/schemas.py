@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -35,6 +35,12 @@ class EventIn(BaseModel):
         default=False, description="solved on the spot (自行处置): filed straight as closed"
     )
     attachment_ids: AttachmentIds = []
+    location_source: Literal["gps", "map"] | None = Field(
+        default=None, description="how the point was set: the phone's GPS fix, or a pin moved"
+    )
+    accuracy_m: float | None = Field(
+        default=None, ge=0, le=100_000, allow_inf_nan=False, description="the GPS fix's accuracy"
+    )
 
 
 class DuplicateHint(BaseModel):
@@ -58,6 +64,12 @@ class AssistOut(BaseModel):
     department_code: str
     done_at: datetime | None = Field(description="null while the part is pending")
     note: str | None
+
+
+class AroundTicket(NearbyTicket):
+    """A ticket near the caller, whatever their scope: what a worker needs to recognise it."""
+
+    description: str
 
 
 class TicketOut(BaseModel):

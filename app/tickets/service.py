@@ -395,7 +395,10 @@ async def report_event(
     await rollups.count_filed(session, filed)
     ticket = read_only_ticket(filed)
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
-    await _ADD_HISTORY.rows(session, row_params(report_history(ticket, user.username, now, match)))
+    placed = {"location_source": data.location_source, "accuracy_m": data.accuracy_m}
+    placed = {name: value for name, value in placed.items() if value is not None}
+    history = report_history(ticket, user.username, now, match, **placed)
+    await _ADD_HISTORY.rows(session, row_params(history))
     return ticket, True
 
 

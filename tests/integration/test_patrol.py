@@ -110,6 +110,7 @@ async def test_patrol_coverage_over_a_day(api: Api, clock: FrozenClock) -> None:
         "clock_ins": 2,
         "workers": 1,
         "patrolled": True,
+        "track_minutes": 0.0,
     }
     assert by_grid["GC02-1"]["patrolled"] is False
     assert by_grid["DL01-1"]["clock_ins"] == 1
