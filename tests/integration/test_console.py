@@ -1,15 +1,19 @@
 """The web console in a real headless Chromium (Debian's, driven by Playwright) against the app
 served over HTTP: a dispatcher sees a new report appear in the queue without reloading and
 dispatches it, with a validation error shown beside its field first; a supervisor's dashboard
-figures follow new reports. Screenshots of each page go to `test-artifacts/console/`."""
+figures follow new reports, and show a grid worker's patrol track of a day on the grid's map.
+Screenshots of each page go to `test-artifacts/console/`."""
 
 import asyncio
 import io
 import os
 import re
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -19,7 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
-from tests.helpers import Api
+from tests.helpers import IN_GC01_1, Api
 from tests.live import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -151,6 +155,74 @@ async def test_the_supervisor_dashboard_follows_new_reports(
     saved = await (await download.value).path()
     header = (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")).splitlines()[0]
     assert "reported" in header
+
+
+async def test_the_supervisor_sees_a_workers_track_on_the_grid_map(
+    browser: Browser,
+    live: LiveServer,
+    api: Api,
+    clock: FrozenClock,
+    settings: Settings,
+    script_errors: list[str],
+) -> None:
+    """The worker walks east through GC01-1 for 20 minutes this morning (by the app's frozen
+    clock), clocking in at the start; the supervisor opens the grid's tracks of the day."""
+    now = clock.now()
+    points = [
+        {
+            "at": (now - timedelta(minutes=30 - 5 * i)).isoformat(),
+            "lat": 23.035 + 0.0005 * (i % 2),
+            "lon": 113.105 + 0.001 * i,
+            "accuracy_m": 8,
+        }
+        for i in range(5)
+    ]
+    stored = await api.post("/api/v1/patrol/tracks", "worker", {"points": points})
+    assert stored.json() == {"stored": 5, "ignored": 0}, stored.text
+    lat, lon = IN_GC01_1
+    body = {"client_id": str(uuid.uuid4()), "lat": lat, "lon": lon, "at": points[0]["at"]}
+    assert (await api.post("/api/v1/clock-ins", "worker", body)).status_code == 201
+    day = now.astimezone(ZoneInfo(settings.timezone)).date().isoformat()
+    track = (await api.get(f"/api/v1/patrol/tracks?worker=worker&date={day}", "supervisor")).json()
+    figures = track["properties"]
+    assert (track["geometry"]["type"], figures["points"]) == ("LineString", 5)
+    stats = (await api.get(f"/api/v1/stats/patrol?org_unit=NH&date={day}", "supervisor")).json()
+    minutes = {item["grid_code"]: item["track_minutes"] for item in stats["items"]}
+    assert minutes["GC01-1"] == figures["minutes_in_grid"] == 20
+
+    page = await signed_in(browser, live, "supervisor", script_errors)
+    row = page.locator('.coverage tr[data-grid="GC01-1"]')
+    await expect(row.locator('[data-col="track_minutes"]')).to_have_text("20")
+    await row.locator("button[data-track]").click()
+    panel = page.locator(".track")
+    await expect(panel.locator('button[data-worker="worker"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )  # the one worker seen there that day, shown first
+    await expect(panel.locator("path.track-line")).to_have_count(1)
+    await expect(panel.locator("path.track-start")).to_have_count(1)
+    await expect(panel.locator("path.track-end")).to_have_count(1)
+    await expect(panel.locator('[data-figure="points"]')).to_have_text(str(figures["points"]))
+    metres = figures["distance_m"]
+    assert 100 < metres < 1000  # five points about 100 m apart
+    await expect(panel.locator('[data-figure="distance"]')).to_have_text(f"{int(metres + 0.5)} m")
+    await expect(panel.locator('[data-figure="minutes"]')).to_have_text("20 分钟")
+    await screenshot(page, "patrol-track")
+
+    await panel.locator("input[name=worker]").fill("worker2")  # typed: no track that day
+    await panel.locator("button[type=submit]").click()
+    await expect(panel.locator('[data-figure="points"]')).to_have_text("0")
+    await expect(panel.locator("path.track-line")).to_have_count(0)
+    await expect(panel.locator('button[data-worker="worker"]')).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    await expect(panel.locator(".empty")).to_have_text("当日无轨迹（少于 2 个点）")
+
+    await page.click("#lang")  # English: the dashboard is drawn again, the tracks closed
+    await expect(panel.locator("h3")).to_have_count(0)
+    await row.locator("button[data-track]").click()
+    await expect(panel.locator("h3")).to_contain_text("Patrol tracks of GC01-1")
+    await expect(panel.locator('[data-figure="minutes"]')).to_have_text("20 min")
+    await expect(panel.locator("path.track-line")).to_have_count(1)
 
 
 async def test_the_closed_loop_runs_through_the_console(

@@ -55,12 +55,26 @@ function percent(rate) {
   return rate == null ? "—" : `${(rate * 100).toFixed(1)}%`;
 }
 
+// A date (YYYY-MM-DD) moved by `days`.
+function addDays(date, days) {
+  const day = new Date(`${date}T00:00:00Z`);
+  day.setUTCDate(day.getUTCDate() + days);
+  return day.toISOString().slice(0, 10);
+}
+
 // Today's local date by the service's clock (YYYY-MM-DD), moved by `offsetDays`.
 function localDay(offsetDays = 0) {
   const today = config.today ?? new Date().toLocaleDateString("en-CA", { timeZone: config.timezone });
-  const day = new Date(`${today}T00:00:00Z`);
-  day.setUTCDate(day.getUTCDate() + offsetDays);
-  return day.toISOString().slice(0, 10);
+  return addDays(today, offsetDays);
+}
+
+// 12.5 (at most one decimal), for minutes.
+function decimal(value) {
+  return String(Math.round(value * 10) / 10);
+}
+
+function distance(metres) {
+  return metres >= 1000 ? `${(metres / 1000).toFixed(2)} km` : `${Math.round(metres)} m`;
 }
 
 class Problem extends Error {
@@ -374,7 +388,7 @@ async function ticketPage(id) {
       h("p", {}, h("a", { href: "#/queue" }, `← ${t("ticket.back")}`)),
       h("div", { class: "columns" },
         h("div", {}, details(ticket), actionsPanel(ticket, load), timeline(history.items)),
-        h("div", {}, h("h2", {}, t("ticket.map")), mapOf(ticket, grid), photoStrip(photos))));
+        h("div", {}, h("h2", {}, t("ticket.map")), ticketMap(ticket, grid), photoStrip(photos))));
   }
   onChange = () => load(true);
   await load();
@@ -541,23 +555,45 @@ function timeline(items) {
       entry.note ? h("p", {}, entry.note) : null))));
 }
 
-function mapOf(ticket, grid) {
-  const box = h("div", { class: "map", id: "map" });
+// A map of a grid's boundary (on the configured tiles, else a blank background) and of the
+// `layers` given, all of them in view. Released with the page shown, or earlier by `releases`
+// (an array of release functions).
+function mapOf(grid, layers, { id, releases = disposers } = {}) {
+  const box = h("div", { class: "map", id });
+  let map = null;
+  let released = false;
+  releases.push(() => { released = true; map?.remove(); });
   requestAnimationFrame(() => {
-    const map = L.map(box, { attributionControl: Boolean(config.map_attribution) });
-    disposers.push(() => map.remove());
+    if (released) return;
+    map = L.map(box, { attributionControl: Boolean(config.map_attribution) });
     if (config.map_tiles_url) {
       L.tileLayer(config.map_tiles_url, { attribution: config.map_attribution, maxZoom: 19 }).addTo(map);
     }
-    const point = L.circleMarker([ticket.lat, ticket.lon], { radius: 8, color: "#c0392b", fillOpacity: 0.8 }).addTo(map);
-    if (grid?.boundary) {
-      const shape = L.geoJSON(grid.boundary, { style: { color: "#2c7be5", weight: 2, fillOpacity: 0.08 } }).addTo(map);
-      map.fitBounds(shape.getBounds().extend(point.getLatLng()), { padding: [20, 20] });
-    } else {
-      map.setView([ticket.lat, ticket.lon], 16);
-    }
+    const boundary = grid?.boundary ? [L.geoJSON(grid.boundary, { style: { color: "#2c7be5", weight: 2, fillOpacity: 0.08 } })] : [];
+    const shown = L.featureGroup([...boundary, ...layers]); // the grid below
+    const bounds = shown.getBounds();
+    if (bounds.isValid()) map.fitBounds(bounds, { padding: [20, 20], maxZoom: 16 }); // a view before any layer
+    else map.fitWorld();
+    shown.addTo(map);
   });
   return box;
+}
+
+function ticketMap(ticket, grid) {
+  return mapOf(grid, [L.circleMarker([ticket.lat, ticket.lon], { radius: 8, color: "#c0392b", fillOpacity: 0.8 })], { id: "map" });
+}
+
+// A worker's track of a day as a line, its start and end marked.
+function trackMap(grid, feature, releases) {
+  const points = (feature.geometry?.coordinates ?? []).map(([lon, lat]) => [lat, lon]);
+  const mark = (at, kind, color) => L.circleMarker(at, { radius: 7, color, fillOpacity: 0.9, className: `track-${kind}` })
+    .bindTooltip(t(`track.${kind}`));
+  const layers = points.length < 2 ? [] : [
+    L.polyline(points, { color: "#e67e22", weight: 4, className: "track-line" }),
+    mark(points[0], "start", "#27ae60"),
+    mark(points.at(-1), "end", "#c0392b"),
+  ];
+  return mapOf(grid, layers, { releases });
 }
 
 // A file of the API (which wants the token) as a blob: URL, released with the page shown.
@@ -604,6 +640,72 @@ async function dashboardPage() {
   const to = localDay(1);
   const trendFrom = (() => { const d = new Date(`${localDay().slice(0, 7)}-01T00:00:00Z`); d.setUTCMonth(d.getUTCMonth() - 11); return d.toISOString().slice(0, 10); })();
   let chart = null;
+  const track = { slot: h("div", { class: "track" }), grid: null, worker: null, asked: 0, releases: [] };
+  disposers.push(() => closeTrack());
+
+  function closeTrack() {
+    for (const release of track.releases.splice(0)) release();
+    track.asked += 1; // answers still on their way are dropped
+    track.grid = null;
+    track.slot.replaceChildren();
+  }
+
+  // A grid's tracks on the chosen day: the workers who clocked in there that day to pick
+  // from (its own workers first), or any username typed; `worker` first when given.
+  async function openTrack(grid, worker = null) {
+    closeTrack();
+    const asked = track.asked;
+    const day = dashState.day;
+    Object.assign(track, { grid, worker });
+    try {
+      const [unit, clockIns] = await Promise.all([
+        api(`org-units/${encodeURIComponent(grid)}`),
+        api(`clock-ins?${query({ grid, from: day, to: addDays(day, 1), limit: 500 })}`),
+      ]);
+      if (asked !== track.asked) return;
+      const ordered = [...clockIns.items].sort((a, b) => b.inside_grid - a.inside_grid);
+      const seen = [...new Set(ordered.map((item) => item.worker))];
+      const result = h("div");
+      const typed = h("input", { name: "worker", placeholder: t("track.username"), autocomplete: "off" });
+      const picker = h("div", { class: "workers" }, `${t("track.seen")}: `,
+        seen.length ? seen.map((name) => h("button", { type: "button", "data-worker": name, onclick: () => show(name) }, name))
+          : h("span", { class: "empty" }, t("track.none_seen")),
+        h("form", { onsubmit: (event) => { event.preventDefault(); if (typed.value.trim()) show(typed.value.trim()); } },
+          typed, h("button", { type: "submit" }, t("track.show"))));
+      track.slot.replaceChildren(
+        h("h3", {}, t("track.title", { grid, day }),
+          h("button", { type: "button", class: "close", title: t("track.close"), onclick: closeTrack }, "×")),
+        picker, result);
+
+      async function show(name) {
+        for (const release of track.releases.splice(0)) release();
+        const mine = ++track.asked;
+        track.worker = name;
+        typed.value = seen.includes(name) ? "" : name;
+        for (const button of picker.querySelectorAll("button[data-worker]")) {
+          button.setAttribute("aria-pressed", String(button.dataset.worker === name));
+        }
+        try {
+          const feature = await api(`patrol/tracks?${query({ worker: name, date: day })}`);
+          if (mine !== track.asked) return;
+          const figures = feature.properties;
+          result.replaceChildren(
+            h("p", { class: "figures" }, `${name} · `,
+              `${t("track.points")} `, h("strong", { "data-figure": "points" }, String(figures.points)),
+              ` · ${t("track.distance")} `, h("strong", { "data-figure": "distance" }, distance(figures.distance_m)),
+              ` · ${t("track.minutes")} `, h("strong", { "data-figure": "minutes" }, t("track.min", { n: decimal(figures.minutes_in_grid) }))),
+            ...(feature.geometry ? [] : [h("p", { class: "empty" }, t("track.none"))]),
+            trackMap(unit, feature, track.releases));
+        } catch (error) {
+          if (mine === track.asked) showError(result, error);
+        }
+      }
+      const first = worker ?? seen[0];
+      if (first) await show(first);
+    } catch (error) {
+      if (asked === track.asked) showError(track.slot, error);
+    }
+  }
 
   async function load() {
     try {
@@ -628,10 +730,16 @@ async function dashboardPage() {
         h("div", { class: "columns" },
           h("div", { class: "card" }, h("h2", {}, t("dash.trend")), h("canvas", { id: "trend", height: 220 })),
           h("div", { class: "card" }, h("h2", {}, t("dash.ranking")), rankingTable(ranking))),
-        h("div", { class: "card" }, h("h2", {}, t("dash.coverage")),
-          h("label", {}, t("dash.day"), h("input", { type: "date", value: dashState.day, onchange: (event) => { dashState.day = event.target.value; load(); } })),
+        h("div", { class: "card coverage" }, h("h2", {}, t("dash.coverage")),
+          h("label", {}, t("dash.day"), h("input", { type: "date", value: dashState.day, onchange: (event) => {
+            dashState.day = event.target.value;
+            load();
+            if (track.grid) openTrack(track.grid, track.worker);
+          } })),
           h("p", {}, `${t("dash.coverage_rate")}: `, h("strong", { "data-kpi": "coverage_rate" }, percent(coverage.totals.coverage_rate)),
-            ` · ${t("dash.patrolled")} ${coverage.totals.patrolled}/${coverage.totals.grids} · ${t("dash.clock_ins")} ${coverage.totals.clock_ins}`)));
+            ` · ${t("dash.patrolled")} ${coverage.totals.patrolled}/${coverage.totals.grids} · ${t("dash.clock_ins")} ${coverage.totals.clock_ins}`),
+          coverageTable(coverage.items, (grid) => openTrack(grid)),
+          track.slot)); // kept as it is (its map too) when the figures are reloaded
       chart?.destroy();
       chart = new Chart(document.getElementById("trend"), {
         type: "line",
@@ -654,6 +762,21 @@ async function dashboardPage() {
   }
   onChange = load;
   await load();
+}
+
+// Each grid's patrol on the day, and a button opening its tracks.
+function coverageTable(items, open) {
+  if (!items.length) return null;
+  return h("table", { class: "grids" },
+    h("thead", {}, h("tr", {}, ["col.grid", "dash.clock_ins", "dash.workers", "dash.patrolled", "dash.track_minutes"]
+      .map((key) => h("th", {}, t(key))), h("th"))),
+    h("tbody", {}, items.map((item) => h("tr", { "data-grid": item.grid_code },
+      h("td", {}, item.grid_code),
+      h("td", {}, String(item.clock_ins)),
+      h("td", {}, String(item.workers)),
+      h("td", {}, item.patrolled ? "✓" : "—"),
+      h("td", { "data-col": "track_minutes" }, decimal(item.track_minutes)),
+      h("td", {}, h("button", { type: "button", "data-track": item.grid_code, onclick: () => open(item.grid_code) }, t("track.open")))))));
 }
 
 function rankingTable(ranking) {
