@@ -40,6 +40,12 @@ QUERIES = [
     ("district dispatcher, awaiting=me", "district", "/api/v1/tickets?awaiting=me"),
     ("district, urged=true", "district", "/api/v1/tickets?urged=true"),
     ("town, urged=true", "town", "/api/v1/tickets?urged=true"),
+    ("grid worker, nearby-tickets (100 m)", "w42", "/api/v1/nearby-tickets?lat=23.015&lon=113.025"),
+    (
+        "grid worker, nearby-tickets (500 m)",
+        "w42",
+        "/api/v1/nearby-tickets?lat=23.015&lon=113.025&radius_m=500",
+    ),
     ("ticket detail", "district", "/api/v1/tickets/{id}"),
 ]
 

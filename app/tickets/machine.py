@@ -58,8 +58,10 @@ OPEN_STATUSES = frozenset(
 DEADLINE_RUNNING = frozenset(
     {Status.reported, Status.checking, Status.dispatched, Status.in_progress}
 )
-# Where an assisting department may answer its part (协办).
+# Where an assisting department may answer its part (协办), and a handler's work waits.
 HANDLING_STATUSES = (Status.dispatched, Status.in_progress, Status.suspended)
+# What the workers of a ticket's grid check on site: a report (核实), a fix (核查).
+GRID_CHECKS = (Status.checking, Status.feedback)
 CLOSED_STATUSES = frozenset({Status.closed, Status.rated})
 
 

@@ -24,7 +24,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime
-from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES
+from app.tickets.machine import (
+    CLOSED_STATUSES,
+    GRID_CHECKS,
+    HANDLING_STATUSES,
+    OPEN_STATUSES,
+)
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -43,8 +48,19 @@ STATUSES = (
 )
 
 
-OPEN_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATUSES)) + ")"
-# A grid worker's own closed reports wait for a rating, unless they were resolved on the spot.
+def _status_in(statuses: Iterable[str]) -> str:
+    return "status IN (" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"
+
+
+OPEN_PREDICATE = _status_in(OPEN_STATUSES)
+# What waits for someone's next step (`awaiting=me`), each kept by a partial index: a grid's
+# tickets to check on site, a department's tickets to handle, an owner unit's reports to
+# dispatch and extension requests to decide, a reporter's closed reports to rate (unless they
+# resolved them on the spot).
+GRID_CHECKS_PREDICATE = _status_in(GRID_CHECKS)
+HANDLING_PREDICATE = _status_in(HANDLING_STATUSES)
+TO_DISPATCH_PREDICATE = "status = 'reported'"
+EXTENSION_ASKED_PREDICATE = "pending_extension_value IS NOT NULL"
 AWAITING_RATING_PREDICATE = "status = 'closed' AND self_resolved = false"
 URGED_PREDICATE = "urge_count > 0"
 
@@ -95,13 +111,16 @@ class Ticket(Base):
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),
         ),
-        # To-do lists (`awaiting=me`): a grid's, a department's and an owner unit's open
-        # tickets, and a reporter's closed reports waiting for a rating.
-        _partial("ix_tickets_open_grid", OPEN_PREDICATE, "grid_code"),
-        _partial("ix_tickets_open_department", OPEN_PREDICATE, "department_code"),
-        _partial("ix_tickets_open_owner", OPEN_PREDICATE, "owner_unit_code"),
-        _partial(
-            "ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter", "reported_at", "id"
+        # To-do lists (`awaiting=me`), each part newest first.
+        *(
+            _partial(name, predicate, column, "reported_at", "id")
+            for name, predicate, column in (
+                ("ix_tickets_grid_checks", GRID_CHECKS_PREDICATE, "grid_code"),
+                ("ix_tickets_department_handling", HANDLING_PREDICATE, "department_code"),
+                ("ix_tickets_owner_to_dispatch", TO_DISPATCH_PREDICATE, "owner_unit_code"),
+                ("ix_tickets_owner_extension_asked", EXTENSION_ASKED_PREDICATE, "owner_unit_code"),
+                ("ix_tickets_awaiting_rating", AWAITING_RATING_PREDICATE, "reporter"),
+            )
         ),
         _partial("ix_tickets_urged", URGED_PREDICATE, "reported_at", "id"),
         # Tickets closed lately near a point (`nearby-tickets`): by closing time, with the
@@ -208,8 +227,18 @@ def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
 IS_OPEN = status_among(OPEN_STATUSES)
 IS_CLOSED = status_among(CLOSED_STATUSES)
 # The partial indexes' predicates as SQL, written the same way so that the planner matches them.
-AWAITING_RATING: ColumnElement[bool] = literal_column(AWAITING_RATING_PREDICATE, Boolean)
-URGED: ColumnElement[bool] = literal_column(URGED_PREDICATE, Boolean)
+
+
+def _sql(predicate: str) -> ColumnElement[bool]:
+    return literal_column(predicate, Boolean)
+
+
+GRID_CHECKS_SQL = _sql(GRID_CHECKS_PREDICATE)
+HANDLING_SQL = _sql(HANDLING_PREDICATE)
+TO_DISPATCH_SQL = _sql(TO_DISPATCH_PREDICATE)
+EXTENSION_ASKED_SQL = _sql(EXTENSION_ASKED_PREDICATE)
+AWAITING_RATING_SQL = _sql(AWAITING_RATING_PREDICATE)
+URGED: ColumnElement[bool] = _sql(URGED_PREDICATE)
 
 
 class TicketHistory(Base):

@@ -22,7 +22,6 @@ from app.orgs.service import category_limit, get_by_code, read_category
 from app.stats import rollups
 from app.tickets import deadlines
 from app.tickets.machine import (
-    HANDLING_STATUSES,
     ROLE_ACTIONS,
     TRANSITIONS,
     Action,
@@ -30,8 +29,12 @@ from app.tickets.machine import (
     available_actions,
 )
 from app.tickets.models import (
-    AWAITING_RATING,
+    AWAITING_RATING_SQL,
+    EXTENSION_ASKED_SQL,
+    GRID_CHECKS_SQL,
+    HANDLING_SQL,
     TICKET_COLUMNS,
+    TO_DISPATCH_SQL,
     Ticket,
     TicketAssist,
     TicketHistory,
@@ -100,11 +103,8 @@ def visible_clause(user: User) -> ColumnElement[bool]:
     return in_area(user.org_unit)
 
 
-GRID_CHECKS = (Status.checking, Status.feedback)  # what a grid's worker checks on site
-
-
 def _grid_checks(user: User) -> ColumnElement[bool]:
-    return and_(Ticket.grid_code == user.org_unit_code, status_among(GRID_CHECKS))
+    return and_(Ticket.grid_code == user.org_unit_code, GRID_CHECKS_SQL)
 
 
 def _assisted_by(department_code: str | None, *, pending: bool = False) -> Any:
@@ -114,26 +114,20 @@ def _assisted_by(department_code: str | None, *, pending: bool = False) -> Any:
 
 def awaiting(user: User) -> list[ColumnElement[bool]]:
     """The caller's to-do list (`awaiting=me`, API.md), as conditions that share no ticket,
-    each served by an index: what waits for their role's next step."""
+    each kept by a partial index (written as its predicate, so that the planner matches it):
+    what waits for their role's next step."""
     role = Role(user.role)
     if role == Role.grid_worker:
-        return [_grid_checks(user), and_(Ticket.reporter == user.username, AWAITING_RATING)]
+        return [_grid_checks(user), and_(Ticket.reporter == user.username, AWAITING_RATING_SQL)]
     if role == Role.handler:
-        handling = status_among(HANDLING_STATUSES)
         return [  # the lead is never one of the assisting departments
-            and_(handling, Ticket.department_code == user.department_code),
-            and_(handling, Ticket.id.in_(_assisted_by(user.department_code, pending=True))),
+            and_(Ticket.department_code == user.department_code, HANDLING_SQL),
+            and_(Ticket.id.in_(_assisted_by(user.department_code, pending=True)), HANDLING_SQL),
         ]
     if role == Role.dispatcher:
         owned = Ticket.owner_unit_code == user.org_unit_code
-        return [
-            and_(owned, status_among([Status.reported])),
-            and_(
-                owned,
-                status_among([Status.in_progress]),
-                Ticket.pending_extension_value.is_not(None),
-            ),
-        ]
+        extension_asked = and_(status_among([Status.in_progress]), EXTENSION_ASKED_SQL)
+        return [and_(owned, TO_DISPATCH_SQL), and_(owned, extension_asked)]
     return []
 
 

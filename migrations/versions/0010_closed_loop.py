@@ -37,12 +37,17 @@ OPEN_INDEXES = {
     "ix_tickets_open": ["reported_at"],
     "ix_tickets_open_town": ["town_code", "reported_at"],
 }
-NEW_OPEN_INDEXES = {
-    "ix_tickets_open_grid": ["grid_code"],
-    "ix_tickets_open_department": ["department_code"],
-    "ix_tickets_open_owner": ["owner_unit_code"],
+# What waits for someone's next step (`awaiting=me`), newest first: name -> (column, predicate).
+TO_DO_INDEXES = {
+    "ix_tickets_grid_checks": ("grid_code", "status IN ('checking', 'feedback')"),
+    "ix_tickets_department_handling": (
+        "department_code",
+        "status IN ('dispatched', 'in_progress', 'suspended')",
+    ),
+    "ix_tickets_owner_to_dispatch": ("owner_unit_code", "status = 'reported'"),
+    "ix_tickets_owner_extension_asked": ("owner_unit_code", "pending_extension_value IS NOT NULL"),
+    "ix_tickets_awaiting_rating": ("reporter", "status = 'closed' AND self_resolved = false"),
 }
-AWAITING_RATING = "status = 'closed' AND self_resolved = false"
 URGED = "urge_count > 0"
 
 
@@ -79,14 +84,10 @@ def upgrade() -> None:
         batch_op.alter_column("updated_at", existing_type=UTCDateTime(), nullable=False)
         batch_op.create_check_constraint(op.f("ck_tickets_status"), NEW_STATUSES)
         _open_indexes(batch_op, NEW_OPEN, create=True)
-        for name, columns in NEW_OPEN_INDEXES.items():
-            batch_op.create_index(name, columns, unique=False, **_where(NEW_OPEN))
-        batch_op.create_index(
-            "ix_tickets_awaiting_rating",
-            ["reporter", "reported_at", "id"],
-            unique=False,
-            **_where(AWAITING_RATING),
-        )
+        for name, (column, predicate) in TO_DO_INDEXES.items():
+            batch_op.create_index(
+                name, [column, "reported_at", "id"], unique=False, **_where(predicate)
+            )
         batch_op.create_index(
             "ix_tickets_urged", ["reported_at", "id"], unique=False, **_where(URGED)
         )
@@ -131,9 +132,8 @@ def downgrade() -> None:
     op.execute("UPDATE tickets SET status = 'reported' WHERE status = 'checking'")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.drop_index("ix_tickets_urged", **_where(URGED))
-        batch_op.drop_index("ix_tickets_awaiting_rating", **_where(AWAITING_RATING))
-        for name in NEW_OPEN_INDEXES:
-            batch_op.drop_index(name, **_where(NEW_OPEN))
+        for name, (_, predicate) in TO_DO_INDEXES.items():
+            batch_op.drop_index(name, **_where(predicate))
         _open_indexes(batch_op, NEW_OPEN, create=False)
         batch_op.drop_constraint(op.f("ck_tickets_status"), type_="check")
         batch_op.drop_column("reopen_count")
