@@ -26,6 +26,8 @@ from app.console.router import STATIC as CONSOLE_STATIC
 from app.console.router import router as console_router
 from app.db import UNAVAILABLE_SQLSTATES, Database
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
+from app.field.router import router as field_router
+from app.field.router import static_files as field_static
 from app.observability import (
     REQUEST_ID_HEADER,
     RequestContext,
@@ -242,6 +244,8 @@ def create_app(
     app.include_router(open311_staff_router)
     app.include_router(console_router)
     app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
+    app.include_router(field_router)
+    app.mount("/field/static", field_static, name="field-static")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
