@@ -16,6 +16,11 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range") from exc
 
 
+# The days a query may name: a date far from today is a typing mistake, and one at the edge of
+# the calendar has no next day.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
 def start_of(value: date | datetime, timezone: str, name: str) -> datetime:
     """A query parameter's moment: a date is the start of that day in `timezone`; a date-time
     needs an offset. Problems are 422 at `query.<name>`."""

@@ -19,6 +19,7 @@ R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_CURSOR = 200  # the service's cursors hold a key of a time and an id at most
 
 
 class Page(BaseModel, Generic[T]):
@@ -36,7 +37,7 @@ class PageParams(BaseModel):
             return None
         try:
             return json.loads(base64.urlsafe_b64decode(self.cursor.encode()))["k"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise Invalid("cursor is not one this service issued", loc=["query", "cursor"]) from exc
 
     async def fetch(
@@ -145,7 +146,9 @@ def _time_and_id(after: Any) -> tuple[datetime, int]:
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR, description="next_cursor of the previous page")
+    ] = None,
 ) -> PageParams:
     return PageParams(limit=limit, cursor=cursor)
 

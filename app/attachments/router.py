@@ -11,6 +11,7 @@ from app.attachments.storage import Storage
 from app.bodies import limited
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Invalid, NotFound, PayloadTooLarge
+from app.tickets.router import TicketIdPath
 from app.tickets.service import get_visible_ticket
 
 router = APIRouter(prefix="/api/v1", tags=["attachments"], responses=PROBLEM_RESPONSES)
@@ -145,7 +146,7 @@ async def thumbnail(
 
 @router.get("/tickets/{ticket_id}/attachments", response_model=list[AttachmentOut])
 async def ticket_attachments(
-    ticket_id: Annotated[int, Path(ge=1)], session: SessionDep, user: CurrentUser
+    ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser
 ) -> list[AttachmentOut]:
     """The ticket's photos with the stage each was given at (report, check, assist, feedback,
     verify), in that order."""

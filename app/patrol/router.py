@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.auth.models import Role, User
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
 from app.errors import PROBLEM_RESPONSES
-from app.fields import start_of
+from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
 from app.orgs.models import OrgUnit
 from app.orgs.service import get_by_code, unit_in_scope
 from app.pagination import Page, PageDep
@@ -15,6 +15,7 @@ from app.patrol import service, tracks
 from app.patrol.models import ClockIn
 from app.patrol.schemas import ClockInIn, ClockInOut, PatrolStats, TrackIn, TrackOut, TrackStored
 
+DAY = "an Asia/Shanghai day"
 router = APIRouter(prefix="/api/v1", tags=["patrol"], responses=PROBLEM_RESPONSES)
 GridWorkerUser = Annotated[User, Depends(require_roles(Role.grid_worker, admin=False))]
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
@@ -97,7 +98,7 @@ async def track(
     settings: SettingsDep,
     user: CurrentUser,
     worker: str,
-    date_: Annotated[date, Query(alias="date", description="an Asia/Shanghai day")],
+    date_: Annotated[date, Query(alias="date", ge=EARLIEST_DAY, le=LATEST_DAY, description=DAY)],
 ) -> TrackOut:
     """A grid worker's track of one local day as a GeoJSON Feature, for the worker or a
     dispatcher or supervisor whose scope holds the worker's grid."""
@@ -111,7 +112,7 @@ async def patrol_stats(
     settings: SettingsDep,
     user: Overseer,
     org_unit: str,
-    date_: Annotated[date, Query(alias="date", description="an Asia/Shanghai day")],
+    date_: Annotated[date, Query(alias="date", ge=EARLIEST_DAY, le=LATEST_DAY, description=DAY)],
 ) -> PatrolStats:
     """Patrol coverage of a unit's grids on one day: only clock-ins inside the worker's own
     grid count; `coverage_rate` = grids patrolled / grids."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, built_by_coroutine, require_roles
 from app.errors import PROBLEM_RESPONSES, Invalid
-from app.fields import start_of
+from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
 from app.orgs.service import unit_in_scope
 from app.stats import service
 from app.stats.export import MEDIA_TYPES, Format, Lang, chosen_format, render, table
@@ -31,8 +31,14 @@ class StatsRequest:
     clock: ClockDep
     user: Overseer
     org_unit: str
-    from_: Annotated[date, Query(alias="from", description="first Asia/Shanghai day")]
-    to: Annotated[date, Query(description="day after the last (exclusive)")]
+    from_: Annotated[
+        date,
+        Query(alias="from", ge=EARLIEST_DAY, le=LATEST_DAY, description="first Asia/Shanghai day"),
+    ]
+    to: Annotated[
+        date,
+        Query(ge=EARLIEST_DAY, le=LATEST_DAY, description="day after the last (exclusive)"),
+    ]
     format: Annotated[
         Format | None, Query(description="csv or xlsx for a download (or Accept: text/csv)")
     ] = None

@@ -244,3 +244,23 @@ async def test_unknown_attachments_are_422(api: Api, world: Database) -> None:
     assert (
         await api.act(ticket["id"], "feedback", "handler", {"note": "done", "attachment_ids": []})
     ).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # a cursor nested deeper than the JSON reader goes
+        "/api/v1/tickets?cursor="
+        + base64.urlsafe_b64encode(b'{"k":' + b"[" * 5000 + b"]" * 5000 + b"}").decode(),
+        "/api/v1/stats/closure?org_unit=NH&from=2026-01-01&to=9999-12-31",
+        "/api/v1/stats/closure?org_unit=NH&from=0001-01-01&to=2026-01-01",
+        "/api/v1/stats/patrol?org_unit=NH&date=9999-12-31",
+        "/api/v1/patrol/tracks?worker=worker&date=9999-12-31",
+        f"/api/v1/tickets/{2**70}/attachments",
+    ],
+    ids=["nested cursor", "stats to 9999", "stats from year 1", "patrol", "track", "ticket id"],
+)
+async def test_shapes_that_crashed_are_refused(api: Api, path: str) -> None:
+    response = await api.get(path, "admin")
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
