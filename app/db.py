@@ -91,12 +91,17 @@ def _json_text(value: Any) -> str:
 JSON_CODEC = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 
 
+# Statement parameters stay out of errors and logs: they hold citizens' names and phones,
+# password hashes and tokens.
+ENGINE_OPTIONS: dict[str, Any] = {**JSON_CODEC, "hide_parameters": True}
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 10}, **JSON_CODEC)
+        engine = create_async_engine(url, connect_args={"timeout": 10}, **ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **ENGINE_OPTIONS)
     event.listen(engine.sync_engine, "checkin", _note_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine

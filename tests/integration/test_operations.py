@@ -8,8 +8,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.clock import FrozenClock
+from app.db import Database
 from app.observability import JsonFormatter, exposition
 from app.tickets.machine import Action
 from tests.helpers import Api
@@ -131,3 +134,16 @@ def test_ticket_figures_appear_once_in_multiprocess_mode(
         text = exposition(figures).decode()
         assert text.count("\ngridwork_overdue_open_tickets ") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_database_errors_carry_no_parameters(world: Database) -> None:
+    """A failed statement's error (and so any log of it) shows the SQL, never the values."""
+    secret = "13800138000-secret"
+    async with world.sessions() as session:
+        with pytest.raises(DBAPIError) as failure:
+            await session.execute(
+                text("INSERT INTO users (username, password_hash) VALUES ('admin', :secret)"),
+                {"secret": secret},
+            )
+    assert secret not in str(failure.value)
+    assert "hide_parameters" in str(failure.value)
