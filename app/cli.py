@@ -19,8 +19,8 @@ from app.auth.models import Role
 from app.auth.schemas import UserCreate
 from app.auth.service import create_user as create_user_service
 from app.clock import SystemClock
-from app.config import get_settings
-from app.db import Database
+from app.config import DEFAULT_SECRET_KEY, Settings, get_settings
+from app.db import Database, is_sqlite
 from app.demo import DEMO_PASSWORD, seed_demo, seed_demo_tickets
 from app.errors import AppError
 from app.observability import logging_config
@@ -81,6 +81,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     settings = get_settings()  # refuse to start on bad settings before forking workers
+    _refuse_published_key(settings, host)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -91,6 +92,25 @@ def serve(
         access_log=False,  # RequestContext writes one access line per request
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _refuse_published_key(settings: Settings, host: str) -> None:
+    """The development key is published with the code: anyone could sign tokens with it. It
+    is good only for a local SQLite file served on loopback (`make run`)."""
+    if settings.secret_key != DEFAULT_SECRET_KEY:
+        return
+    if is_sqlite(settings.database_url) and host in LOOPBACK:
+        return
+    typer.echo(
+        "refusing to serve: GRIDWORK_SECRET_KEY is the published development key. Set it to a "
+        "secret of your own (e.g. `openssl rand -hex 32`); the development key serves only a "
+        "local SQLite database on 127.0.0.1.",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 async def _seed(tickets: bool) -> bool:
@@ -112,6 +132,9 @@ def seed_demo_command(
     ] = False,
 ) -> None:
     """Load the demo district (org units, departments, categories, one user of each role)."""
+    if get_settings().env == "production":
+        typer.echo("refusing to load demo users with a published password in production", err=True)
+        raise typer.Exit(2)
     if asyncio.run(_seed(tickets)):
         typer.echo(f"demo data loaded; every demo user's password is {DEMO_PASSWORD!r}")
     else:

@@ -184,3 +184,51 @@ def test_serve_asks_uvicorn_to_drain_on_shutdown_and_log_json(
     assert started["access_log"] is False  # the app writes its own access lines
     formatter = started["log_config"]["formatters"]["main"]
     assert formatter["()"] is JsonFormatter
+
+
+@pytest.mark.parametrize(
+    ("database", "host", "key", "serves"),
+    [
+        ("sqlite", "127.0.0.1", None, True),  # make run
+        ("sqlite", "0.0.0.0", None, False),
+        ("postgresql", "127.0.0.1", None, False),
+        ("postgresql", "0.0.0.0", "a-secret-of-our-own-that-is-long-enough", True),
+    ],
+)
+def test_the_published_key_serves_only_a_local_sqlite_file_on_loopback(
+    sqlite_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database: str,
+    host: str,
+    key: str | None,
+    serves: bool,
+) -> None:
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
+    if database == "postgresql":
+        monkeypatch.setenv("GRIDWORK_DATABASE_URL", "postgresql+asyncpg://gridwork@db/gridwork")
+    if key:
+        monkeypatch.setenv("GRIDWORK_SECRET_KEY", key)
+    get_settings.cache_clear()
+
+    result = CliRunner().invoke(cli, ["serve", "--host", host])
+
+    assert (result.exit_code == 0) is serves and bool(started) is serves
+    if not serves:
+        assert result.exit_code == 2 and "published development key" in result.output
+
+
+def test_demo_users_are_never_loaded_in_production(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    monkeypatch.setenv("GRIDWORK_ENV", "production")
+    monkeypatch.setenv("GRIDWORK_SECRET_KEY", "a-secret-of-our-own-that-is-long-enough")
+    get_settings.cache_clear()
+
+    result = runner.invoke(cli, ["seed-demo"])
+
+    assert result.exit_code == 2 and "production" in result.output
+    with sqlite3.connect(sqlite_file) as db:
+        assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
