@@ -1,26 +1,102 @@
-"""Request bodies read with a size limit, whether or not the client declared their length."""
+"""Request bodies read with a size limit, whether or not the client declared their length.
+
+`BodyLimit` caps every request's body by route, before anything reads it and before
+authentication: a declared Content-Length over the limit is answered 413 at once, without
+running the app; a body that streams past it is refused with 413 where the app reads it, and
+rendered like every other error of that path (a problem document; GeoReport's list on the
+Open311 channel).
+"""
+
+import json
+from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.types import Message
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.config import Settings
 from app.errors import PayloadTooLarge
 
+KIB = 1024
+# A JSON request of the API: the largest is a batch of 1,000 track points (about 100 KiB).
+JSON_BODY_BYTES = 256 * KIB
+# A GeoReport v2 request form (description, address, attributes, contact details).
+OPEN311_FORM_BYTES = 64 * KIB
+MULTIPART_OVERHEAD = 64 * KIB  # boundaries and part headers around an uploaded file
 
-def limited(request: Request, max_bytes: int, refusal: str) -> Request:
-    """The request, whose body refuses with 413 as soon as it passes `max_bytes`: at once when
-    its Content-Length says so, else when a chunk takes it over while being read."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(refusal)
+
+def body_limit(method: str, path: str, settings: Settings) -> int:
+    """The most a request's body may hold, by route."""
+    if method == "POST" and path == "/api/v1/attachments":
+        return settings.attachment_max_bytes + MULTIPART_OVERHEAD
+    if path.startswith("/open311/"):
+        return OPEN311_FORM_BYTES
+    return JSON_BODY_BYTES
+
+
+def _declared_over(declared: str | None, max_bytes: int) -> bool:
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
+def _capped(receive: Receive, max_bytes: int, refusal: str) -> Receive:
+    """`receive`, refusing (413) once the body passes `max_bytes`."""
     received = 0
 
-    async def receive() -> Message:
+    async def capped() -> Message:
         nonlocal received
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > max_bytes:
                 raise PayloadTooLarge(refusal)
         return message
 
-    return Request(request.scope, receive)
+    return capped
+
+
+def _refusal(max_bytes: int) -> str:
+    return f"the request body may be at most {max_bytes:,} bytes here"
+
+
+class BodyLimit:
+    """ASGI middleware: every request body capped by `body_limit` (see the module)."""
+
+    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        max_bytes = body_limit(scope["method"], scope["path"], self.settings())
+        refusal = _refusal(max_bytes)
+        declared = next(
+            (value.decode() for name, value in scope["headers"] if name == b"content-length"),
+            None,
+        )
+        if _declared_over(declared, max_bytes):
+            await _too_large(scope["path"], refusal)(scope, receive, send)
+            return
+        await self.app(scope, _capped(receive, max_bytes, refusal), send)
+
+
+def _too_large(path: str, refusal: str) -> Response:
+    """413 in the form of the path's other errors."""
+    body: object
+    if path.startswith("/open311/"):
+        body, media_type = [{"code": 413, "description": refusal}], "application/json"
+    else:
+        error = PayloadTooLarge(refusal)
+        body = {"type": error.type, "title": error.title, "status": 413, "detail": refusal}
+        media_type = "application/problem+json"
+    headers = {"Connection": "close"}  # the rest of the body is not read
+    return Response(json.dumps(body), 413, headers=headers, media_type=media_type)
+
+
+def limited(request: Request, max_bytes: int, refusal: str) -> Request:
+    """The request, whose body refuses with 413 as soon as it passes `max_bytes` (a limit
+    below the route's own, known only once the route runs)."""
+    if _declared_over(request.headers.get("content-length"), max_bytes):
+        raise PayloadTooLarge(refusal)
+    return Request(request.scope, _capped(request.receive, max_bytes, refusal))

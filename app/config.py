@@ -10,6 +10,7 @@ from app.timing.calendar import parse_periods
 from app.timing.limits import TimeLimit, TimeUnit
 
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
+MIN_WEBHOOK_SECRET = 16
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,30 @@ class Settings(BaseSettings):
     webhook_urls: str = Field(default="", description="comma-separated URLs notified of events")
     webhook_secret: str | None = Field(default=None, description="signs webhook bodies (HMAC)")
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="attempts at delivering a webhook message before it becomes a dead letter",
+    )
+    webhook_max_age_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="a webhook message still failing this long after it was written (or "
+        "retried by an admin) becomes a dead letter",
+    )
+    contact_retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=36500,
+        description="days after an Open311 request its citizen's contact details are purged",
+    )
+    unattached_upload_hours: int = Field(
+        default=48,
+        ge=1,
+        le=24 * 3650,
+        description="hours after which a photo never given to a ticket is deleted",
+    )
     ranking_weights: str = Field(
         default="0.4,0.4,0.2",
         description="weights of closure rate, on-time closure rate and (1 - rework rate) in the "
@@ -65,6 +90,9 @@ class Settings(BaseSettings):
     )
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gps_drift_metres: float = Field(default=50.0, ge=0)
+    merge_max_distance_metres: float = Field(
+        default=500.0, gt=0, description="a duplicate is merged only into a ticket this close"
+    )
     map_tiles_url: str = Field(
         default="",
         description="the console's map tiles, e.g. https://tile.example.org/{z}/{x}/{y}.png "
@@ -96,7 +124,23 @@ class Settings(BaseSettings):
         default="", description="who Open311 client developers contact (service discovery)"
     )
     refresh_reuse_grace_seconds: int = Field(
-        default=60, ge=0, description="a just-rotated refresh token still works this long"
+        default=60,
+        ge=0,
+        description="a just-rotated refresh token still works this long, answering with the same "
+        "successor (a phone resending after a lost reply)",
+    )
+    refresh_family_days: int = Field(
+        default=90,
+        ge=1,
+        description="the longest a sign-in lasts however often its refresh token is rotated: "
+        "then the user signs in again",
+    )
+    login_max_failures_per_address: int = Field(
+        default=50,
+        ge=1,
+        description="failed sign-ins from one client address (IPv6: one /64) within "
+        "GRIDWORK_LOGIN_FAILURE_WINDOW_MINUTES before the address is refused for "
+        "GRIDWORK_LOGIN_LOCKOUT_MINUTES",
     )
 
     @field_validator("timezone")
@@ -148,6 +192,17 @@ class Settings(BaseSettings):
     @property
     def webhook_url_list(self) -> list[str]:
         return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> "Settings":
+        """Webhooks are always signed: URLs without a secret refuse to start."""
+        if self.webhook_url_list and len(self.webhook_secret or "") < MIN_WEBHOOK_SECRET:
+            raise ValueError(
+                "GRIDWORK_WEBHOOK_URLS is set: GRIDWORK_WEBHOOK_SECRET must be set too, to a "
+                f"secret of at least {MIN_WEBHOOK_SECRET} characters shared with the receivers "
+                "(webhooks are always signed)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> "Settings":

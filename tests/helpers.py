@@ -117,7 +117,7 @@ class Api:
         tid = ticket["id"]
         for action, user, body in WALKS[status]:
             if action == "merge":
-                body = {"duplicate_of": (await self.report())["id"]}
+                body = {"duplicate_of": (await self.report())["id"], "note": "重复上报"}
             if assisted and action == "dispatch":
                 body = {**(body or {}), "assisting_department_codes": ["NH-SZ"]}
             if assisted and action == "feedback":

@@ -1,7 +1,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime
@@ -46,15 +46,37 @@ class User(Base):
     org_unit: Mapped[OrgUnit | None] = relationship(lazy="joined", innerjoin=False)
 
 
+# Usernames are unique whatever their case: `Worker` cannot join while `worker` exists. Sign-in
+# and look-ups compare lower(username), which this index serves.
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
 class RefreshToken(Base):
-    """A refresh token of the phone app, stored as its SHA-256; rotated on every use."""
+    """A refresh token of the phone app, stored as its SHA-256; rotated on every use.
+
+    The tokens rotated from one sign-in form a family: signing out revokes the family, and a
+    family older than GRIDWORK_REFRESH_FAMILY_DAYS cannot be refreshed any more."""
 
     __tablename__ = "refresh_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(32), index=True)
+    family_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins from one client address (an IPv6 address counts by its /64), kept in the
+    database so that every API process counts them together."""
+
+    __tablename__ = "login_throttles"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,13 +1,13 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, status
+from fastapi import APIRouter, Form, Request, status
 from sqlalchemy import select
 
 from app.auth import service
 from app.auth.models import Role, User
-from app.auth.schemas import TokenOut, UserCreate, UserOut, UserUpdate
+from app.auth.schemas import LogoutIn, TokenOut, UserCreate, UserOut, UserUpdate
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES, AppError, Invalid, NotFound
+from app.errors import PROBLEM_RESPONSES, AppError, Invalid, NotFound, Problem
 from app.orgs.models import OrgUnit
 from app.orgs.service import get_by_code, in_subtree
 from app.pagination import Page, PageDep
@@ -15,8 +15,19 @@ from app.pagination import Page, PageDep
 router = APIRouter(prefix="/api/v1", tags=["auth and users"], responses=PROBLEM_RESPONSES)
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    responses={
+        429: {
+            "model": Problem,
+            "description": "too many failed sign-ins from the client's address (Retry-After)",
+            "content": {"application/problem+json": {}},
+        }
+    },
+)
 async def token(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -26,14 +37,25 @@ async def token(
     refresh_token: Annotated[str | None, Form()] = None,
 ) -> TokenOut:
     """OAuth2 token endpoint: the password grant (`username`, `password`) or the refresh-token
-    grant (`refresh_token`). Refresh tokens rotate: each is good for one use. After repeated
-    failures an account is locked for a while (429 with Retry-After)."""
+    grant (`refresh_token`).
+
+    Usernames are matched whatever their case. After `GRIDWORK_LOGIN_MAX_FAILURES` wrong
+    passwords an account is locked for `GRIDWORK_LOGIN_LOCKOUT_MINUTES`; a locked, disabled or
+    unknown account and a wrong password all answer the same 401, so the answer never tells
+    whether a username exists. After `GRIDWORK_LOGIN_MAX_FAILURES_PER_ADDRESS` failures from
+    one client address (IPv6: one /64), sign-ins from it answer 429 with Retry-After.
+
+    Refresh tokens rotate: each is good for one use. A resend within
+    `GRIDWORK_REFRESH_REUSE_GRACE_SECONDS` (a lost reply) gets the same new refresh token
+    again; a reuse after that signs the user out everywhere. However often it is refreshed, a
+    sign-in ends `GRIDWORK_REFRESH_FAMILY_DAYS` after the password was given."""
     now = clock.now()
     try:
         if grant_type == "password":
             if not username or not password:
                 raise Invalid("username and password are required", loc=["body", "username"])
-            issued = await service.login(session, username, password, settings, now)
+            client = request.client.host if request.client else None
+            issued = await service.login(session, username, password, settings, now, client)
         else:
             if not refresh_token:
                 raise Invalid("refresh_token is required", loc=["body", "refresh_token"])
@@ -45,13 +67,25 @@ async def token(
     return issued
 
 
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(data: LogoutIn, session: SessionDep, clock: ClockDep) -> None:
+    """Signs out the session the refresh token belongs to: every refresh token rotated from
+    the same sign-in is revoked, on this device only (other devices stay signed in). Needs no
+    bearer token: the refresh token is the credential. An unknown, expired or already revoked
+    token is answered 204 all the same. Access tokens already issued are not revoked: they
+    expire after `GRIDWORK_ACCESS_TOKEN_MINUTES` (an admin's `revoke-tokens` ends them at once,
+    on every device)."""
+    await service.logout(session, data.refresh_token, clock.now())
+    await session.commit()
+
+
 @router.get("/users/me", response_model=UserOut)
 async def me(user: CurrentUser) -> User:
     return user
 
 
 async def _get_user(session: SessionDep, username: str) -> User:
-    user = await session.scalar(select(User).where(User.username == username))
+    user = await session.scalar(select(User).where(service.username_is(username)))
     if user is None:
         raise NotFound(f"user {username!r} does not exist")
     return user

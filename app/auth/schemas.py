@@ -1,9 +1,18 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from app.auth.models import Role
+from app.auth.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 from app.fields import Name
 
 RESERVED_USERNAMES = frozenset({"system"})  # the actor of automatic changes in ticket history
@@ -20,7 +29,25 @@ Username = Annotated[
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,64}$"),
     AfterValidator(_not_reserved),
 ]
-Password = Annotated[str, Field(min_length=8, max_length=128)]
+
+
+def _not_common(password: str) -> str:
+    problem = password_problem(password)
+    if problem is not None:
+        raise ValueError(problem)
+    return password
+
+
+Password = Annotated[
+    str,
+    Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        description=f"at least {MIN_LENGTH} characters; not one of the most common passwords, "
+        "nor the username (case ignored)",
+    ),
+    AfterValidator(_not_common),
+]
 DisplayName = Name
 
 
@@ -32,7 +59,10 @@ class TokenOut(BaseModel):
 
 
 class UserCreate(BaseModel):
-    username: Username
+    username: Username = Field(
+        description="letters, digits, `_`, `.` and `-`; unique whatever the case (`Worker` is "
+        "taken when `worker` exists); sign-in ignores case"
+    )
     password: Password
     display_name: DisplayName
     role: Role
@@ -40,6 +70,14 @@ class UserCreate(BaseModel):
         default=None, description="required except for admins; a grid for grid workers"
     )
     department_code: str | None = Field(default=None, description="required for handlers")
+
+    @field_validator("password")
+    @classmethod
+    def _not_the_username(cls, password: str, info: ValidationInfo) -> str:
+        problem = password_problem(password, info.data.get("username"))
+        if problem is not None:
+            raise ValueError(problem)
+        return password
 
 
 class UserUpdate(BaseModel):
@@ -61,3 +99,11 @@ class UserOut(BaseModel):
     department_code: str | None
     is_active: bool
     created_at: datetime
+
+
+class LogoutIn(BaseModel):
+    refresh_token: str = Field(
+        min_length=1,
+        max_length=512,
+        description="a refresh token of the session to end: any token of its rotation",
+    )

@@ -1,6 +1,8 @@
-"""Password hashing (argon2) and signed access tokens (JWT, HS256)."""
+"""Password hashing (argon2), signed access tokens (JWT, HS256) and refresh tokens."""
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,9 +14,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi.concurrency import run_in_threadpool
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so timing does not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+# Verified against when the username is unknown, so timing does not reveal which usernames
+# exist: a hash of a random password, made by the hasher in use (same cost as real hashes).
+_dummy: tuple[PasswordHasher, str] | None = None
 ALGORITHM = "HS256"
+
+
+def _dummy_hash() -> str:
+    global _dummy
+    if _dummy is None or _dummy[0] is not _hasher:
+        _dummy = (_hasher, _hasher.hash(secrets.token_urlsafe(24)))
+    return _dummy[1]
 
 
 def hash_password_sync(password: str) -> str:
@@ -28,7 +38,7 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 
@@ -107,6 +117,19 @@ def read_access_token(secret: str, token: str, now: datetime) -> AccessClaims | 
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def new_family_id() -> str:
+    return secrets.token_hex(16)
+
+
+def successor_refresh_token(secret: str, token: str) -> str:
+    """The token that replaces `token` when it is rotated: derived from it with the secret key,
+    so that a resend within the grace gets the same successor while only digests are stored."""
+    mac = hmac.new(
+        secret.encode(), b"gridwork refresh successor\x00" + token.encode(), hashlib.sha256
+    )
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def digest(token: str) -> str:

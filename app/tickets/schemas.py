@@ -168,8 +168,10 @@ class DispatchIn(ActionIn):
         return codes
 
 
-class MergeIn(ActionIn):
-    duplicate_of: TicketId = Field(description="id of the ticket this one duplicates")
+class MergeIn(NoteRequired):
+    duplicate_of: TicketId = Field(
+        description="id of the ticket this one duplicates: live, of the same category, close by"
+    )
 
 
 class FeedbackIn(ActionIn):

@@ -41,7 +41,7 @@ from app.tickets.models import (
     read_only_ticket,
     status_among,
 )
-from app.tickets.nearby import possible_duplicates
+from app.tickets.nearby import distance_m, possible_duplicates
 from app.tickets.numbers import ticket_number
 from app.tickets.schemas import (
     ActionIn,
@@ -220,6 +220,9 @@ def _refusal(
         part = _part_of(ticket, user.department_code)
         if part is not None and part.done_at is not None:
             return f"department {part.department_code} has already answered its part"
+    own_fix = ticket.self_resolved and user is not None and ticket.reporter == user.username
+    if action == Action.rate and own_fix:
+        return "you resolved this ticket on the spot: someone else rates it"
     if action == Action.reopen:
         assert ticket.closed_at is not None
         if now > ticket.closed_at + timedelta(days=settings.reopen_days):
@@ -430,6 +433,12 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
         )
     department = await get_by_code(ctx.session, Department, department_code, loc)
     _check_covers(department, ticket, loc)
+    redispatch = ticket.status in (Status.dispatched, Status.in_progress)
+    if redispatch and department_code == ticket.department_code and _changes_nothing(body):
+        raise Conflict(
+            f"the ticket is already dispatched to {department_code}: a re-dispatch names another "
+            "department, a time_limit or assisting_department_codes"
+        )
     limit = body.time_limit or category_limit(category, ticket.urgent)
     assisting = await _assisting_departments(ctx, ticket, department, body)
     ticket.department_code = department_code
@@ -444,6 +453,12 @@ async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> Non
             kept.get(code) or TicketAssist(department_code=code, asked_at=ctx.now)
             for code in assisting
         ]
+
+
+def _changes_nothing(body: DispatchIn) -> bool:
+    """A dispatch that names no limit and no assisting departments: sent again to the ticket's
+    department, it would only restart the clock (a double click)."""
+    return body.time_limit is None and body.assisting_department_codes is None
 
 
 def _check_covers(department: Department, ticket: Ticket, loc: list[str | int]) -> None:
@@ -483,9 +498,14 @@ async def _assisting_departments(
 
 
 async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
+    """Into a live ticket of the same category close by, not itself merged. Both tickets are
+    locked in id order: of two dispatchers merging A into B and B into A at once, the second
+    finds its original merged."""
     loc: list[str | int] = ["body", "duplicate_of"]
     if body.duplicate_of == ticket.id:
         raise Invalid("a ticket cannot duplicate itself", loc=loc)
+    both = select(Ticket.id).where(Ticket.id.in_([ticket.id, body.duplicate_of]))
+    await ctx.session.execute(both.order_by(Ticket.id).with_for_update())
     visible = visible_clause(ctx.user) if ctx.user else true()
     original = await ctx.session.scalar(
         select(Ticket).where(Ticket.id == body.duplicate_of, visible)
@@ -498,7 +518,21 @@ async def _merge(ctx: ActionContext, ticket: Ticket, body: MergeIn) -> None:
         raise Invalid(
             f"ticket {original.id} is {original.status}: merge into a live ticket", loc=loc
         )
+    if original.category_code != ticket.category_code:
+        raise Invalid(
+            f"ticket {original.id} is of category {original.category_code}, not "
+            f"{ticket.category_code}",
+            loc=loc,
+        )
+    apart = distance_m(ticket.lat, ticket.lon, original.lat, original.lon)
+    if apart > ctx.settings.merge_max_distance_metres:
+        raise Invalid(
+            f"ticket {original.id} is {apart:.0f} m away: a duplicate is merged only into a "
+            f"ticket within {ctx.settings.merge_max_distance_metres:g} m",
+            loc=loc,
+        )
     ticket.duplicate_of = original.id
+    ctx.details.update(distance_m=round(apart, 1))
 
 
 async def _no_effect(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:

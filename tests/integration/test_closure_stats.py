@@ -34,7 +34,7 @@ async def known_tickets(api: Api, clock: FrozenClock) -> None:
     await api.report(resolved_on_site=True)
     t7 = (await api.report(at=IN_GC02_1))["id"]
     await api.must(t3, "reject", "dispatcher", {"note": "不属于受理范围"})
-    await api.must(t4, "merge", "dispatcher", {"duplicate_of": t1})
+    await api.must(t4, "merge", "dispatcher", {"duplicate_of": t1, "note": "重复上报"})
     for tid in (t1, t2, t6):
         await api.must(tid, *DISPATCH)
     await api.must(t7, "dispatch", "gc02_dispatcher", {"department_code": "NH-CG"})

@@ -201,7 +201,10 @@ async def test_merged_reporter_follows_the_original(api: Api) -> None:
     assert (await api.get(f"/api/v1/tickets/{original['id']}", "worker")).status_code == 404
 
     await api.must(
-        duplicate["id"], "merge", "district_dispatcher", {"duplicate_of": original["id"]}
+        duplicate["id"],
+        "merge",
+        "district_dispatcher",
+        {"duplicate_of": original["id"], "note": "同一处垃圾"},
     )
 
     followed = await api.get(f"/api/v1/tickets/{original['id']}", "worker")
@@ -233,7 +236,8 @@ async def test_nearby_lists_open_tickets_in_scope(api: Api) -> None:
 async def test_a_merged_reporter_may_not_act_on_the_original(api: Api) -> None:
     original = await api.ticket_in("feedback")  # reported by worker
     duplicate = await api.report(as_="worker2", at=(IN_GC01_1[0], IN_GC01_1[1] + 0.0003))
-    await api.must(duplicate["id"], "merge", "dispatcher", {"duplicate_of": original["id"]})
+    body = {"duplicate_of": original["id"], "note": "同一处垃圾"}
+    await api.must(duplicate["id"], "merge", "dispatcher", body)
 
     seen = await api.get(f"/api/v1/tickets/{original['id']}", "worker2")
     refused = await api.act(original["id"], "verify", "worker2", {"passed": True})

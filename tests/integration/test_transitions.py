@@ -90,7 +90,7 @@ async def prepare(api: Api, status: Status, action: Action) -> tuple[int, dict[s
         )
     body = ACTORS[action][1]
     if action == Action.merge:
-        body = {"duplicate_of": (await api.report())["id"]}
+        body = {"duplicate_of": (await api.report())["id"], "note": "重复上报"}
     return ticket["id"], body
 
 
@@ -199,3 +199,27 @@ async def test_dispatch_only_to_departments_covering_the_grid(api: Api) -> None:
     own_town = await api.act(ticket["id"], "dispatch", "dispatcher", {"department_code": "GC-ZZ"})
     assert other_town.status_code == 422
     assert own_town.status_code == 200
+
+
+async def test_a_redispatch_that_changes_nothing_is_refused(api: Api) -> None:
+    """A double click on dispatch must not restart the clock."""
+    ticket = await api.ticket_in("dispatched")  # to NH-CG
+    again = await api.act(ticket["id"], "dispatch", "dispatcher", {"department_code": "NH-CG"})
+    assert again.status_code == 409 and "already dispatched" in again.json()["detail"]
+    assert (await api.act(ticket["id"], "dispatch", "dispatcher")).status_code == 409  # default
+    longer = {"department_code": "NH-CG", "time_limit": {"value": 8, "unit": "hours"}}
+    assert (await api.act(ticket["id"], "dispatch", "dispatcher", longer)).status_code == 200
+    assert len(await api.history(ticket["id"])) == 3
+
+
+async def test_a_reporter_does_not_rate_what_they_resolved_on_the_spot(api: Api) -> None:
+    ticket = await api.report(resolved_on_site=True)
+    refused = await api.act(ticket["id"], "rate", "worker", {"score": 5})
+    assert refused.status_code == 409
+    assert (
+        "rate"
+        not in (await api.get(f"/api/v1/tickets/{ticket['id']}", "worker")).json()[
+            "allowed_actions"
+        ]
+    )
+    assert (await api.act(ticket["id"], "rate", "admin", {"score": 4})).status_code == 200

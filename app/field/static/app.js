@@ -3,7 +3,7 @@
 // yet. Everything is saved on the phone first (outbox.js) and sent when the network allows; the
 // catalogue, the worker's grid and the last lists are kept in localStorage for offline use.
 
-import { api, session, signIn, whenSignedOut } from "./api.js";
+import { API, api, session, signIn, whenSignedOut } from "./api.js";
 import { lang, setLang, t, translateStatic } from "./i18n.js";
 import * as outbox from "./outbox.js";
 import * as patrol from "./patrol.js";
@@ -634,6 +634,13 @@ async function signOut() {
   const waiting = (await outbox.all()).filter((item) => item.user === me.username).length;
   if (!confirm(waiting ? t("signin.signout_waiting", { n: waiting }) : t("signin.signout_confirm"))) return;
   await patrol.stop();
+  // Ends this phone's sign-in on the server too; signing out here never waits on the network.
+  if (session.refresh && navigator.onLine) {
+    fetch(`${API}/auth/logout`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: session.refresh }),
+    }).catch(() => null);
+  }
   session.clear();
   outbox.sendAs(null);
   for (const name of ["mine", "todo", "tickets"]) cache.drop(name);
