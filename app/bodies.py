@@ -70,15 +70,34 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         max_bytes = body_limit(scope["method"], scope["path"], self.settings())
-        refusal = _refusal(max_bytes)
+        too_large = _too_large(scope["path"], _refusal(max_bytes))
         declared = next(
             (value.decode() for name, value in scope["headers"] if name == b"content-length"),
             None,
         )
         if _declared_over(declared, max_bytes):
-            await _too_large(scope["path"], refusal)(scope, receive, send)
+            await too_large(scope, receive, send)
             return
-        await self.app(scope, _capped(receive, max_bytes, refusal), send)
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal refused
+            try:
+                return await capped()
+            except PayloadTooLarge:
+                refused = True
+                raise
+
+        async def answered(message: Message) -> None:
+            # Whatever the app made of the refusal (FastAPI answers a failed body read with
+            # 400), the client is told 413.
+            if not refused:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await too_large(scope, receive, send)
+
+        capped = _capped(receive, max_bytes, _refusal(max_bytes))
+        await self.app(scope, counted, answered)
 
 
 def _too_large(path: str, refusal: str) -> Response:

@@ -2,9 +2,11 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,16 +17,19 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.attachments.router import router as attachments_router
 from app.attachments.storage import LocalStorage
 from app.auth.router import router as auth_router
 from app.auth.service import ensure_bootstrap_admin
+from app.bodies import BodyLimit
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.console.router import STATIC as CONSOLE_STATIC
 from app.console.router import router as console_router
 from app.db import UNAVAILABLE_SQLSTATES, Database
+from app.docs_assets import install as install_api_docs
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.field.router import router as field_router
 from app.field.router import static_files as field_static
@@ -188,6 +193,68 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _tiles_source(url: str) -> str:
+    """The CSP source of the map tiles' server (`https://*.tile.example.org` for a `{s}`
+    subdomain), or "" for none or the service's own."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return ""
+    host = re.sub(r"^\{[^}]*\}\.", "*.", parts.netloc.rsplit("@", 1)[-1])
+    if not re.fullmatch(r"[\w.*:\[\]-]+", host):
+        return f"{parts.scheme}:"  # a placeholder elsewhere in the host: its scheme
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policies(settings: Settings, docs_scripts: list[str]) -> list[tuple[str, str]]:
+    """The pages' policies by path prefix: no inline script (the console and the field app are
+    ES modules; the docs' one inline script by its hash), nothing from elsewhere but the map
+    tiles, never in a frame."""
+    common = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+    common += "; frame-ancestors 'none'"
+    # Leaflet draws with data: images; photos are shown from blob: URLs.
+    maps = f"img-src 'self' data: blob: {_tiles_source(settings.map_tiles_url)}".rstrip()
+    console = f"{common}; script-src 'self'; style-src 'self'; {maps}; connect-src 'self'"
+    field = f"{console}; worker-src 'self'; manifest-src 'self'"  # its service worker
+    docs = (  # both render with inline styles; ReDoc searches in a worker from a blob: URL
+        f"{common}; script-src 'self' {' '.join(docs_scripts)}; style-src 'self' 'unsafe-inline'"
+        "; img-src 'self' data:; connect-src 'self'; worker-src blob:"
+    )
+    return [("/console", console), ("/field", field), ("/docs", docs), ("/redoc", docs)]
+
+
+class SecurityHeaders:
+    """`X-Content-Type-Options: nosniff` on every response; on the pages of the console, the
+    field app and the API docs, and on their files, also their Content-Security-Policy, a
+    referrer policy (`strict-origin`: a tile server may want to know the site, never the page)
+    and no framing."""
+
+    def __init__(self, app: ASGIApp, policies: Sequence[tuple[str, str]]) -> None:
+        self.app = app
+        self.policies = [(prefix, policy.encode()) for prefix, policy in policies]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        added = [(b"x-content-type-options", b"nosniff")]
+        for prefix, policy in self.policies:
+            if path == prefix or path.startswith(f"{prefix}/"):
+                added += [
+                    (b"content-security-policy", policy),
+                    (b"referrer-policy", b"strict-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                break
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -225,13 +292,18 @@ def create_app(
         summary="Work orders for grid-based city governance: report, dispatch, timed "
         "handling, feedback, verification, rating, escalation.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package below, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
     app.state.clock = clock or SystemClock()
     app.state.storage = LocalStorage(settings.attachments_dir)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, settings=lambda: app.state.settings)
     app.add_middleware(RequestContext)
+    docs_scripts = install_api_docs(app)
+    app.add_middleware(SecurityHeaders, policies=content_security_policies(settings, docs_scripts))
     app.include_router(auth_router)
     app.include_router(orgs_router)
     app.include_router(tickets_router)

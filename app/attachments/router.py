@@ -8,14 +8,12 @@ from starlette.datastructures import UploadFile
 from app.attachments import service
 from app.attachments.models import Attachment
 from app.attachments.storage import Storage
-from app.bodies import limited
 from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Invalid, NotFound, PayloadTooLarge
 from app.tickets.router import TicketIdPath
 from app.tickets.service import get_visible_ticket
 
 router = APIRouter(prefix="/api/v1", tags=["attachments"], responses=PROBLEM_RESPONSES)
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 CHUNK = 256 * 1024
 
 
@@ -101,11 +99,10 @@ async def upload(
     user: CurrentUser,
 ) -> AttachmentOut:
     """Stores a photo (JPEG, PNG, WebP or HEIC, told by its content) for a report, feedback or
-    verification to name by its id. It is served upright and without EXIF or GPS data."""
+    verification to name by its id. It is served upright and without EXIF or GPS data. The
+    whole body is capped at the photo limit and a little framing (`app.bodies`)."""
     limit = settings.attachment_max_bytes
-    refusal = f"the photo is larger than {limit} bytes"
-    body = limited(request, limit + MULTIPART_OVERHEAD, refusal)
-    async with body.form(max_files=1, max_fields=4) as form:
+    async with request.form(max_files=1, max_fields=4) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise Invalid("send the photo as the multipart field `file`", loc=["body", "file"])

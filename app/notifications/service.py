@@ -1,5 +1,13 @@
 """Notifications through an outbox: `enqueue` in the transaction of the change, `deliver_due`
-from the worker, with retries and exponential backoff until the receiver takes it."""
+from the worker, with retries and exponential backoff until the receiver takes it, or until
+`GRIDWORK_WEBHOOK_MAX_ATTEMPTS` attempts or `GRIDWORK_WEBHOOK_MAX_AGE_HOURS` have passed: then
+the message is a dead letter, kept for admins to see and retry.
+
+Every post is signed: `X-Gridwork-Timestamp` is the Unix time of the post and
+`X-Gridwork-Signature` is `sha256=` and the hex HMAC-SHA256, keyed with
+`GRIDWORK_WEBHOOK_SECRET`, of the timestamp, a dot and the body. A receiver recomputes it,
+compares in constant time, refuses a timestamp more than a few minutes from its own clock
+(a replayed post), and deduplicates by `event_id`."""
 
 import asyncio
 import hashlib
@@ -12,11 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import Database
+from app.errors import NotFound
 from app.notifications.models import OutboxMessage
 from app.tickets.models import Ticket
 from app.tickets.numbers import ticket_number
@@ -30,6 +39,7 @@ LONGEST_RETRY = timedelta(hours=1)
 CLAIM_LEASE = timedelta(minutes=2)
 PARALLEL_POSTS = 10
 DELIVERED_KEPT = timedelta(days=7)
+DEAD_KEPT = timedelta(days=30)  # dead letters an admin neither retried nor needed
 
 
 def ticket_summary(ticket: Ticket, settings: Settings) -> dict[str, Any]:
@@ -87,8 +97,10 @@ def retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * 2**doublings, LONGEST_RETRY)
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Gridwork-Signature` of a post: the HMAC-SHA256 of `timestamp.body`."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMessage]:
@@ -97,7 +109,11 @@ async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMe
     async with database.sessions() as session:
         due = (
             select(OutboxMessage.id)
-            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.next_attempt_at <= now)
+            .where(
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.dead_at.is_(None),
+                OutboxMessage.next_attempt_at <= now,
+            )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(batch)
         )
@@ -116,17 +132,22 @@ async def _claim(database: Database, now: datetime, batch: int) -> list[OutboxMe
 
 
 async def _post(
-    client: httpx.AsyncClient, settings: Settings, message: OutboxMessage
+    client: httpx.AsyncClient, settings: Settings, message: OutboxMessage, now: datetime
 ) -> str | None:
-    """Posts one message; returns None when the receiver took it, else what went wrong."""
+    """Posts one message, signed with the time of posting; returns None when the receiver took
+    it, else what went wrong."""
     body = json.dumps(message.payload, ensure_ascii=False, separators=(",", ":")).encode()
+    timestamp = int(now.timestamp())
     headers = {
         "Content-Type": "application/json",
         "X-Gridwork-Event": message.event_type,
         "X-Gridwork-Delivery": str(message.event_id),
+        "X-Gridwork-Timestamp": str(timestamp),
     }
+    # Settings refuse webhook URLs without a secret; only a test's Settings object changed
+    # after validation can get here without one.
     if settings.webhook_secret:
-        headers["X-Gridwork-Signature"] = signature(settings.webhook_secret, body)
+        headers["X-Gridwork-Signature"] = signature(settings.webhook_secret, timestamp, body)
     try:
         response = await client.post(message.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -142,18 +163,27 @@ def claim_size(settings: Settings) -> int:
     return max(1, rounds) * PARALLEL_POSTS
 
 
+def gives_up(message: OutboxMessage, settings: Settings, now: datetime) -> bool:
+    """Whether a failed attempt was the message's last: its attempts or its age are spent (the
+    age counts from an admin's retry, if any)."""
+    since = message.retried_at or message.created_at
+    too_old = now - since >= timedelta(hours=settings.webhook_max_age_hours)
+    return message.attempts >= settings.webhook_max_attempts or too_old
+
+
 async def deliver_due(
     database: Database, settings: Settings, client: httpx.AsyncClient, now: datetime
 ) -> tuple[int, int]:
     """Delivers the messages due at `now`, several at a time; returns (delivered, failed).
-    A result is recorded only while this worker's claim still holds (same attempt, not yet
-    delivered), so a slow post that outlives the lease cannot overwrite a later one."""
+    A failed message is retried later, or becomes a dead letter when `gives_up`. A result is
+    recorded only while this worker's claim still holds (same attempt, not yet delivered), so
+    a slow post that outlives the lease cannot overwrite a later one."""
     messages = await _claim(database, now, claim_size(settings))
     gate = asyncio.Semaphore(PARALLEL_POSTS)
 
     async def post(message: OutboxMessage) -> str | None:
         async with gate:
-            return await _post(client, settings, message)
+            return await _post(client, settings, message, now)
 
     errors = await asyncio.gather(*(post(m) for m in messages))
     async with database.sessions() as session:
@@ -161,6 +191,15 @@ async def deliver_due(
             values: dict[str, Any]
             if error is None:
                 values = {"delivered_at": now, "last_error": None}
+            elif gives_up(message, settings, now):
+                values = {"dead_at": now, "last_error": error}
+                log.error(
+                    "webhook %s gave up after %s attempts: message %s is a dead letter: %s",
+                    message.url,
+                    message.attempts,
+                    message.id,
+                    error,
+                )
             else:
                 values = {
                     "next_attempt_at": now + retry_delay(message.attempts),
@@ -184,10 +223,38 @@ async def deliver_due(
 
 
 async def purge_delivered(database: Database, now: datetime) -> int:
-    """Drops messages delivered more than DELIVERED_KEPT ago."""
+    """Drops messages delivered more than DELIVERED_KEPT ago, and dead letters left alone
+    for DEAD_KEPT."""
     async with database.sessions() as session:
         result = await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.delivered_at < now - DELIVERED_KEPT)
+            delete(OutboxMessage).where(
+                or_(
+                    OutboxMessage.delivered_at < now - DELIVERED_KEPT,
+                    OutboxMessage.dead_at < now - DEAD_KEPT,
+                )
+            )
         )
         await session.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Dead letters ------------------------------------------------------------------------------
+
+
+def dead_letters() -> Select[Any]:
+    return select(OutboxMessage).where(OutboxMessage.dead_at.is_not(None))
+
+
+async def retry_dead_letter(session: AsyncSession, message_id: int, now: datetime) -> OutboxMessage:
+    """Makes a dead letter due again now, with its attempts and its age counted afresh; 404
+    when there is no such dead letter (never was, delivered, or retried meanwhile)."""
+    retried = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.dead_at.is_not(None))
+        .values(dead_at=None, retried_at=now, attempts=0, next_attempt_at=now)
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    )
+    if retried is None:
+        raise NotFound(f"webhook message {message_id} is not a dead letter")
+    return retried

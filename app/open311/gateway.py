@@ -1,27 +1,31 @@
 """The GeoReport v2 citizen channel: services are the categories, service requests are tickets.
 
-The channel shows tickets filed through it and tickets of public categories, with what a
-citizen may know: the status as `open` or `closed` with a note written for the public (never the
-staff's own notes), the department in charge and the deadline, and never who reported it.
+The channel shows tickets filed through it and tickets of public categories, except those a
+dispatcher hid, with what a citizen may know: the status as `open` or `closed` with a note
+written for the public (never the staff's own notes), the department in charge and the
+deadline, and never who reported it. Staff's own reports show their category's name instead of
+the reporter's text; positions are rounded to about 100 m, and a citizen's address is shown
+as the grid it lies in (staff read what was sent at /api/v1/tickets/{id}/open311).
 """
 
 import math
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.models import Role, User
 from app.config import Settings
-from app.errors import Invalid, NotFound, TooManyRequests
+from app.errors import Forbidden, Invalid, NotFound, TooManyRequests
 from app.fields import start_of
 from app.open311.formats import NOT_XML
-from app.open311.models import Open311Client, Open311Request
+from app.open311.models import Open311Client, Open311Request, PublicHiddenTicket
 from app.orgs.geo import GridMatch, grid_map
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import service_attributes
@@ -49,9 +53,12 @@ def check_jurisdiction(settings: Settings, jurisdiction_id: str | None) -> None:
 
 
 def channel_clause() -> ColumnElement[bool]:
-    """The tickets the channel lists: filed through it, or of a public category."""
+    """The tickets the channel lists: filed through it, or of a public category, and not
+    hidden by a dispatcher."""
     public = select(Category.code).where(Category.public.is_(True))
-    return (Ticket.source == "open311") | Ticket.category_code.in_(public.scalar_subquery())
+    hidden = exists().where(PublicHiddenTicket.ticket_id == Ticket.id)
+    listed = (Ticket.source == "open311") | Ticket.category_code.in_(public.scalar_subquery())
+    return listed & ~hidden
 
 
 # Services ---------------------------------------------------------------------------------
@@ -423,7 +430,7 @@ async def find_request(session: AsyncSession, settings: Settings, number: str) -
 
 async def find_token(session: AsyncSession, settings: Settings, token: str) -> dict[str, Any]:
     ticket = await session.scalar(
-        select(Ticket).join(Open311Request).where(Open311Request.token == token)
+        select(Ticket).join(Open311Request).where(Open311Request.token == token, channel_clause())
     )
     if ticket is None:
         raise Open311NotFound(f"token {token[:40]!r} was not found")
@@ -431,6 +438,42 @@ async def find_token(session: AsyncSession, settings: Settings, token: str) -> d
 
 
 # Rendering --------------------------------------------------------------------------------
+
+PUBLIC_DECIMALS = 3  # 0.001 degree: about 110 m north-south, 100 m east-west here
+
+
+def public_degrees(value: float) -> float:
+    """A coordinate as the channel shows it: rounded to about 100 m."""
+    return round(value, PUBLIC_DECIMALS)
+
+
+async def place_names(session: AsyncSession, grid_codes: Iterable[str | None]) -> dict[str, str]:
+    """The public name of each grid: its units' names from the top down (南海区桂城街道东二社区
+    第2网格), a name left out where the next one already begins with it."""
+    codes = {c for c in grid_codes if c}
+    if not codes:
+        return {}
+    paths = dict(
+        (await session.execute(select(OrgUnit.code, OrgUnit.path).where(OrgUnit.code.in_(codes))))
+        .tuples()
+        .all()
+    )
+    chains = {code: [c for c in path.split("/") if c] for code, path in paths.items()}
+    every = {c for chain in chains.values() for c in chain}
+    names = dict(
+        (await session.execute(select(OrgUnit.code, OrgUnit.name).where(OrgUnit.code.in_(every))))
+        .tuples()
+        .all()
+    )
+    places = {}
+    for code, chain in chains.items():
+        parts = [names.get(c, "") for c in chain]
+        kept = [
+            p for p, after in zip(parts, [*parts[1:], ""], strict=True) if not after.startswith(p)
+        ]
+        places[code] = "".join(kept)
+    return places
+
 
 PUBLIC_NOTES = {
     Status.reported: "received; waiting to be dispatched",
@@ -458,6 +501,7 @@ class Renderer:
         self.agencies: dict[str, str] = {}
         self.numbers: dict[int, str] = {}
         self.requests: dict[int, Open311Request] = {}
+        self.places: dict[str, str] = {}  # grid code -> its public name
 
     async def load(self, ticket_list: list[Ticket]) -> "Renderer":
         ids = [t.id for t in ticket_list]
@@ -475,6 +519,8 @@ class Renderer:
             select(Open311Request).where(Open311Request.ticket_id.in_(ids))
         ):
             self.requests[request.ticket_id] = request
+        addressed = {t.grid_code for t in ticket_list if t.id in self.requests}
+        self.places = await place_names(self.session, addressed)
         return self
 
     def moment(self, value: datetime | None) -> str | None:
@@ -488,6 +534,19 @@ class Renderer:
             duplicate=self.numbers.get(ticket.duplicate_of or 0, "another request"),
         )
 
+    def description(self, ticket: Ticket) -> str:
+        """A citizen's own text; for staff's reports, whose text is internal, the category."""
+        if ticket.source == "open311":
+            return ticket.description
+        return self.categories.get(ticket.category_code, ticket.category_code)
+
+    def address(self, ticket: Ticket, extra: Open311Request | None) -> str | None:
+        """Where a citizen's address lies, to the grid: never their words (a house number, a
+        name), which staff read at /api/v1/tickets/{id}/open311."""
+        if extra is None or extra.address is None:
+            return None
+        return self.places.get(ticket.grid_code or "")
+
     def request(self, ticket: Ticket) -> dict[str, Any]:
         status = Status(ticket.status)
         extra = self.requests.get(ticket.id)
@@ -497,17 +556,17 @@ class Renderer:
             "status_notes": self.note(ticket, status),
             "service_name": self.categories.get(ticket.category_code, ticket.category_code),
             "service_code": ticket.category_code,
-            "description": ticket.description,
+            "description": self.description(ticket),
             "agency_responsible": self.agencies.get(ticket.department_code or ""),
             "service_notice": None,
             "requested_datetime": self.moment(ticket.reported_at),
             "updated_datetime": self.moment(ticket.updated_at),
             "expected_datetime": self.moment(ticket.deadline_at) if status in HANDLING else None,
-            "address": extra.address if extra else None,
-            "address_id": extra.address_id if extra else None,
+            "address": self.address(ticket, extra),
+            "address_id": None,  # the client's own id of the citizen's address
             "zipcode": None,
-            "lat": ticket.lat,
-            "long": ticket.lon,
+            "lat": public_degrees(ticket.lat),
+            "long": public_degrees(ticket.lon),
             "media_url": extra.media_url if extra else None,
         }
 
@@ -579,3 +638,102 @@ def render_update(renderer: Renderer, row: TicketHistory, ticket: Ticket) -> dic
         "description": description,
         "media_url": None,
     }
+
+
+# Hiding a ticket from the channel ---------------------------------------------------------
+
+HIDDEN, SHOWN = "hide_from_public", "show_to_public"  # the history rows' actions
+VISIBILITY_SETTERS = frozenset({Role.dispatcher, Role.admin})
+
+
+@dataclass
+class Visibility:
+    ticket_id: int
+    listed: bool  # the channel lists the ticket's kind (filed through it, or public category)
+    hidden: bool
+    hidden_at: datetime | None
+    hidden_by: str | None
+    note: str | None
+
+
+async def visibility(session: AsyncSession, ticket: Ticket) -> Visibility:
+    hidden = await session.get(PublicHiddenTicket, ticket.id, populate_existing=True)
+    public = select(Category.public).where(Category.code == ticket.category_code)
+    listed = ticket.source == "open311" or bool(await session.scalar(public))
+    return Visibility(
+        ticket_id=ticket.id,
+        listed=listed,
+        hidden=hidden is not None,
+        hidden_at=hidden.hidden_at if hidden else None,
+        hidden_by=hidden.hidden_by if hidden else None,
+        note=hidden.note if hidden else None,
+    )
+
+
+async def set_hidden(
+    session: AsyncSession, user: User, ticket: Ticket, hidden: bool, note: str, now: datetime
+) -> tuple[Visibility, bool]:
+    """Hides the ticket from the channel or shows it again, with a history row saying who and
+    why; returns the visibility now and whether it changed (asking for the state the ticket is
+    in already changes nothing). The caller holds the ticket's row locked."""
+    if user.role not in VISIBILITY_SETTERS:
+        raise Forbidden("only dispatchers and admins may hide a ticket from the public channel")
+    current = await session.get(PublicHiddenTicket, ticket.id)
+    if (current is not None) == hidden:
+        return await visibility(session, ticket), False
+    if hidden:
+        session.add(
+            PublicHiddenTicket(
+                ticket_id=ticket.id, hidden_at=now, hidden_by=user.username, note=note
+            )
+        )
+    else:
+        await session.delete(current)
+    session.add(
+        TicketHistory(
+            ticket_id=ticket.id,
+            at=now,
+            actor=user.username,
+            action=HIDDEN if hidden else SHOWN,
+            from_status=ticket.status,
+            to_status=ticket.status,
+            from_level=ticket.level,
+            to_level=ticket.level,
+            note=note,
+        )
+    )
+    await session.flush()
+    return await visibility(session, ticket), True
+
+
+# Retention --------------------------------------------------------------------------------
+
+PURGE_BATCH = 1000
+
+
+async def purge_contacts(
+    session: AsyncSession, settings: Settings, now: datetime, batch: int = PURGE_BATCH
+) -> int:
+    """Empties the contact details of up to `batch` requests filed more than
+    `contact_retention_days` ago and marks them purged; returns how many (the caller commits,
+    and calls again while a whole batch was purged). One conditional UPDATE: workers running
+    it at once purge each request once (PostgreSQL: each skips the rows another holds)."""
+    cutoff = now - timedelta(days=settings.contact_retention_days)
+    due = (
+        select(Open311Request.ticket_id)
+        .where(Open311Request.contact_purged_at.is_(None), Open311Request.requested_at < cutoff)
+        .order_by(Open311Request.requested_at)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = await session.execute(
+        update(Open311Request)
+        .where(
+            Open311Request.ticket_id.in_(due.scalar_subquery()),
+            Open311Request.contact_purged_at.is_(None),
+        )
+        .values(contact={}, contact_purged_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,11 +1,12 @@
-"""Admin endpoints for Open311 clients, staff's view of a citizen request, and the GeoReport v2
-gateway itself under /open311/v2 (errors there are rendered by `main` in the spec's form)."""
+"""Admin endpoints for Open311 clients, staff's view of a citizen request and of a ticket's
+visibility on the public channel, and the GeoReport v2 gateway itself under /open311/v2 (errors
+there are rendered by `main` in the spec's form)."""
 
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
@@ -14,9 +15,11 @@ from app.bodies import limited
 from app.deps import AdminUser, ClockDep, CurrentUser, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Forbidden, Invalid, NotFound
 from app.fields import Name
+from app.notifications.router import router as webhooks_router
 from app.open311 import clients, gateway
 from app.open311.formats import NOT_XML, Format, respond
 from app.open311.models import Open311Client, Open311Request
+from app.tickets.models import Ticket
 from app.tickets.router import TicketIdPath
 from app.tickets.service import get_visible_ticket
 
@@ -79,14 +82,20 @@ class CitizenRequestOut(BaseModel):
     media_url: str | None
     attributes: dict[str, Any]
     contact: dict[str, str]
+    contact_purged_at: datetime | None = Field(
+        description="when the contact details were emptied, GRIDWORK_CONTACT_RETENTION_DAYS "
+        "after the request"
+    )
 
 
 # Citizens' names and phone numbers (PIPL): for the dispatch centre, whatever else others see.
 CONTACT_READERS = frozenset({Role.dispatcher, Role.admin})
-staff_router = APIRouter(prefix="/api/v1/tickets", tags=["open311"], responses=PROBLEM_RESPONSES)
+staff_router = APIRouter(prefix="/api/v1", tags=["open311"], responses=PROBLEM_RESPONSES)
+# The admins' dead-letter endpoints ride on this router, which `main` already includes.
+staff_router.include_router(webhooks_router)
 
 
-@staff_router.get("/{ticket_id}/open311", response_model=CitizenRequestOut)
+@staff_router.get("/tickets/{ticket_id}/open311", response_model=CitizenRequestOut)
 async def citizen_request(
     ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser
 ) -> CitizenRequestOut:
@@ -101,6 +110,74 @@ async def citizen_request(
     if user.role not in CONTACT_READERS:
         shown.contact = {}
     return shown
+
+
+class VisibilityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: bool = Field(description="true takes the ticket off the public channel")
+    note: str = Field(
+        min_length=1, max_length=1000, description="why: kept in the ticket's history"
+    )
+
+
+class VisibilityOut(BaseModel):
+    ticket_id: int
+    listed: bool = Field(
+        description="the channel lists tickets of this kind (filed through Open311, or of a "
+        "public category)"
+    )
+    hidden: bool
+    public: bool = Field(description="the channel shows the ticket now: listed and not hidden")
+    hidden_at: datetime | None
+    hidden_by: str | None
+    note: str | None = Field(description="why it was hidden")
+
+
+def _visibility_out(visibility: gateway.Visibility) -> VisibilityOut:
+    return VisibilityOut(
+        ticket_id=visibility.ticket_id,
+        listed=visibility.listed,
+        hidden=visibility.hidden,
+        public=visibility.listed and not visibility.hidden,
+        hidden_at=visibility.hidden_at,
+        hidden_by=visibility.hidden_by,
+        note=visibility.note,
+    )
+
+
+@staff_router.get("/tickets/{ticket_id}/public-visibility", response_model=VisibilityOut)
+async def public_visibility(
+    ticket_id: TicketIdPath, session: SessionDep, user: CurrentUser
+) -> VisibilityOut:
+    """Whether the Open311 channel shows the ticket, and who hid it and why."""
+    ticket = await get_visible_ticket(session, user, ticket_id)
+    return _visibility_out(await gateway.visibility(session, ticket))
+
+
+@staff_router.post("/tickets/{ticket_id}/public-visibility", response_model=VisibilityOut)
+async def set_public_visibility(
+    ticket_id: TicketIdPath,
+    data: VisibilityIn,
+    session: SessionDep,
+    clock: ClockDep,
+    user: CurrentUser,
+) -> VisibilityOut:
+    """Hides the ticket from the Open311 channel (its lists, `requests/{id}`, `tokens` and
+    `servicerequestupdates`), or shows it again: dispatchers whose scope holds the ticket, and
+    admins (404 outside the scope, 403 for other roles). A history row records who and why;
+    asking for the state the ticket is in already changes nothing."""
+    await get_visible_ticket(session, user, ticket_id)
+    locked = await session.scalar(  # one change at a time per ticket
+        select(Ticket).where(Ticket.id == ticket_id).with_for_update()
+    )
+    assert locked is not None
+    visibility, changed = await gateway.set_hidden(
+        session, user, locked, data.hidden, data.note, clock.now()
+    )
+    if changed:
+        await session.commit()
+    return _visibility_out(visibility)
 
 
 # The GeoReport v2 gateway -----------------------------------------------------------------

@@ -114,7 +114,8 @@ async def test_bad_action_body_changes_nothing(
 
 async def test_merge_into_itself_is_422(api: Api) -> None:
     ticket = await api.ticket_in("reported")
-    response = await api.act(ticket["id"], "merge", "dispatcher", {"duplicate_of": ticket["id"]})
+    body = {"duplicate_of": ticket["id"], "note": "重复"}
+    response = await api.act(ticket["id"], "merge", "dispatcher", body)
     assert response.status_code == 422
 
 
@@ -169,7 +170,7 @@ async def test_ids_out_of_range_are_422(api: Api) -> None:
     for path in (f"/api/v1/tickets/{HUGE}", f"/api/v1/tickets/{HUGE}/history", "/api/v1/tickets/0"):
         assert (await api.get(path, "admin")).status_code == 422, path
     assert (await api.act(HUGE, "claim", "admin")).status_code == 422
-    merge = await api.act(ticket["id"], "merge", "dispatcher", {"duplicate_of": HUGE})
+    merge = await api.act(ticket["id"], "merge", "dispatcher", {"duplicate_of": HUGE, "note": "x"})
     assert merge.status_code == 422
     for key in (2**63, [datetime_text(), HUGE], [datetime_text(), 1e400], ["2026-11-23T10:00", 1]):
         path = (
@@ -264,3 +265,43 @@ async def test_shapes_that_crashed_are_refused(api: Api, path: str) -> None:
     response = await api.get(path, "admin")
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def _chunks(total: int, size: int = 64 * 1024) -> Any:
+    sent = 0
+    while sent < total:
+        yield b" " * min(size, total - sent)
+        sent += size
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+async def test_an_oversized_body_is_refused_before_authentication(
+    api: Api, world: Database, declared: bool
+) -> None:
+    """No token, 300 MiB of JSON offered: 413 long before the body is read, never a 401 after
+    reading it all."""
+    headers = {"content-type": "application/json"}
+    if declared:
+        headers["content-length"] = str(300 * 1024 * 1024)
+        content: Any = b"{}"
+    else:
+        content = _chunks(300 * 1024 * 1024)
+
+    response = await api.client.post("/api/v1/events", content=content, headers=headers)
+
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "at most 262,144 bytes" in response.json()["detail"]
+    assert await count(world, Ticket) == 0
+
+
+async def test_a_body_within_the_limit_still_needs_a_token(api: Api) -> None:
+    response = await api.client.post("/api/v1/events", json={"padding": "x" * 200_000})
+    assert response.status_code == 401
+
+
+async def test_an_oversized_open311_form_gets_the_channels_error(api: Api) -> None:
+    form = {"api_key": "k", "service_code": "garbage", "description": "x" * 100_000}
+    response = await api.client.post("/open311/v2/requests.json", data=form)
+    assert response.status_code == 413
+    assert response.json()[0]["code"] == 413

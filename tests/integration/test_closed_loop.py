@@ -189,7 +189,8 @@ async def test_a_redispatch_replaces_the_list_and_keeps_parts_done(api: Api) -> 
     tid = (await api.ticket_in("dispatched", assisted=True))["id"]
     await api.must(tid, "assist", "sz_handler", {"note": "已配合"})
 
-    kept = await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-CG"})
+    longer = {"department_code": "NH-CG", "time_limit": {"value": 8, "unit": "hours"}}
+    kept = await api.must(tid, "dispatch", "dispatcher", longer)
     assert [a["department_code"] for a in kept["assists"]] == ["NH-SZ"]  # no list: kept
 
     body = {"department_code": "NH-CG", "assisting_department_codes": ["NH-SZ", "NH-XF"]}
@@ -200,7 +201,7 @@ async def test_a_redispatch_replaces_the_list_and_keeps_parts_done(api: Api) -> 
     ]
     # the new lead may not be in the list it keeps
     await assert_refused_and_unchanged(
-        api, tid, "dispatch", "dispatcher", {"department_code": "NH-XF"}, 422
+        api, tid, "dispatch", "dispatcher", {**longer, "department_code": "NH-XF"}, 422
     )
 
     cleared = await api.must(

@@ -1,8 +1,10 @@
 """The web console in a real headless Chromium (Debian's, driven by Playwright) against the app
-served over HTTP: a dispatcher sees a new report appear in the queue without reloading and
+served over HTTP, with its Content-Security-Policy in force (a violation fails a test, as a
+script error does): a dispatcher sees a new report appear in the queue without reloading and
 dispatches it, with a validation error shown beside its field first; a supervisor's dashboard
-figures follow new reports, and show a grid worker's patrol track of a day on the grid's map.
-Screenshots of each page go to `test-artifacts/console/`."""
+figures follow new reports, and show a grid worker's patrol track of a day on the grid's map;
+the stream is opened with stream tickets, never the access token; signing out revokes the
+session. Screenshots of each page go to `test-artifacts/console/`."""
 
 import asyncio
 import io
@@ -13,12 +15,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
 from app.clock import FrozenClock
 from app.config import Settings
@@ -38,8 +41,12 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def live(world: Database, settings: Settings, clock: FrozenClock) -> Iterator[LiveServer]:
-    server = LiveServer(settings.model_copy(update={"console_check_seconds": 0.2}), clock)
+def live(
+    request: pytest.FixtureRequest, world: Database, settings: Settings, clock: FrozenClock
+) -> Iterator[LiveServer]:
+    """The app served; a test may change settings by parametrizing this fixture indirectly."""
+    changed = {"console_check_seconds": 0.2, **getattr(request, "param", {})}
+    server = LiveServer(settings.model_copy(update=changed), clock)
     yield server
     server.stop()
 
@@ -61,15 +68,36 @@ async def api(live: LiveServer) -> AsyncIterator[Api]:
 
 @pytest.fixture
 def script_errors() -> Iterator[list[str]]:
-    """Errors thrown by the console's scripts in any page: none may be."""
+    """Errors thrown by the console's scripts in any page, and what its Content-Security-Policy
+    refused (the browser reports it on the console): none may be."""
     errors: list[str] = []
     yield errors
     assert errors == []
 
 
-async def signed_in(browser: Browser, live: LiveServer, username: str, errors: list[str]) -> Page:
-    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+def watch(page: Page, errors: list[str]) -> None:
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+
+
+async def signed_in(
+    browser: Browser,
+    live: LiveServer,
+    username: str,
+    errors: list[str],
+    requested: list[Request] | None = None,
+) -> Page:
+    """A page of the console signed in as `username`; every request it makes is added to
+    `requested` when given."""
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    watch(page, errors)
+    if requested is not None:
+        page.on("request", lambda request: requested.append(request))
     await page.goto(f"{live.url}/console")
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", "gridwork-demo")
@@ -89,7 +117,8 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     page = await signed_in(browser, live, "dispatcher", script_errors)
     new = page.locator('.tab[data-bucket="reported"]')
     await expect(new).to_have_attribute("aria-selected", "true")
-    await expect(page.locator(".tab")).to_have_count(7)  # a community has no escalated-in
+    await expect(page.locator(".tab")).to_have_count(8)  # a community has no escalated-in
+    await expect(page.locator("#who")).to_contain_text("(调度员)")  # the role, in Chinese
     before = await new.locator(".count").text_content()
 
     photo = io.BytesIO()
@@ -112,12 +141,32 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(page.locator(".timeline li")).to_have_count(1)
     await expect(page.locator("#map path")).not_to_have_count(0)  # the grid, with no tiles
     await expect(page.locator('.photos img[src^="blob:"]')).to_have_count(1)
+    await expect(page.locator('dd[data-row="grid"]')).to_have_text("GC01-1 · GC01 (社区)")
     await page.click('button[data-action="dispatch"]')
     form = page.locator('form[data-form="dispatch"]')
-    await form.locator("select[name=department_code]").select_option("DL-ZZ")  # another town's
+    offered = form.locator("select[name=department_code] option")
+    # The departments of the ticket's community, town (GC) and district (NH), as the API
+    # decides: not DL-ZZ, of the other town.
+    await expect(offered).to_have_count(5)  # and the category's default
+    assert await offered.evaluate_all("options => options.map(o => o.value)") == [
+        "",
+        "GC-ZZ",
+        "NH-CG",
+        "NH-SZ",
+        "NH-XF",
+    ]
+    assisting = form.locator("[data-department]")
+    await expect(assisting).to_have_count(4)
+    await expect(form.locator('[data-department="DL-ZZ"]')).to_have_count(0)
+    await form.locator("select[name=department_code]").evaluate(
+        "select => select.add(new Option('DL-ZZ', 'DL-ZZ'))"  # as a stale page sends it
+    )
+    await form.locator("select[name=department_code]").select_option("DL-ZZ")
     await form.locator("button[type=submit]").click()
     error = form.locator('[data-field="department_code"] .field-error')
     await expect(error).to_contain_text("DL-ZZ")
+    # The problem's title in Chinese, the API's detail after it.
+    await expect(form.locator("[role=alert]")).to_contain_text("提交的内容有误：department DL-ZZ")
     assert (await api.get(f"/api/v1/tickets/{ticket['id']}", "admin")).json()["version"] == 1
 
     await form.locator("select[name=department_code]").select_option("NH-CG")
@@ -145,6 +194,11 @@ async def test_the_supervisor_dashboard_follows_new_reports(
 
     await api.report(description="路灯不亮")
     await expect(reported).to_have_text(str(before + 1), timeout=SEEN_WITHIN_MS)
+    # The last 12 months up to the service's (November 2026), whether or not they had tickets.
+    labels = await page.evaluate("Chart.getChart('trend').data.labels")
+    assert labels == ["2025-12", *(f"2026-{month:02d}" for month in range(1, 12))]
+    per_month = await page.evaluate("Chart.getChart('trend').data.datasets[2].data")
+    assert len(per_month) == 12 and per_month[-1] >= 1 and sum(per_month) == before + 1
     await expect(page.locator(".ranking tbody tr").first).to_contain_text("GC")  # its town
     await screenshot(page, "dashboard")
 
@@ -258,7 +312,15 @@ async def test_the_closed_loop_runs_through_the_console(
     form = dispatcher.locator('form[data-form="dispatch"]')
     await form.locator("select[name=department_code]").select_option("NH-CG")
     await expect(form.locator('[data-department="NH-CG"]')).to_be_hidden()  # the lead
-    await form.locator('[data-department="DL-ZZ"] input').check()  # another town's
+    await expect(form.locator('[data-department="DL-ZZ"]')).to_have_count(0)  # another town's
+    stale = (  # the box of a department the form no longer offers, as a stale page sends it
+        '<label data-department="DL-ZZ">DL-ZZ'
+        '<input type="checkbox" name="assisting_department_codes" value="DL-ZZ"></label>'
+    )
+    await form.locator("fieldset.assisting").evaluate(
+        "(fieldset, html) => fieldset.insertAdjacentHTML('afterbegin', html)", stale
+    )
+    await form.locator('[data-department="DL-ZZ"] input').check()
     await form.locator("button[type=submit]").click()
     error = form.locator('[data-field="assisting_department_codes"] .field-error')
     await expect(error).to_contain_text("DL-ZZ")
@@ -300,6 +362,11 @@ async def test_the_closed_loop_runs_through_the_console(
     await handler.close()
 
     await expect(dispatcher.locator(status)).to_have_text("已反馈", timeout=SEEN_WITHIN_MS)
+    await dispatcher.click("text=返回队列")  # fed back: in the bucket of tickets to verify
+    to_verify = dispatcher.locator('.tab[data-bucket="feedback"]')
+    await expect(to_verify).to_contain_text("待核查")
+    await to_verify.click()
+    await dispatcher.locator(f'tr[data-ticket="{tid}"]').click()
     await act(dispatcher, "verify")
     await expect(dispatcher.locator(status)).to_have_text("已结案")
     await act(dispatcher, "reopen", "回访不满意，重新办理")
@@ -341,6 +408,78 @@ async def test_the_closed_loop_runs_through_the_console(
     assert [(a["department_code"], a["note"]) for a in stored["assists"]] == [
         ("NH-SZ", "已疏通楼道排水口，配合完成")
     ]
+
+
+@pytest.mark.parametrize("live", [{"console_stream_seconds": 1.0}], indirect=True)
+async def test_each_connection_of_the_stream_takes_a_new_ticket_never_the_access_token(
+    browser: Browser, live: LiveServer, api: Api, script_errors: list[str]
+) -> None:
+    """Streams of a second here: the page reconnects every two or so, each time with a ticket
+    asked for just before, and no URL it requests ever holds the access token."""
+    requested: list[Request] = []
+    page = await signed_in(browser, live, "dispatcher", script_errors, requested)
+
+    def streams() -> list[str]:
+        return [r.url for r in requested if urlsplit(r.url).path == "/console/stream"]
+
+    for _ in range(100):
+        if len(streams()) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    tickets = [parse_qs(urlsplit(url).query)["ticket"][0] for url in streams()]
+    assert len(tickets) >= 3 and len(set(tickets)) == len(tickets)  # a new one each time
+    asked = [r for r in requested if r.url.endswith("/console/stream-ticket")]
+    assert len(asked) >= len(tickets) and {r.method for r in asked} == {"POST"}
+    token = await page.evaluate("sessionStorage.getItem('gridwork.token')")
+    assert token and not [r.url for r in requested if token in r.url]
+    assert not [r.url for r in requested if "token=" in r.url]
+
+    ticket = await api.report(description="共享单车乱停放")  # still seen live
+    row = page.locator(f'tr[data-ticket="{ticket["id"]}"]')
+    await expect(row).to_be_visible(timeout=SEEN_WITHIN_MS)
+
+
+async def test_signing_out_revokes_the_session_on_the_server(
+    browser: Browser, live: LiveServer, api: Api, script_errors: list[str]
+) -> None:
+    page = await signed_in(browser, live, "dispatcher", script_errors)
+    refresh = await page.evaluate("sessionStorage.getItem('gridwork.refresh')")
+    async with page.expect_request("**/api/v1/auth/logout") as asked:
+        await page.click("#logout")
+    request = await asked.value
+    assert request.method == "POST" and request.post_data_json == {"refresh_token": refresh}
+    await expect(page.locator("form.login")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0
+    answered = await request.response()
+    assert answered is not None and answered.status == 204
+    form = {"grant_type": "refresh_token", "refresh_token": refresh}
+    reused = await api.client.post("/api/v1/auth/token", data=form)
+    assert reused.status_code in (400, 401), reused.text  # revoked
+
+
+async def test_signing_out_works_when_the_server_cannot_be_told(
+    browser: Browser, live: LiveServer, script_errors: list[str]
+) -> None:
+    page = await signed_in(browser, live, "dispatcher", script_errors)
+    await page.route("**/api/v1/auth/logout", lambda route: route.abort())
+    await page.click("#logout")
+    await expect(page.locator("form.login")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0
+    await page.goto(f"{live.url}/console#/queue")  # signed out: the sign-in form, not the queue
+    await expect(page.locator("form.login")).to_be_visible()
+
+
+async def test_a_refused_sign_in_is_told_in_chinese_with_the_apis_detail(
+    browser: Browser, live: LiveServer, script_errors: list[str]
+) -> None:
+    page = await browser.new_page()
+    watch(page, script_errors)
+    await page.goto(f"{live.url}/console")
+    await page.fill("input[name=username]", "dispatcher")
+    await page.fill("input[name=password]", "not-the-password")
+    await page.click("button[type=submit]")
+    message = page.locator(".login [role=alert]")
+    await expect(message).to_have_text(re.compile(r"^用户名或密码错误：[ -~]+$"))  # then English
 
 
 async def act(page: Page, action: str, note: str = "") -> None:

@@ -1,5 +1,7 @@
 """Webhook notifications through the outbox, against a real local HTTP receiver."""
 
+import hashlib
+import hmac
 import json
 import threading
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.clock import FrozenClock
@@ -97,7 +100,14 @@ async def test_events_reach_the_receiver_signed(
     first = next(r for r in receiver.received if b"ticket.dispatched" in r["body"])
     payload = json.loads(first["body"])
     assert payload["ticket"]["id"] == tid and payload["ticket"]["number"].startswith("NH-")
-    assert first["headers"]["X-Gridwork-Signature"] == signature(SECRET, first["body"])
+    timestamp = first["headers"]["X-Gridwork-Timestamp"]
+    assert timestamp == str(int(clock.now().timestamp()))  # when it was posted
+    assert first["headers"]["X-Gridwork-Signature"] == signature(
+        SECRET, int(timestamp), first["body"]
+    )
+    signed = f"{timestamp}.".encode() + first["body"]  # what a receiver recomputes
+    expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert first["headers"]["X-Gridwork-Signature"] == f"sha256={expected}"
     assert first["headers"]["X-Gridwork-Event"] == "ticket.dispatched"
     assert await deliver(world, settings, clock) == (0, 0)  # delivered once
 
@@ -151,3 +161,97 @@ async def test_no_webhooks_configured_writes_no_outbox(
     await api.ticket_in("dispatched")
     async with world.sessions() as session:
         assert (await session.scalars(select(OutboxMessage))).all() == []
+
+
+def test_webhook_urls_without_a_secret_refuse_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDWORK_WEBHOOK_URLS", "https://receiver.example/hooks")
+    monkeypatch.delenv("GRIDWORK_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(ValidationError, match="GRIDWORK_WEBHOOK_SECRET must be set"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GRIDWORK_WEBHOOK_SECRET", "short")
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("GRIDWORK_WEBHOOK_SECRET", SECRET)
+    assert Settings(_env_file=None).webhook_secret == SECRET  # type: ignore[call-arg]
+    monkeypatch.delenv("GRIDWORK_WEBHOOK_URLS")
+    monkeypatch.delenv("GRIDWORK_WEBHOOK_SECRET")
+    assert Settings(_env_file=None).webhook_url_list == []  # type: ignore[call-arg]
+
+
+async def dead_letters(api: Api, as_: str = "admin", query: str = "") -> httpx.Response:
+    return await api.get(f"/api/v1/webhooks/dead-letters{query}", as_)
+
+
+async def test_a_message_failing_too_often_is_a_dead_letter_admins_see_and_retry(
+    api: Api, world: Database, settings: Settings, clock: FrozenClock, receiver: Receiver
+) -> None:
+    settings.webhook_max_attempts = 3
+    await api.ticket_in("dispatched")
+    receiver.answers = [500, 502, 503]
+    for wait in (0, 5, 10):
+        clock.advance(timedelta(seconds=wait))
+        assert await deliver(world, settings, clock) == (0, 1)
+    clock.advance(timedelta(days=1))
+    assert await deliver(world, settings, clock) == (0, 0)  # given up: never posted again
+    assert len(receiver.received) == 3
+
+    listed = await dead_letters(api)
+    assert listed.status_code == 200, listed.text
+    (dead,) = listed.json()["items"]
+    assert listed.json()["next_cursor"] is None
+    assert (dead["event_type"], dead["attempts"], dead["url"]) == (
+        "ticket.dispatched",
+        3,
+        receiver.url,
+    )
+    assert dead["last_error"].startswith("HTTP 503")
+    assert dead["dead_at"] == "2026-11-23T02:00:15Z" and dead["delivered_at"] is None
+    for user in ("dispatcher", "supervisor", "handler", "worker"):
+        assert (await dead_letters(api, user)).status_code == 403
+    assert (await api.client.get("/api/v1/webhooks/dead-letters")).status_code == 401
+
+    retried = await api.post(f"/api/v1/webhooks/dead-letters/{dead['id']}/retry", "admin")
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["dead_at"], retried.json()["attempts"]) == (None, 0)
+    assert (await dead_letters(api)).json()["items"] == []
+    again = await api.post(f"/api/v1/webhooks/dead-letters/{dead['id']}/retry", "admin")
+    assert again.status_code == 404
+    assert await deliver(world, settings, clock) == (1, 0)
+    assert receiver.events() == ["ticket.dispatched"] * 4  # the same event, resent
+    forbidden = await api.post(f"/api/v1/webhooks/dead-letters/{dead['id']}/retry", "dispatcher")
+    assert forbidden.status_code == 403
+
+
+async def test_a_message_failing_past_the_maximum_age_is_a_dead_letter(
+    api: Api, world: Database, settings: Settings, clock: FrozenClock, receiver: Receiver
+) -> None:
+    settings.webhook_max_age_hours = 1
+    await api.ticket_in("dispatched")
+    receiver.answers = [500, 500, 500]
+    assert await deliver(world, settings, clock) == (0, 1)
+    clock.advance(timedelta(minutes=59))
+    assert await deliver(world, settings, clock) == (0, 1)  # still young enough: retried
+    assert (await dead_letters(api)).json()["items"] == []
+    clock.advance(timedelta(hours=1))
+    assert await deliver(world, settings, clock) == (0, 1)  # too old: the last attempt
+    clock.advance(timedelta(hours=2))
+    assert await deliver(world, settings, clock) == (0, 0)
+    (dead,) = (await dead_letters(api)).json()["items"]
+    assert dead["attempts"] == 3
+
+
+async def test_dead_letters_are_listed_in_pages_newest_first(
+    api: Api, world: Database, settings: Settings, clock: FrozenClock, receiver: Receiver
+) -> None:
+    settings.webhook_max_attempts = 1
+    for _ in range(3):
+        await api.ticket_in("dispatched")
+        receiver.answers = [500]
+        assert await deliver(world, settings, clock) == (0, 1)
+        clock.advance(timedelta(minutes=1))
+    first = (await dead_letters(api, query="?limit=2")).json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = (await dead_letters(api, query=f"?limit=2&cursor={first['next_cursor']}")).json()
+    assert rest["next_cursor"] is None
+    ids = [m["id"] for m in first["items"] + rest["items"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 3

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.open311 import gateway
+from app.open311.formats import Format, respond
 from app.tickets.models import Ticket
 from tests.helpers import IN_DL01_1, IN_GC01_1, Api, count, event_body
 
@@ -255,7 +256,11 @@ async def test_an_address_naming_a_community_places_the_request_in_it(
     assert (ticket["owner_unit_code"], ticket["grid_code"]) == ("GC01", "GC01-2")
     assert 113.11 < ticket["lon"] < 113.12 and 23.03 < ticket["lat"] < 23.04  # inside GC01-2
     (read,) = (await client.get(f"{V2}/requests/{number}.json")).json()
-    assert read["address"] == "桂城街道东二社区第2网格 文华路12号"
+    assert read["address"] == "南海区桂城街道东二社区第2网格"  # the grid, not the house number
+    staff = await client.get(
+        f"/api/v1/tickets/{ticket_id(number)}/open311", headers=await api.headers("dispatcher")
+    )
+    assert staff.json()["address"] == "桂城街道东二社区第2网格 文华路12号"
 
     community_only = await file(client, request_form(key, at=None, address_string="大沥镇盐步社区"))
     number = community_only.json()[0]["service_request_id"]
@@ -506,7 +511,9 @@ async def test_rejected_and_merged_requests_are_closed_with_a_public_note(
     first = (await file(client, request_form(key))).json()[0]["service_request_id"]
     second = (await file(client, request_form(key))).json()[0]["service_request_id"]
     third = (await file(client, request_form(key))).json()[0]["service_request_id"]
-    await act("dispatcher", ticket_id(second), "merge", duplicate_of=ticket_id(first))
+    await act(
+        "dispatcher", ticket_id(second), "merge", duplicate_of=ticket_id(first), note="同一处垃圾"
+    )
     await act("dispatcher", ticket_id(third), "reject", note="举报人张先生系恶意投诉")
     merged = (await client.get(f"{V2}/requests/{second}.json")).json()[0]
     assert (merged["status"], merged["status_notes"]) == ("closed", f"a duplicate of {first}")
@@ -636,19 +643,17 @@ async def test_a_duplicate_of_a_ticket_the_channel_does_not_show_is_not_named(
     number = (await file(client, request_form(key, service_code="dispute"))).json()[0][
         "service_request_id"
     ]
-    await act("dispatcher", ticket_id(number), "merge", duplicate_of=private["id"])
+    await act("dispatcher", ticket_id(number), "merge", duplicate_of=private["id"], note="同一处")
     (read,) = (await client.get(f"{V2}/requests/{number}.json")).json()
     assert read["status_notes"] == "a duplicate of another request"
     assert private["number"] not in (await client.get(f"{V2}/servicerequestupdates.json")).text
 
 
-async def test_xml_drops_characters_it_cannot_carry(api: Api, client: httpx.AsyncClient) -> None:
-    await api.client.post(
-        "/api/v1/events",
-        json=event_body(description="垃圾\x0b堆放"),
-        headers=await api.headers("worker"),
-    )
-    root = ElementTree.fromstring((await client.get(f"{V2}/requests.xml")).content)
+def test_xml_drops_characters_it_cannot_carry() -> None:
+    # The channel refuses them in a citizen's text and never shows a worker's, so only text
+    # stored some other way could carry them.
+    response = respond(Format.xml, "service_requests", [{"description": "垃圾\x0b堆放"}])
+    root = ElementTree.fromstring(response.body)
     assert root.findtext("request/description") == "垃圾堆放"
 
 
@@ -704,3 +709,135 @@ async def test_a_request_checked_on_site_then_reopened_stays_open_to_the_public(
     ]
     assert (updates[-2]["status"], updates[-1]["status"]) == ("fixed", "open")
     assert updates[-1]["description"] == "reopened: handled again"
+
+
+# What the public channel shows of staff's text and citizens' places ---------------------------
+
+WORKERS_TEXT = "李明巡查：王大爷家(文华路8号)门口垃圾，电话13900001111"
+
+
+async def test_the_public_sees_a_worker_s_report_by_its_category_and_places_to_100_m(
+    api: Api, client: httpx.AsyncClient, key: str
+) -> None:
+    worker = await api.headers("worker")
+    patrol = await api.client.post(
+        "/api/v1/events",
+        json=event_body((23.03512, 113.10537), description=WORKERS_TEXT),
+        headers=worker,
+    )
+    assert patrol.status_code == 201, patrol.text
+    form = request_form(key, at=(23.03561, 113.10449), address_string="文华路12号3栋502室")
+    citizen = (await file(client, form | CITIZEN)).json()[0]["service_request_id"]
+
+    listed = {r["service_request_id"]: r for r in (await client.get(f"{V2}/requests.json")).json()}
+    shown = listed[patrol.json()["number"]]
+    assert shown["description"] == "暴露垃圾"  # the category's name, not the worker's text
+    assert (shown["lat"], shown["long"]) == (23.035, 113.105)
+    assert shown["address"] is None
+    request = listed[citizen]
+    assert request["description"] == "小区门口垃圾没人清理"  # the citizen's own words
+    assert (request["lat"], request["long"]) == (23.036, 113.104)
+    assert request["address"] == "南海区桂城街道东二社区第1网格"
+    for fmt in ("json", "xml"):
+        for path in (
+            f"requests.{fmt}",
+            f"requests/{patrol.json()['number']}.{fmt}",
+            f"requests/{citizen}.{fmt}",
+            f"servicerequestupdates.{fmt}",
+        ):
+            text = (await client.get(f"{V2}/{path}")).text
+            for secret in ("李明", "13900001111", "文华路", "502", "23.03512", "113.10449"):
+                assert secret not in text, (path, secret)
+
+    # Staff still see exactly what was reported.
+    dispatcher = await api.headers("dispatcher")
+    staff = await client.get(f"/api/v1/tickets/{ticket_id(citizen)}/open311", headers=dispatcher)
+    assert staff.json()["address"] == "文华路12号3栋502室"
+    exact = (await client.get(f"/api/v1/tickets/{ticket_id(citizen)}", headers=dispatcher)).json()
+    assert (exact["lat"], exact["lon"]) == (23.03561, 113.10449)
+    report = (await client.get(f"/api/v1/tickets/{patrol.json()['id']}", headers=dispatcher)).json()
+    assert report["description"] == WORKERS_TEXT
+
+
+async def _visibility(
+    api: Api, tid: int, as_: str, hidden: bool, note: str | None = "涉及居民隐私"
+) -> httpx.Response:
+    body: dict[str, Any] = {"hidden": hidden} | ({"note": note} if note is not None else {})
+    return await api.post(f"/api/v1/tickets/{tid}/public-visibility", as_, body)
+
+
+async def test_a_dispatcher_hides_a_ticket_from_the_public_channel(
+    api: Api, client: httpx.AsyncClient, key: str, clock: FrozenClock
+) -> None:
+    filed = (await file(client, request_form(key))).json()[0]
+    number, token = filed["service_request_id"], filed["token"]
+    tid = ticket_id(number)
+    clock.advance(timedelta(minutes=5))
+    await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-CG"})
+    other = (await file(client, request_form(key))).json()[0]["service_request_id"]
+
+    async def public() -> list[str]:
+        paths = ("requests.json", "requests.xml", "servicerequestupdates.json")
+        texts = [(await client.get(f"{V2}/{path}")).text for path in paths]
+        assert other in texts[0] and other in texts[1]  # the other request is listed all along
+        return texts
+
+    assert all(number in text for text in await public())
+
+    clock.advance(timedelta(minutes=5))
+    hidden = await _visibility(api, tid, "dispatcher", True)
+    assert hidden.status_code == 200, hidden.text
+    assert hidden.json() == {
+        "ticket_id": tid,
+        "listed": True,
+        "hidden": True,
+        "public": False,
+        "hidden_at": "2026-11-23T02:10:00Z",
+        "hidden_by": "dispatcher",
+        "note": "涉及居民隐私",
+    }
+    assert not any(number in text for text in await public())
+    assert "was not found" in only_error(await client.get(f"{V2}/requests/{number}.json"), 404)
+    assert (await client.get(f"{V2}/requests.json?service_request_id={number}")).json() == []
+    assert only_error(await client.get(f"{V2}/tokens/{token}.json"), 404)
+    history = await api.history(tid)
+    assert (history[-1]["actor"], history[-1]["action"], history[-1]["note"]) == (
+        "dispatcher",
+        "hide_from_public",
+        "涉及居民隐私",
+    )
+    assert history[-1]["from_status"] == history[-1]["to_status"] == "dispatched"
+
+    # Asking again changes nothing; staff still see and handle the ticket.
+    assert (await _visibility(api, tid, "town_dispatcher", True, "again")).json()["note"] == (
+        "涉及居民隐私"
+    )
+    assert len(await api.history(tid)) == len(history)
+    await api.must(tid, "claim", "handler")
+    seen = await api.get(f"/api/v1/tickets/{tid}/public-visibility", "handler")
+    assert (seen.status_code, seen.json()["hidden"]) == (200, True)
+
+    shown = await _visibility(api, tid, "admin", False, "已脱敏，可公开")
+    assert (shown.status_code, shown.json()["hidden"], shown.json()["public"]) == (200, False, True)
+    assert all(number in text for text in await public())
+    assert [(h["actor"], h["action"], h["note"]) for h in (await api.history(tid))[-1:]] == [
+        ("admin", "show_to_public", "已脱敏，可公开")
+    ]
+
+
+async def test_only_dispatchers_in_scope_and_admins_hide_tickets(api: Api) -> None:
+    ticket = await api.ticket_in("dispatched")  # the worker's report of a public category
+    tid = ticket["id"]
+    for user in ("worker", "handler", "supervisor"):  # each sees the ticket
+        response = await _visibility(api, tid, user, True)
+        assert response.status_code == 403, (user, response.text)
+    for user in ("dl_dispatcher", "worker2", "xf_handler", "dl_supervisor"):
+        response = await _visibility(api, tid, user, True)
+        assert response.status_code == 404, (user, response.text)
+    assert (await _visibility(api, tid, "dispatcher", True, note=None)).status_code == 422
+    assert (await _visibility(api, tid, "dispatcher", True, note="")).status_code == 422
+    assert (await _visibility(api, 10**30, "dispatcher", True)).status_code in (404, 422)
+    assert len(await api.history(tid)) == 2  # the report and the dispatch: nothing hidden yet
+    assert (await _visibility(api, tid, "district_dispatcher", True)).status_code == 200
+    listed = await api.client.get(f"{V2}/requests.json")
+    assert ticket["number"] not in listed.text

@@ -163,13 +163,14 @@ def test_retry_delays_grow_to_an_hour_and_stay() -> None:
 
 
 def test_webhook_urls_are_checked() -> None:
-    assert Settings(webhook_urls="http://a/x, https://b/y").webhook_url_list == [
+    signed = {"webhook_secret": "s" * 16}
+    assert Settings(webhook_urls="http://a/x, https://b/y", **signed).webhook_url_list == [
         "http://a/x",
         "https://b/y",
     ]
     for bad in ("ftp://a", "http://" + "x" * 500):
         with pytest.raises(ValueError):
-            Settings(webhook_urls=bad)
+            Settings(webhook_urls=bad, **signed)
 
 
 def test_access_tokens_are_checked_each_time_and_only_signed_ones_remembered() -> None:

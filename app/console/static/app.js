@@ -3,7 +3,7 @@
 // Every figure and list comes from /api/v1 with the signed-in user's token; /console/stream
 // says when tickets have changed, and the page shown reloads what it shows.
 
-import { lang, setLang, t, translateStatic } from "./i18n.js";
+import { hasText, lang, setLang, t, translateStatic } from "./i18n.js";
 
 const API = "/api/v1";
 const view = document.getElementById("view");
@@ -68,6 +68,15 @@ function localDay(offsetDays = 0) {
   return addDays(today, offsetDays);
 }
 
+// The `count` months up to the one of `date` (YYYY-MM-DD), oldest first, as YYYY-MM.
+function lastMonths(date, count) {
+  const [year, month] = date.split("-").map(Number);
+  return Array.from({ length: count }, (_, i) => {
+    const months = year * 12 + (month - 1) - (count - 1 - i);
+    return `${Math.floor(months / 12)}-${String((months % 12) + 1).padStart(2, "0")}`;
+  });
+}
+
 // 12.5 (at most one decimal), for minutes.
 function decimal(value) {
   return String(Math.round(value * 10) / 10);
@@ -77,9 +86,19 @@ function distance(metres) {
   return metres >= 1000 ? `${(metres / 1000).toFixed(2)} km` : `${Math.round(metres)} m`;
 }
 
+// What went wrong, as the console says it: the problem's title in the interface's language
+// (by its type, else its status), then the API's own detail, which names what was refused.
+function problemText(status, body, title = null) {
+  const type = typeof body?.type === "string" ? body.type.split("/").pop() : "";
+  const heading = title ?? (hasText(`problem.${type}`) ? t(`problem.${type}`)
+    : hasText(`problem.${status}`) ? t(`problem.${status}`) : body?.title || `HTTP ${status}`);
+  const detail = body?.detail && body.detail !== body.title ? body.detail : "";
+  return detail ? `${heading}${t("problem.separator")}${detail}` : heading;
+}
+
 class Problem extends Error {
   constructor(status, body) {
-    super(body?.detail || body?.title || `HTTP ${status}`);
+    super(status === 0 ? body.detail : problemText(status, body));
     this.status = status;
     this.errors = body?.errors || [];
   }
@@ -153,22 +172,47 @@ function reloadSoon() {
   }, wait);
 }
 let retryDelay = 1000;
+let listening = 0; // which call of listen() is current: an older one gives up
+let reconnect = null;
 
-function listen() {
+function stopListening() {
+  listening += 1;
+  clearTimeout(reconnect);
   stream?.close();
-  if (!session.token) return;
-  const opened = new EventSource(`/console/stream?token=${encodeURIComponent(session.token)}`);
-  stream = opened;
+  stream = null;
+}
+
+// The stream is opened with a stream ticket (good for a minute, and for nothing else), never
+// with the access token: a new ticket before each connection, so the page reconnects itself
+// instead of letting the browser retry with the old one.
+async function listen() {
+  stopListening();
+  const mine = listening;
   const live = document.getElementById("live");
   const shown = (on) => { live.dataset.t = on ? "live.on" : "live.off"; live.classList.toggle("on", on); translateStatic(); };
+  const again = () => {
+    shown(false);
+    reconnect = setTimeout(() => { if (mine === listening) listen(); }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000); // back to 1 s once a connection opens
+  };
+  if (!session.token) return;
+  let ticket;
+  try {
+    ticket = (await api("/console/stream-ticket", { method: "POST" })).ticket;
+  } catch (error) {
+    // Offline or the server down: again later. Refused (403, a grid worker): never.
+    if (mine === listening && session.token && error.status !== 403) again();
+    return;
+  }
+  if (mine !== listening) return;
+  const opened = new EventSource(`/console/stream?ticket=${encodeURIComponent(ticket)}`);
+  stream = opened;
   opened.addEventListener("open", () => { shown(true); retryDelay = 1000; });
   opened.addEventListener("error", () => {
-    shown(false);
-    if (opened.readyState !== EventSource.CLOSED || stream !== opened) return; // the browser retries
-    // Refused (an expired token) or the server answered an error: a new token, then again,
-    // waiting longer each time.
-    setTimeout(async () => { await refreshToken().catch(() => false); if (stream === opened) listen(); }, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 30000);
+    if (stream !== opened) return;
+    opened.close(); // the stream ended or failed: a new ticket, then again
+    stream = null;
+    again();
   });
   opened.addEventListener("tickets", (event) => {
     if (event.data === lastMark) return;
@@ -181,9 +225,24 @@ function listen() {
 
 function signOut() {
   session.clear();
-  stream?.close();
+  stopListening();
   me = null;
   location.hash = "#/login";
+}
+
+// The sign-out button: the server revokes the session's refresh token first, then the page
+// forgets its tokens, whether or not the server could be told (offline, or an older server).
+async function logOut() {
+  const refresh = session.refresh;
+  if (refresh) {
+    await fetch(`${API}/auth/logout`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${session.token}` },
+      body: JSON.stringify({ refresh_token: refresh }),
+      signal: AbortSignal.timeout(5000),
+    }).catch(() => null);
+  }
+  signOut();
 }
 
 function loginPage() {
@@ -196,7 +255,11 @@ function loginPage() {
     const response = await fetch(`${API}/auth/token`, { method: "POST", body: data }).catch(() => null);
     if (!response) { message.textContent = t("error.network"); return; }
     const body = await response.json().catch(() => ({}));
-    if (!response.ok) { message.textContent = body.detail || body.title; return; }
+    if (!response.ok) {
+      const refused = response.status === 401 || response.status === 422;
+      message.textContent = problemText(response.status, body, refused ? t("login.failed") : null);
+      return;
+    }
     session.save(body);
     await start();
   } },
@@ -221,18 +284,19 @@ function byUrgency(a, b) {
 }
 
 // The dispatcher's buckets of open tickets (a deadline runs, hence a warning, only on open
-// ones): tickets out with a grid worker to be checked (never a handler's), urged ones (督办),
-// and an escalated-in bucket only above community level.
+// ones): tickets out with a grid worker to be checked and tickets fed back, to verify (neither
+// a handler's), urged ones (督办), and an escalated-in bucket only above community level.
 function buckets() {
   const list = [
     ["reported", (ticket) => ticket.status === "reported"],
     ["checking", (ticket) => ticket.status === "checking"],
     ["dispatched", (ticket) => ticket.status === "dispatched"],
     ["in_progress", (ticket) => ticket.status === "in_progress"],
+    ["feedback", (ticket) => ticket.status === "feedback"],
     ["yellow", (ticket) => ticket.warning === "yellow"],
     ["red", (ticket) => ticket.warning === "red"],
     ["urged", (ticket) => ticket.urge_count > 0],
-  ].filter(([name]) => !(name === "checking" && me.role === "handler"));
+  ].filter(([name]) => !(["checking", "feedback"].includes(name) && me.role === "handler"));
   if (me.unit && me.unit.level !== "community" && me.unit.level !== "grid") {
     list.push(["escalated", (ticket) => ticket.level === me.unit.level]);
   }
@@ -372,12 +436,13 @@ async function ticketPage(id) {
   async function load(live = false) {
     const typing = () => live && page.querySelector("form");
     if (typing()) return;
-    let ticket, history, photos, grid;
+    let ticket, history, photos, grid, covering = null;
     try {
       [ticket, history, photos] = await Promise.all([
         api(`tickets/${id}`), api(`tickets/${id}/history?limit=500`), api(`tickets/${id}/attachments`),
       ]);
       grid = await api(`org-units/${encodeURIComponent(ticket.grid_code)}`).catch(() => null);
+      if (ticket.allowed_actions.includes("dispatch")) covering = await coveringUnits(grid);
     } catch (error) {
       if (!typing()) showError(page, error);
       return;
@@ -387,7 +452,7 @@ async function ticketPage(id) {
     page.replaceChildren(
       h("p", {}, h("a", { href: "#/queue" }, `← ${t("ticket.back")}`)),
       h("div", { class: "columns" },
-        h("div", {}, details(ticket), actionsPanel(ticket, load), timeline(history.items)),
+        h("div", {}, details(ticket), actionsPanel(ticket, load, covering), timeline(history.items)),
         h("div", {}, h("h2", {}, t("ticket.map")), ticketMap(ticket, grid), photoStrip(photos))));
   }
   onChange = () => load(true);
@@ -399,7 +464,7 @@ function details(ticket) {
     ["col.status", t(`status.${ticket.status}`)],
     ["col.warning", ticket.warning ? t(`warning.${ticket.warning}`) : "—"],
     ["col.category", nameOf("categories", ticket.category_code)],
-    ["col.grid", `${ticket.grid_code} · ${ticket.owner_unit_code} (${ticket.level})`],
+    ["col.grid", `${ticket.grid_code} · ${ticket.owner_unit_code} (${t(`level.${ticket.level}`)})`],
     ["col.department", ticket.department_code ? nameOf("departments", ticket.department_code) : "—"],
     ["ticket.assists", ticket.assists.length ? assistList(ticket.assists) : "—"],
     ["col.reported_at", `${when(ticket.reported_at)} · ${ticket.reporter ?? ticket.source}`],
@@ -426,19 +491,38 @@ function assistList(assists) {
     part.note ? h("p", {}, part.note) : null)));
 }
 
-function field(name, ticket) {
+// The org units whose departments a ticket of `grid` may go to: its community, town and
+// district, as the API decides (a set of codes), or null when they cannot be read.
+const orgUnits = new Map(); // code -> the org unit, read once
+async function coveringUnits(grid) {
+  const codes = new Set();
+  try {
+    for (let code = grid?.parent_code; code; code = orgUnits.get(code).parent_code) {
+      if (!orgUnits.has(code)) orgUnits.set(code, await api(`org-units/${encodeURIComponent(code)}`));
+      codes.add(code);
+    }
+  } catch {
+    return null;
+  }
+  return codes.size ? codes : null;
+}
+
+// `covering`: the org units whose departments the dispatch form offers (null: every one).
+function field(name, ticket, covering = null) {
   const label = (input) => h("label", { "data-field": name }, t(`field.${name}`), input, h("span", { class: "field-error" }));
+  const asked = new Set(ticket.assists.map((part) => part.department_code));
+  const offered = Object.values(names.departments)
+    .filter((d) => !covering || covering.has(d.org_unit_code) || asked.has(d.code));
   if (name === "assisting_department_codes") { // the form then hides the lead (excludeLead)
-    const asked = new Set(ticket.assists.map((part) => part.department_code));
     return h("fieldset", { "data-field": name, class: "assisting" }, h("legend", {}, t(`field.${name}`)),
-      Object.values(names.departments).map((d) => h("label", { "data-department": d.code },
+      offered.map((d) => h("label", { "data-department": d.code },
         h("input", { name, type: "checkbox", value: d.code, checked: asked.has(d.code) }), `${d.name} (${d.code})`)),
       h("span", { class: "field-error" }));
   }
   if (name === "department_code") {
     return label(h("select", { name },
       h("option", { value: "" }, t("field.default_department")),
-      Object.values(names.departments).map((d) => h("option", { value: d.code }, `${d.name} (${d.code})`))));
+      offered.map((d) => h("option", { value: d.code }, `${d.name} (${d.code})`))));
   }
   if (name === "duplicate_of") return label(h("input", { name, type: "number", min: 1 }));
   if (name === "passed") return label(h("input", { name, type: "checkbox", checked: true }));
@@ -446,7 +530,7 @@ function field(name, ticket) {
   if (name === "time_limit") {
     return h("label", { "data-field": name }, t("field.time_limit"),
       h("input", { name: "time_limit_value", type: "number", min: 1, value: 1 }),
-      h("select", { name: "time_limit_unit" }, ["hours", "working_hours", "working_days", "minutes"].map((u) => h("option", { value: u }, u))),
+      h("select", { name: "time_limit_unit" }, ["hours", "working_hours", "working_days", "minutes"].map((u) => h("option", { value: u }, t(`unit.${u}`)))),
       h("span", { class: "field-error" }));
   }
   return label(h("textarea", { name, rows: 2 }));
@@ -470,7 +554,7 @@ function bodyOf(form, ticket) {
   return body;
 }
 
-function actionsPanel(ticket, reload) {
+function actionsPanel(ticket, reload, covering) {
   const panel = h("div", { class: "card actions" }, h("h2", {}, t("ticket.actions")));
   if (!ticket.allowed_actions.length) {
     panel.append(h("p", { class: "empty" }, t("ticket.no_actions")));
@@ -503,7 +587,7 @@ function actionsPanel(ticket, reload) {
       }
     } },
       h("h3", {}, t(`action.${action}`)),
-      names.map((name) => field(name, ticket)),
+      names.map((name) => field(name, ticket, covering)),
       message,
       h("div", { class: "buttons" },
         h("button", { type: "submit" }, t("submit")),
@@ -551,7 +635,7 @@ function timeline(items) {
       h("time", {}, when(entry.at)), " ",
       h("strong", {}, t(`action.${entry.action}`)), ` · ${entry.actor}`, historyDetails(entry),
       entry.from_status && entry.from_status !== entry.to_status ? ` · ${t(`status.${entry.from_status}`)} → ${t(`status.${entry.to_status}`)}` : "",
-      entry.from_level && entry.from_level !== entry.to_level ? ` · ${entry.from_level} → ${entry.to_level}` : "",
+      entry.from_level && entry.from_level !== entry.to_level ? ` · ${t(`level.${entry.from_level}`)} → ${t(`level.${entry.to_level}`)}` : "",
       entry.note ? h("p", {}, entry.note) : null))));
 }
 
@@ -638,7 +722,8 @@ async function dashboardPage() {
   dashState.day ??= localDay();
   const first = `${localDay().slice(0, 4)}-01-01`;
   const to = localDay(1);
-  const trendFrom = (() => { const d = new Date(`${localDay().slice(0, 7)}-01T00:00:00Z`); d.setUTCMonth(d.getUTCMonth() - 11); return d.toISOString().slice(0, 10); })();
+  const months = lastMonths(localDay(), 12); // the trend's, oldest first: YYYY-MM
+  const trendFrom = `${months[0]}-01`;
   let chart = null;
   const track = { slot: h("div", { class: "track" }), grid: null, worker: null, asked: 0, releases: [] };
   disposers.push(() => closeTrack());
@@ -741,14 +826,17 @@ async function dashboardPage() {
           coverageTable(coverage.items, (grid) => openTrack(grid)),
           track.slot)); // kept as it is (its map too) when the figures are reloaded
       chart?.destroy();
+      // The API lists only the months with tickets: the others are drawn empty.
+      const byMonth = new Map(trend.items.map((item) => [item.key, item]));
+      const series = (measure, empty) => months.map((month) => byMonth.get(month)?.[measure] ?? empty);
       chart = new Chart(document.getElementById("trend"), {
         type: "line",
         data: {
-          labels: trend.items.map((item) => item.key),
+          labels: months,
           datasets: [
-            { label: t("dash.closure_rate"), data: trend.items.map((item) => item.closure_rate), yAxisID: "rate", borderColor: "#2c7be5" },
-            { label: t("dash.on_time_closure_rate"), data: trend.items.map((item) => item.on_time_closure_rate), yAxisID: "rate", borderColor: "#27ae60" },
-            { label: t("dash.reported"), data: trend.items.map((item) => item.reported), yAxisID: "count", type: "bar", backgroundColor: "rgba(150,150,150,0.3)" },
+            { label: t("dash.closure_rate"), data: series("closure_rate", null), yAxisID: "rate", borderColor: "#2c7be5" },
+            { label: t("dash.on_time_closure_rate"), data: series("on_time_closure_rate", null), yAxisID: "rate", borderColor: "#27ae60" },
+            { label: t("dash.reported"), data: series("reported", 0), yAxisID: "count", type: "bar", backgroundColor: "rgba(150,150,150,0.3)" },
           ],
         },
         options: { animation: false, responsive: true, scales: {
@@ -820,17 +908,18 @@ async function start() {
     return loginPage();
   }
   document.getElementById("bar").hidden = false;
-  document.getElementById("who").textContent = `${me.display_name} (${me.role})`;
+  document.getElementById("who").textContent = `${me.display_name} (${t(`role.${me.role}`)})`;
   listen();
   const landing = me.role === "supervisor" ? "#/dashboard" : "#/queue";
   if (!location.hash || location.hash === "#/" || location.hash === "#/login") location.hash = landing;
   else route();
 }
 
-document.getElementById("logout").addEventListener("click", signOut);
+document.getElementById("logout").addEventListener("click", logOut);
 document.getElementById("lang").addEventListener("click", () => {
   setLang(lang === "zh" ? "en" : "zh");
   document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+  if (me) document.getElementById("who").textContent = `${me.display_name} (${t(`role.${me.role}`)})`;
   translateStatic();
   route();
 });

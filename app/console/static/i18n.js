@@ -6,6 +6,7 @@ const TEXT = {
     "login.username": "用户名",
     "login.password": "密码",
     "login.submit": "登录",
+    "login.failed": "用户名或密码错误",
     "nav.todo": "我的待办",
     "nav.queue": "工单队列",
     "nav.dashboard": "统计看板",
@@ -15,6 +16,7 @@ const TEXT = {
     "bucket.reported": "新上报",
     "bucket.dispatched": "待签收",
     "bucket.in_progress": "处置中",
+    "bucket.feedback": "待核查",
     "bucket.yellow": "黄灯",
     "bucket.red": "红灯",
     "bucket.escalated": "上级转入",
@@ -144,12 +146,54 @@ const TEXT = {
     "action.urge": "督办",
     "action.reopen": "重办",
     "error.network": "无法连接服务器",
+    "level.grid": "网格",
+    "level.community": "社区",
+    "level.town": "镇街",
+    "level.district": "区",
+    "role.grid_worker": "网格员",
+    "role.dispatcher": "调度员",
+    "role.handler": "处置人员",
+    "role.supervisor": "督查人员",
+    "role.admin": "管理员",
+    "unit.hours": "小时",
+    "unit.working_hours": "工作小时",
+    "unit.working_days": "工作日",
+    "unit.minutes": "分钟",
+    // Problems the API answers (by their type, else their status); the API's detail follows.
+    "problem.separator": "：",
+    "problem.unauthorized": "未登录或登录已失效",
+    "problem.forbidden": "无权执行此操作",
+    "problem.not-found": "未找到",
+    "problem.conflict": "操作冲突",
+    "problem.illegal-transition": "当前状态下不能执行此操作",
+    "problem.stale-version": "工单已被他人修改，请刷新后重试",
+    "problem.validation-error": "提交的内容有误",
+    "problem.payload-too-large": "内容过大",
+    "problem.unsupported-media-type": "不支持的文件类型",
+    "problem.too-many-requests": "操作过于频繁，请稍后再试",
+    "problem.service-unavailable": "服务暂时不可用，请稍后再试",
+    "problem.internal-error": "服务器内部错误",
+    "problem.400": "请求有误",
+    "problem.401": "未登录或登录已失效",
+    "problem.403": "无权执行此操作",
+    "problem.404": "未找到",
+    "problem.405": "不支持的请求",
+    "problem.409": "操作冲突",
+    "problem.413": "内容过大",
+    "problem.415": "不支持的文件类型",
+    "problem.422": "提交的内容有误",
+    "problem.429": "操作过于频繁，请稍后再试",
+    "problem.500": "服务器内部错误",
+    "problem.502": "服务暂时不可用，请稍后再试",
+    "problem.503": "服务暂时不可用，请稍后再试",
+    "problem.504": "服务暂时不可用，请稍后再试",
   },
   en: {
     "login.title": "Gridwork · sign in",
     "login.username": "Username",
     "login.password": "Password",
     "login.submit": "Sign in",
+    "login.failed": "Sign-in refused",
     "nav.todo": "To do",
     "nav.queue": "Queue",
     "nav.dashboard": "Dashboard",
@@ -159,6 +203,7 @@ const TEXT = {
     "bucket.reported": "New",
     "bucket.dispatched": "Awaiting claim",
     "bucket.in_progress": "In progress",
+    "bucket.feedback": "To verify",
     "bucket.yellow": "Yellow",
     "bucket.red": "Red",
     "bucket.escalated": "Escalated in",
@@ -259,6 +304,7 @@ const TEXT = {
     "action.urge": "Urge",
     "action.reopen": "Reopen",
     "error.network": "The server cannot be reached",
+    "problem.separator": ": ",
   },
 };
 
@@ -276,6 +322,12 @@ export function t(key, values = {}) {
   const fallback = lang === "en" ? key.split(".").pop().replaceAll("_", " ") : key;
   const text = TEXT[lang][key] ?? fallback;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+// Whether `key` has a text of its own in the current language (English otherwise falls back to
+// the API's words).
+export function hasText(key) {
+  return key in TEXT[lang];
 }
 
 export function translateStatic(root = document) {
