@@ -10,7 +10,6 @@ Open311 channel).
 import json
 from collections.abc import Callable
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -111,11 +110,3 @@ def _too_large(path: str, refusal: str) -> Response:
         media_type = "application/problem+json"
     headers = {"Connection": "close"}  # the rest of the body is not read
     return Response(json.dumps(body), 413, headers=headers, media_type=media_type)
-
-
-def limited(request: Request, max_bytes: int, refusal: str) -> Request:
-    """The request, whose body refuses with 413 as soon as it passes `max_bytes` (a limit
-    below the route's own, known only once the route runs)."""
-    if _declared_over(request.headers.get("content-length"), max_bytes):
-        raise PayloadTooLarge(refusal)
-    return Request(request.scope, _capped(request.receive, max_bytes, refusal))

@@ -33,6 +33,7 @@ from app.docs_assets import install as install_api_docs
 from app.errors import AppError, Conflict, Invalid, ServiceUnavailable, StaleVersion
 from app.field.router import router as field_router
 from app.field.router import static_files as field_static
+from app.notifications.router import router as webhooks_router
 from app.observability import (
     REQUEST_ID_HEADER,
     RequestContext,
@@ -310,6 +311,7 @@ def create_app(
     app.include_router(calendar_router)
     app.include_router(patrol_router)
     app.include_router(stats_router)
+    app.include_router(webhooks_router, prefix="/api/v1")
     app.include_router(attachments_router)
     app.include_router(open311_admin_router)
     app.include_router(open311_router)

@@ -305,3 +305,9 @@ async def test_an_oversized_open311_form_gets_the_channels_error(api: Api) -> No
     response = await api.client.post("/open311/v2/requests.json", data=form)
     assert response.status_code == 413
     assert response.json()[0]["code"] == 413
+
+
+async def test_an_open311_client_id_past_32_bits_is_422(api: Api) -> None:
+    path = f"/api/v1/open311/clients/{2**40}"
+    response = await api.client.delete(path, headers=await api.headers("admin"))
+    assert response.status_code == 422

@@ -841,3 +841,11 @@ async def test_only_dispatchers_in_scope_and_admins_hide_tickets(api: Api) -> No
     assert (await _visibility(api, tid, "district_dispatcher", True)).status_code == 200
     listed = await api.client.get(f"{V2}/requests.json")
     assert ticket["number"] not in listed.text
+
+
+async def test_a_key_in_the_url_of_a_post_is_not_taken(client: httpx.AsyncClient, key: str) -> None:
+    """The specification puts the key in the POST's form; a URL's query is written to logs."""
+    form = request_form(key)
+    del form["api_key"]
+    response = await client.post(f"{V2}/requests.json?api_key={key}", data=form)
+    assert only_error(response, 403)
