@@ -849,3 +849,27 @@ async def test_a_key_in_the_url_of_a_post_is_not_taken(client: httpx.AsyncClient
     del form["api_key"]
     response = await client.post(f"{V2}/requests.json?api_key={key}", data=form)
     assert only_error(response, 403)
+
+
+async def test_citizens_contact_details_are_for_dispatchers_and_admins_only(
+    api: Api, client: httpx.AsyncClient, key: str
+) -> None:
+    number = (await file(client, request_form(key) | CITIZEN)).json()[0]["service_request_id"]
+    tid = ticket_id(number)
+    await api.must(tid, "request_check", "dispatcher")  # the grid's worker now sees it
+    await api.must(tid, "dispatch", "dispatcher", {"department_code": "NH-CG"})  # and handler
+    await api.must(tid, "urge", "supervisor", {"note": "请尽快"})
+
+    contact = {}
+    for user in ("admin", "dispatcher", "town_dispatcher", "supervisor", "handler"):
+        response = await api.get(f"/api/v1/tickets/{tid}/open311", user)
+        assert response.status_code == 200, user
+        contact[user] = response.json()["contact"]
+
+    assert contact == {
+        "admin": CITIZEN,
+        "dispatcher": CITIZEN,
+        "town_dispatcher": CITIZEN,
+        "supervisor": {},
+        "handler": {},
+    }
