@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import Database
 from app.demo import seed_demo
 from app.main import create_app
+from tests.browsers import browser  # noqa: F401 (a fixture, for the modules that define `live`)
 from tests.conftest import TEST_SECRET
 from tests.helpers import Api, add_user
 

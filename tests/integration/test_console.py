@@ -8,9 +8,7 @@ session. Screenshots of each page go to `test-artifacts/console/`."""
 
 import asyncio
 import io
-import os
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -21,23 +19,21 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, Request, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, expect
 
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
+from tests.browsers import ARTIFACTS as BROWSER_ARTIFACTS
+from tests.browsers import needs_chromium
 from tests.helpers import IN_GC01_1, Api
 from tests.live import LiveServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("GRIDWORK_TEST_ARTIFACTS", "test-artifacts")) / "console"
+ARTIFACTS = BROWSER_ARTIFACTS / "console"
 SEEN_WITHIN_MS = 15_000  # the page learns of a change from its stream, checked every 0.2 s
 
 expect.set_options(timeout=10_000)  # a busy 2-core machine runs the suite beside the browser
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-    reason="needs Debian's chromium (scripts/run-tests.sh installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -49,15 +45,6 @@ def live(
     server = LiveServer(settings.model_copy(update=changed), clock)
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def browser(live: LiveServer) -> AsyncIterator[Browser]:
-    """Closed before the server stops, which waits for the pages' open streams."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ with no script error and no Content-Security-Policy violation. Screenshots go to
 `test-artifacts/docs/`."""
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
-from tests.integration.test_console import CHROMIUM
+from tests.browsers import needs_chromium
 from tests.live import LiveServer
 
 ARTIFACTS = Path(os.environ.get("GRIDWORK_TEST_ARTIFACTS", "test-artifacts")) / "docs"
@@ -23,10 +23,7 @@ ARTIFACTS = Path(os.environ.get("GRIDWORK_TEST_ARTIFACTS", "test-artifacts")) / 
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 expect.set_options(timeout=15_000)  # the bundles are large for a busy 2-core machine
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-    reason="needs Debian's chromium (scripts/run-tests.sh installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -34,14 +31,6 @@ def live(world: Database, settings: Settings, clock: FrozenClock) -> Iterator[Li
     server = LiveServer(settings, clock)
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def browser(live: LiveServer) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
 
 
 class ClosedNetwork:

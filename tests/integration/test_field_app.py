@@ -13,13 +13,10 @@ Playwright's `set_offline` does not cover a service worker's own fetches
 import asyncio
 import io
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +32,6 @@ from playwright.async_api import (
     Request,
     Route,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
@@ -43,21 +39,19 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
 from app.field.router import SHELL, STATIC
+from tests.browsers import ARTIFACTS as BROWSER_ARTIFACTS
+from tests.browsers import needs_chromium
 from tests.helpers import Api
 from tests.live import LiveServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("GRIDWORK_TEST_ARTIFACTS", "test-artifacts")) / "field"
+ARTIFACTS = BROWSER_ARTIFACTS / "field"
 PHONE = ViewportSize(width=390, height=844)
 IN_GC01_1 = Geolocation(latitude=23.035, longitude=113.105, accuracy=12)
 OUTSIDE_EVERY_GRID = Geolocation(latitude=23.2, longitude=113.5, accuracy=8)
 SENT_WITHIN_MS = 30_000  # the outbox waits 2 s after a lost reply, longer after more
 
 expect.set_options(timeout=10_000)  # a busy 2-core machine runs the suite beside the browser
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-    reason="needs Debian's chromium (scripts/run-tests.sh installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -73,14 +67,6 @@ def live(world: Database, settings: Settings, clock: FrozenClock) -> Iterator[Li
     server = LiveServer(settings.model_copy(update={"access_token_minutes": 15}), clock)
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def browser(live: LiveServer) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture
