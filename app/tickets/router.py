@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
 from app.auth.models import Role, User
+from app.config import Settings
 from app.deps import (
     ClockDep,
     CurrentUser,
@@ -197,15 +198,21 @@ async def nearby_tickets(
     near = await open_tickets_near(
         session, ticket.lat, ticket.lon, radius_m, *conditions, limit=page.limit
     )
+    return _near_page(NearbyTicket, near, settings)
+
+
+def _near_page(
+    model: type[NearbyTicket], near: list[tuple[Any, float]], settings: Settings
+) -> Page[Any]:
+    """Tickets near a point as a list page of `model`, with their numbers and distances."""
     tz = ZoneInfo(settings.timezone)
     items = [
-        NearbyTicket(
-            id=t.id,
-            number=ticket_number(t, settings.ticket_number_prefix, tz),
-            status=Status(t.status),
-            category_code=t.category_code,
-            reported_at=t.reported_at,
-            distance_m=round(d, 1),
+        model.model_validate(
+            {
+                **t._asdict(),
+                "number": ticket_number(t, settings.ticket_number_prefix, tz),
+                "distance_m": round(d, 1),
+            }
         )
         for t, d in near
     ]
@@ -228,20 +235,7 @@ async def tickets_around(
     reporter): a grid worker sees them before reporting, to follow one instead."""
     conditions = [] if category is None else [Ticket.category_code == category]
     near = await tickets_around_point(session, lat, lon, radius_m, clock.now(), *conditions)
-    tz = ZoneInfo(settings.timezone)
-    items = [
-        AroundTicket(
-            id=t.id,
-            number=ticket_number(t, settings.ticket_number_prefix, tz),
-            status=Status(t.status),
-            category_code=t.category_code,
-            reported_at=t.reported_at,
-            distance_m=round(d, 1),
-            description=t.description,
-        )
-        for t, d in near
-    ]
-    return Page(items=items, next_cursor=None)
+    return _near_page(AroundTicket, near, settings)
 
 
 @router.get("/tickets/{ticket_id}/history", response_model=Page[HistoryOut])
