@@ -2,9 +2,9 @@
 
 `BodyLimit` caps every request's body by route, before anything reads it and before
 authentication: a declared Content-Length over the limit is answered 413 at once, without
-running the app; a body that streams past it is refused with 413 where the app reads it, and
-rendered like every other error of that path (a problem document; GeoReport's list on the
-Open311 channel).
+running the app; a body that streams past it fails the app's read of it, and the client is
+told 413. Either way in the form of the path's other errors (a problem document; GeoReport's
+list on the Open311 channel).
 """
 
 import json
