@@ -1,3 +1,5 @@
+import json
+import math
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -10,6 +12,21 @@ from app.timing.calendar import parse_periods
 from app.timing.limits import TimeLimit, TimeUnit
 
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
+# The appraisal's weights (API.md, "Appraisal"): GRIDWORK_APPRAISAL_WEIGHTS changes any of them.
+APPRAISAL_WEIGHTS: dict[str, dict[str, float]] = {
+    "grid_workers": {
+        "valid_rate": 0.4,
+        "missed_rate": 0.2,
+        "on_time_check_rate": 0.2,
+        "on_time_verification_rate": 0.2,
+    },
+    "departments": {
+        "closure_rate": 0.3,
+        "on_time_rate": 0.3,
+        "rework_rate": 0.3,
+        "satisfaction_rate": 0.1,
+    },
+}
 MIN_WEBHOOK_SECRET = 16
 
 
@@ -35,6 +52,11 @@ class Settings(BaseSettings):
     check_limit: str = Field(
         default="2 working_hours",
         description="how long a grid worker has to check a report on site (核实): VALUE UNIT",
+    )
+    verify_limit: str = Field(
+        default="1 working_days",
+        description="how long after a handler's feedback its verification (核查) counts as on "
+        "time in the appraisal: VALUE UNIT",
     )
     reopen_days: int = Field(
         default=30, ge=1, le=3650, description="how long after closing a ticket may be reopened"
@@ -79,6 +101,12 @@ class Settings(BaseSettings):
         default="0.4,0.4,0.2",
         description="weights of closure rate, on-time closure rate and (1 - rework rate) in the "
         "ranking score",
+    )
+    appraisal_weights: str = Field(
+        default="{}",
+        description='weights of the appraisal scores, JSON {"grid_workers": {...}, '
+        '"departments": {...}}: any subset of the terms API.md names (the rest keep their '
+        "defaults)",
     )
     stats_rollups: bool = Field(
         default=True,
@@ -168,6 +196,26 @@ class Settings(BaseSettings):
     def check_time_limit(self) -> TimeLimit:
         return parse_limit(self.check_limit)
 
+    @field_validator("verify_limit")
+    @classmethod
+    def _valid_verify_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @property
+    def verify_time_limit(self) -> TimeLimit:
+        return parse_limit(self.verify_limit)
+
+    @field_validator("appraisal_weights")
+    @classmethod
+    def _valid_appraisal_weights(cls, value: str) -> str:
+        parse_appraisal_weights(value)
+        return value
+
+    @property
+    def appraisal_weight_values(self) -> dict[str, dict[str, float]]:
+        return parse_appraisal_weights(self.appraisal_weights)
+
     @field_validator("webhook_urls")
     @classmethod
     def _valid_webhook_urls(cls, value: str) -> str:
@@ -231,6 +279,34 @@ def parse_limit(text: str) -> TimeLimit:
         units = ", ".join(TimeUnit)
         raise ValueError(f"{text!r} is not a time limit: write VALUE UNIT, UNIT one of {units}")
     return TimeLimit(value=int(value), unit=TimeUnit(unit.strip()))
+
+
+def parse_appraisal_weights(text: str) -> dict[str, dict[str, float]]:
+    """The appraisal weights: the defaults, with those of the JSON `text` in their place. Each
+    weight is a finite number >= 0, and each subject's weights add up to more than 0."""
+    try:
+        given = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ValueError(f"appraisal weights are not JSON: {exc}") from exc
+    if not isinstance(given, dict):
+        raise ValueError('appraisal weights: write {"grid_workers": {...}, "departments": {...}}')
+    weights = {subject: dict(terms) for subject, terms in APPRAISAL_WEIGHTS.items()}
+    for subject, terms in given.items():
+        if subject not in weights:
+            raise ValueError(f"appraisal weights: unknown subject {subject!r}")
+        if not isinstance(terms, dict):
+            raise ValueError(f"appraisal weights of {subject}: an object of term: weight")
+        for term, weight in terms.items():
+            if term not in weights[subject]:
+                known = ", ".join(weights[subject])
+                raise ValueError(f"appraisal weights: {subject} has no term {term!r} ({known})")
+            number = isinstance(weight, int | float) and not isinstance(weight, bool)
+            if not number or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"appraisal weight {subject}.{term} must be a number >= 0")
+            weights[subject][term] = float(weight)
+        if sum(weights[subject].values()) <= 0:
+            raise ValueError(f"appraisal weights of {subject} must not all be 0")
+    return weights
 
 
 @lru_cache

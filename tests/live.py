@@ -19,8 +19,13 @@ class LiveServer:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
+        # Idle connections are kept longer than the clients' own 5 s: a client must never
+        # reuse a connection the server is closing at that very moment (a ReadError).
         config = uvicorn.Config(
-            create_app(settings, clock=clock), log_level="warning", lifespan="on"
+            create_app(settings, clock=clock),
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=300,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

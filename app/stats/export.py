@@ -34,7 +34,31 @@ ZH_HEADERS = {
     "satisfied": "满意数",
     "satisfaction_rate": "满意率",
     "avg_handling_hours": "平均处置时长(小时)",
+    "name": "名称",
+    # appraisal (考核)
+    "username": "用户名",
+    "display_name": "姓名",
+    "grid_code": "网格",
+    "reports": "上报数",
+    "valid_reports": "有效上报数",
+    "valid_rate": "有效上报率",
+    "public_first": "公众先报数(漏报)",
+    "missed_rate": "漏报率",
+    "checks": "核实数",
+    "checks_on_time": "按时核实数",
+    "on_time_check_rate": "按时核实率",
+    "verifications": "核查数",
+    "verifications_on_time": "按时核查数",
+    "on_time_verification_rate": "按时核查率",
+    "patrol_days": "巡查天数",
+    "department_code": "部门编码",
+    "handled": "主办数",
+    "on_time_rate": "按期结案率",
+    "returned": "退单数",
+    "assists": "协办数",
+    "assists_done": "协办完成数",
 }
+POINTS = {"en": "points_{}", "zh": "{}得分"}
 TOTAL = {"en": "total", "zh": "合计"}
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -76,6 +100,21 @@ def table(
     return headers, values
 
 
+def explained_table(
+    model: type[BaseModel], rows: Sequence[Any], terms: Sequence[str], lang: Lang
+) -> tuple[list[str], list[list[Any]]]:
+    """Appraisal items: their fields but `explain`, then each term's points in a column of its
+    own, so that a spreadsheet shows how every score was made."""
+    names = [n for n in model.model_fields if n != "explain"]
+    headers = [ZH_HEADERS.get(n, n) if lang == Lang.zh else n for n in names]
+    headers += [POINTS[lang].format(ZH_HEADERS.get(t, t) if lang == Lang.zh else t) for t in terms]
+    values = []
+    for item in rows:
+        points = {part.term: part.points for part in item.explain}
+        values.append([getattr(item, n) for n in names] + [points.get(t) for t in terms])
+    return headers, values
+
+
 def render(fmt: Format, name: str, headers: list[str], values: list[list[Any]]) -> Response:
     if fmt == Format.csv:
         out = io.StringIO()
@@ -87,7 +126,7 @@ def render(fmt: Format, name: str, headers: list[str], values: list[list[Any]]) 
         workbook = Workbook()
         sheet = workbook.active
         assert sheet is not None
-        sheet.title = name
+        sheet.title = name[:31]  # the longest sheet name Excel accepts
         sheet.append(headers)
         for row in values:
             sheet.append(row)

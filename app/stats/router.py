@@ -11,8 +11,29 @@ from app.errors import PROBLEM_RESPONSES, Invalid
 from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
 from app.orgs.service import unit_in_scope
 from app.stats import service
-from app.stats.export import MEDIA_TYPES, Format, Lang, chosen_format, render, table
-from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, RankBy, Ranking, RankingRow
+from app.stats.appraisal import appraise
+from app.stats.export import (
+    MEDIA_TYPES,
+    Format,
+    Lang,
+    chosen_format,
+    explained_table,
+    render,
+    table,
+)
+from app.stats.schemas import (
+    ClosureRow,
+    ClosureStats,
+    DepartmentAppraisal,
+    DepartmentAppraisalRow,
+    GroupBy,
+    RankBy,
+    Ranking,
+    RankingRow,
+    Subject,
+    WorkerAppraisal,
+    WorkerAppraisalRow,
+)
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=PROBLEM_RESPONSES)
 Overseer = Annotated[User, Depends(require_roles(Role.dispatcher, Role.supervisor))]
@@ -77,6 +98,14 @@ class StatsRequest:
         return render(fmt, f"{name}-{self.org_unit}-{self.from_}", headers, values)
 
 
+def years_after(day: date, years: int) -> date:
+    """The same day `years` later (29 February: 1 March)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return date(day.year + years, 3, 1)
+
+
 StatsDep = Annotated[StatsRequest, Depends(built_by_coroutine(StatsRequest))]
 
 
@@ -95,4 +124,44 @@ async def ranking(request: StatsDep, by: RankBy = RankBy.org_unit) -> Any:
     rate, on-time closure rate and rework rate (weights: GRIDWORK_RANKING_WEIGHTS)."""
     stats = await request.closure(GroupBy(by))
     ranked = service.rank(stats, request.settings.ranking_weight_values)
+    await service.name_ranking(request.session, ranked, by)
     return request.respond("ranking", ranked, RankingRow, ranked.items)
+
+
+MAX_APPRAISAL_YEARS = 3
+APPRAISAL_ROWS: dict[Subject, type[BaseModel]] = {
+    Subject.grid_workers: WorkerAppraisalRow,
+    Subject.departments: DepartmentAppraisalRow,
+}
+
+
+@router.get("/appraisal", response_model=WorkerAppraisal | DepartmentAppraisal, responses=EXPORTS)
+async def appraisal(request: StatsDep, subject: Subject) -> Any:
+    """Appraisal (考核) of the grid workers or the departments of `org_unit`'s area over the
+    tickets reported there in [from, to) (at most 3 years), ranked by score, each score with
+    its breakdown (`explain`). Weights: GRIDWORK_APPRAISAL_WEIGHTS; definitions: API.md."""
+    if request.to <= request.from_:
+        raise Invalid("to must be after from", loc=["query", "to"])
+    if request.to > years_after(request.from_, MAX_APPRAISAL_YEARS):
+        raise Invalid(
+            f"the range may span at most {MAX_APPRAISAL_YEARS} years", loc=["query", "to"]
+        )
+    unit = await unit_in_scope(request.session, request.user, request.org_unit)
+    timezone = request.settings.timezone
+    result = await appraise(
+        request.session,
+        unit,
+        start_of(request.from_, timezone, "from"),
+        start_of(request.to, timezone, "to"),
+        subject,
+        timezone,
+        request.settings.appraisal_weight_values,
+    )
+    fmt = chosen_format(request.format, request.accept)
+    if fmt == Format.json:
+        return result
+    headers, values = explained_table(
+        APPRAISAL_ROWS[subject], result.items, list(result.weights), request.lang
+    )
+    name = f"appraisal-{subject}-{request.org_unit}-{request.from_}"
+    return render(fmt, name, headers, values)

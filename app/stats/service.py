@@ -18,10 +18,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.orgs.models import Level, OrgUnit
+from app.orgs.models import Department, Level, OrgUnit
 from app.stats import measures, rollups
 from app.stats.models import DAY, MONTH, NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
-from app.stats.schemas import ClosureRow, ClosureStats, GroupBy, Ranking, RankingRow, RankingWeights
+from app.stats.schemas import (
+    ClosureRow,
+    ClosureStats,
+    GroupBy,
+    RankBy,
+    Ranking,
+    RankingRow,
+    RankingWeights,
+)
 from app.tickets.models import Ticket
 from app.tickets.service import AREA_COLUMNS, in_area
 
@@ -316,3 +324,16 @@ def rank(stats: ClosureStats, weights: tuple[float, float, float]) -> Ranking:
             closure_rate=closure_w, on_time_closure_rate=on_time_w, no_rework=rework_w
         ),
     )
+
+
+async def name_ranking(session: AsyncSession, ranking: Ranking, by: RankBy) -> None:
+    """Gives each row the name of its org unit or department."""
+    model = OrgUnit if by == RankBy.org_unit else Department
+    codes = [row.key for row in ranking.items if row.key is not None]
+    if not codes:
+        return
+    names = dict(
+        (await session.execute(select(model.code, model.name).where(model.code.in_(codes)))).all()
+    )
+    for row in ranking.items:
+        row.name = names.get(row.key) if row.key is not None else None

@@ -58,7 +58,7 @@ from app.tickets.schemas import (
     VerifyIn,
 )
 from app.timing.calendar import WorkingCalendar
-from app.timing.limits import TimeLimit, TimeUnit
+from app.timing.limits import TimeLimit, TimeUnit, add_limit, begin_of
 from app.timing.service import load_calendar
 
 MAX_EXTENSIONS = 2
@@ -597,6 +597,11 @@ async def _feedback(ctx: ActionContext, ticket: Ticket, body: FeedbackIn) -> Non
 async def _verify(ctx: ActionContext, ticket: Ticket, body: VerifyIn) -> Status:
     await _attach(ctx, ticket, body.attachment_ids, "verify")
     ctx.details.update(passed=body.passed)
+    if ticket.feedback_at is not None:  # for the appraisal: verified within the verify limit?
+        limit = ctx.settings.verify_time_limit
+        calendar = await ctx.calendar(limit.unit)
+        due = add_limit(begin_of(ticket.feedback_at, limit.unit, calendar), limit, calendar)
+        ctx.details.update(due_at=due.isoformat(), on_time=ctx.now <= due)
     if body.passed:
         ticket.closed_at = ctx.now
         return Status.closed
@@ -613,16 +618,36 @@ async def _rate(ctx: ActionContext, ticket: Ticket, body: RateIn) -> None:
 async def _request_check(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
     limit = ctx.settings.check_time_limit
     deadlines.start_deadline(ticket, ctx.now, limit, await ctx.calendar(limit.unit))
-    ctx.details.update(time_limit=limit.model_dump(mode="json"))
+    assert ticket.deadline_at is not None
+    deadline_at = ticket.deadline_at.isoformat()
+    ctx.details.update(time_limit=limit.model_dump(mode="json"), deadline_at=deadline_at)
+
+
+async def _judge_check(ctx: ActionContext, ticket: Ticket) -> None:
+    """Records, for the appraisal, the check deadline set by the `request_check` that began
+    this check (an escalation meanwhile starts a fresh deadline: the check is still judged by
+    the first) and whether the answer came before it."""
+    asked = await ctx.session.scalar(
+        select(TicketHistory.details)
+        .where(TicketHistory.ticket_id == ticket.id, TicketHistory.action == Action.request_check)
+        .order_by(TicketHistory.id.desc())
+        .limit(1)
+    )
+    recorded = (asked or {}).get("deadline_at")
+    deadline = datetime.fromisoformat(recorded) if recorded else ticket.deadline_at
+    if deadline is not None:
+        ctx.details.update(deadline_at=deadline.isoformat(), on_time=ctx.now < deadline)
 
 
 async def _confirm(ctx: ActionContext, ticket: Ticket, body: ConfirmIn) -> None:
     await _attach(ctx, ticket, body.attachment_ids, "check")
+    await _judge_check(ctx, ticket)
     ticket.checked_at = ctx.now
     _start_dispatch_limit(ticket, ctx.now, ctx.settings)
 
 
 async def _refute(ctx: ActionContext, ticket: Ticket, body: ActionIn) -> None:
+    await _judge_check(ctx, ticket)
     ticket.checked_at = ctx.now
 
 

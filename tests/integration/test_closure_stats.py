@@ -175,9 +175,18 @@ async def test_ranking_of_communities(api: Api, known_tickets: None) -> None:
     ).json()
 
     assert [(r["rank"], r["key"]) for r in table["items"]] == [(1, "GC01"), (2, "GC02")]
+    assert [r["name"] for r in table["items"]] == ["东二社区", "夏北社区"]
     assert table["items"][0]["score"] == pytest.approx(0.75)
     assert table["items"][1]["score"] == pytest.approx(0.6)
     assert table["weights"] == {"closure_rate": 0.4, "on_time_closure_rate": 0.4, "no_rework": 0.2}
+
+
+async def test_ranking_of_departments_names_them(api: Api, known_tickets: None) -> None:
+    query = "/api/v1/stats/ranking?from=2026-11-23&to=2026-11-24&org_unit=NH&by=department"
+    table = (await api.get(query, "supervisor")).json()
+
+    named = {r["key"]: r["name"] for r in table["items"]}
+    assert named == {"NH-CG": "南海区城市管理和综合执法局", None: None}
 
 
 def test_ranking_ties_and_units_without_tickets() -> None:
@@ -222,5 +231,5 @@ async def test_exports_in_csv_and_xlsx_with_chinese_headers(api: Api, known_tick
     sheet = load_workbook(io.BytesIO(as_xlsx.content)).active
     assert sheet is not None
     values = [[cell.value for cell in row] for row in sheet.iter_rows()]
-    assert values[0][:3] == ["rank", "key", "score"]
-    assert values[1][:2] == [1, "GC01"]
+    assert values[0][:4] == ["rank", "key", "name", "score"]
+    assert values[1][:3] == [1, "GC01", "东二社区"]
