@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         parse_periods(value)
         return value
 
-    @field_validator("check_limit")
+    @field_validator("check_limit", "verify_limit")
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         parse_limit(value)
@@ -195,12 +195,6 @@ class Settings(BaseSettings):
     @property
     def check_time_limit(self) -> TimeLimit:
         return parse_limit(self.check_limit)
-
-    @field_validator("verify_limit")
-    @classmethod
-    def _valid_verify_limit(cls, value: str) -> str:
-        parse_limit(value)
-        return value
 
     @property
     def verify_time_limit(self) -> TimeLimit:
