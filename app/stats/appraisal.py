@@ -1,6 +1,7 @@
 """Appraisal (考核, API.md v1.1): grid workers and departments scored from the same case records
-as the closure statistics, every figure an SQL aggregate over the tickets reported in a range
-in an area, their history rows, assisting parts and the workers' clock-ins.
+as the closure statistics, every figure a sum of the facts of `stats.appraisal_rollups` (or of
+the closure measures, for what departments lead) over the tickets reported in a range in an
+area, read from the rollups for whole days of an area above a grid, from the tickets otherwise.
 
 How each figure is counted, and what the history rows must carry for it, is in
 docs/appraisal.md. Scores are worked out in exact fractions, so that equal figures give equal
@@ -14,46 +15,30 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, or_, select
+from sqlalchemy import and_, distinct, func, or_, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
-from app.orgs.models import Department, OrgUnit
+from app.orgs.models import Department, Level, OrgUnit
 from app.patrol.models import ClockIn
+from app.stats import appraisal_rollups, measures, rollups
+from app.stats.models import APPRAISAL_MEASURES, AppraisalRollup, Party, PatrolDays
 from app.stats.schemas import (
     DepartmentAppraisal,
     DepartmentAppraisalRow,
     ExplainTerm,
+    GroupBy,
     Subject,
     WorkerAppraisal,
     WorkerAppraisalRow,
 )
-from app.tickets.machine import Action, Status
-from app.tickets.models import IS_CLOSED, Ticket, TicketAssist, TicketHistory, status_among
-from app.tickets.service import in_area
+from app.stats.service import Counts, Groups, Query, Spans, in_periods, spans
+from app.tickets.models import Ticket
+from app.tickets.service import AREA_COLUMNS, in_area
 
-ACCEPTED = ~status_among([Status.rejected, Status.merged])
 # Terms that enter a score as 1 - rate, and the rate counted when it has no denominator.
 INVERTED = frozenset({"missed_rate", "rework_rate"})
 EMPTY_RATE = {"missed_rate": Fraction(0)}
-OPEN311 = "open311"
-CHECKS = (Action.confirm, Action.refute)
-
-
-def _count(condition: ColumnElement[Any]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def _on_time() -> ColumnElement[bool]:
-    """The answer's own verdict, recorded in its history row when it was taken (see
-    `tickets.service._judge_check` and `_verify`)."""
-    return TicketHistory.details["on_time"].as_boolean()
-
-
-def _local_day(dialect: str, timezone: str, moment: Any) -> ColumnElement[str]:
-    if dialect == "postgresql":
-        return func.to_char(func.timezone(timezone, moment), "YYYY-MM-DD")
-    return func.local_date(moment, timezone)
 
 
 @dataclass(frozen=True)
@@ -114,7 +99,8 @@ def ranked(rows: list[tuple[Fraction | None, Row]], key: Callable[[Row], str]) -
 
 
 class Appraisal:
-    """One appraisal: the tickets reported in [since, until) in `unit`'s area."""
+    """One appraisal: the tickets reported in [since, until) in `unit`'s area, counted from the
+    rollups where they hold the area and range, from the tickets otherwise."""
 
     def __init__(
         self,
@@ -132,13 +118,67 @@ class Appraisal:
         self.weights = weights
         self.dialect = session.get_bind().dialect.name
         self.tickets = and_(in_area(unit), Ticket.reported_at >= since, Ticket.reported_at < until)
+        self.cut: Spans | None = None
 
-    async def _grouped(self, query: Any) -> dict[Any, list[int]]:
-        """{group: [counts...]} of a query whose first column is the group."""
+    async def use_rollups(self) -> None:
+        """Reads the rollups from now on where they hold the area and the range: whole days
+        of an area above a grid, once built for the time zone."""
+        if Level(self.unit.level) == Level.grid:
+            return
+        cut = spans(self.since, self.until, self.timezone, with_months=True)
+        if cut.rest or not await rollups.built_for(self.session, self.timezone):
+            return
+        self.cut = cut
+
+    async def _figures(self, *parties: Party) -> dict[tuple[str, str], dict[str, int]]:
+        """{(party, code): {measure: count}} of the parties' appraisal facts."""
+        if self.cut is not None:
+            area = getattr(AppraisalRollup, AREA_COLUMNS[Level(self.unit.level)].key)
+            source: Any = AppraisalRollup
+            where = and_(
+                area == self.unit.code, in_periods(AppraisalRollup, self.cut, self.timezone)
+            )
+        else:
+            source = union_all(*appraisal_rollups.facts(self.tickets)).subquery()
+            where = true()
+            source = source.c
+        query = (
+            select(
+                source.party,
+                source.code,
+                *(func.sum(getattr(source, m)) for m in APPRAISAL_MEASURES),
+            )
+            .where(where, source.party.in_([str(p) for p in parties]))
+            .group_by(source.party, source.code)
+        )
         return {
-            group: [int(v or 0) for v in values]
-            for group, *values in await self.session.execute(query)
+            (party, code): dict(zip(APPRAISAL_MEASURES, (int(v or 0) for v in values), strict=True))
+            for party, code, *values in await self.session.execute(query)
         }
+
+    async def _patrol_days(self, workers: Any) -> dict[str, int]:
+        if self.cut is not None:
+            query = (
+                select(PatrolDays.worker, func.sum(PatrolDays.days))
+                .where(
+                    PatrolDays.worker.in_(workers),
+                    in_periods(PatrolDays, self.cut, self.timezone),
+                )
+                .group_by(PatrolDays.worker)
+            )
+        else:
+            day = measures.local_day(self.dialect, self.timezone, ClockIn.at)
+            query = (
+                select(ClockIn.worker, func.count(distinct(day)))
+                .where(
+                    ClockIn.worker.in_(workers),
+                    ClockIn.inside_grid.is_(True),
+                    ClockIn.at >= self.since,
+                    ClockIn.at < self.until,
+                )
+                .group_by(ClockIn.worker)
+            )
+        return {worker: int(days or 0) for worker, days in await self.session.execute(query)}
 
     # Grid workers ---------------------------------------------------------------------------
 
@@ -150,52 +190,18 @@ class Appraisal:
             .join(OrgUnit, OrgUnit.code == User.org_unit_code)
             .where(User.role == Role.grid_worker, in_units)
         )
-        listed = select(User.username).join(OrgUnit, OrgUnit.code == User.org_unit_code)
-        listed = listed.where(User.role == Role.grid_worker, in_units)
-        reports = await self._grouped(
-            select(Ticket.reporter, func.count(), _count(ACCEPTED))
-            .where(self.tickets, Ticket.reporter.in_(listed.scalar_subquery()))
-            .group_by(Ticket.reporter)
-        )
-        public_first = await self._grouped(
-            select(Ticket.grid_code, func.count())
-            .where(self.tickets, Ticket.source == OPEN311, ACCEPTED)
-            .group_by(Ticket.grid_code)
-        )
-        # {actor: {"check" | "verify": [answers, on time]}}
-        answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        query = (
-            select(TicketHistory.actor, TicketHistory.action, func.count(), _count(_on_time()))
-            .join(Ticket, Ticket.id == TicketHistory.ticket_id)
-            .where(
-                self.tickets,
-                TicketHistory.action.in_([*CHECKS, Action.verify]),
-                TicketHistory.actor.in_(listed.scalar_subquery()),
-            )
-            .group_by(TicketHistory.actor, TicketHistory.action)
-        )
-        for actor, action, done, on_time in await self.session.execute(query):
-            counted = answers[actor]["verify" if action == Action.verify else "check"]
-            counted[0] += int(done or 0)
-            counted[1] += int(on_time or 0)
-        day = _local_day(self.dialect, self.timezone, ClockIn.at)
-        patrol_days = await self._grouped(
-            select(ClockIn.worker, func.count(distinct(day)))
-            .where(
-                ClockIn.worker.in_(listed.scalar_subquery()),
-                ClockIn.inside_grid.is_(True),
-                ClockIn.at >= self.since,
-                ClockIn.at < self.until,
-            )
-            .group_by(ClockIn.worker)
-        )
+        listed = select(workers.subquery().c.username).scalar_subquery()
+        figures = await self._figures(Party.user, Party.grid)
+        patrol_days = await self._patrol_days(listed)
+        none: dict[str, int] = defaultdict(int)
 
         rows: list[tuple[Fraction | None, WorkerAppraisalRow]] = []
         for username, display_name, grid_code, active in await self.session.execute(workers):
-            reported, valid = reports.get(username, [0, 0])
-            (missed,) = public_first.get(grid_code, [0])
-            checks, checks_on_time = answers[username]["check"]
-            verified, verified_on_time = answers[username]["verify"]
+            mine = figures.get((Party.user, username), none)
+            missed = figures.get((Party.grid, grid_code or ""), none)["public_first"]
+            reported, valid = mine["reports"], mine["valid_reports"]
+            checks, checks_on_time = mine["checks"], mine["checks_on_time"]
+            verified, verified_on_time = mine["verifications"], mine["verifications_on_time"]
             terms = [
                 Term("valid_rate", valid, reported),
                 Term("missed_rate", missed, valid + missed),
@@ -222,7 +228,7 @@ class Appraisal:
                 verifications=verified,
                 verifications_on_time=verified_on_time,
                 on_time_verification_rate=terms[3].rate,
-                patrol_days=patrol_days.get(username, [0])[0],
+                patrol_days=patrol_days.get(username, 0),
                 score=None,
                 explain=explain,
             )
@@ -231,6 +237,15 @@ class Appraisal:
         return WorkerAppraisal(items=items, weights=weights)
 
     # Departments ----------------------------------------------------------------------------
+
+    async def _led(self) -> Groups:
+        """The closure measures of the tickets each department leads."""
+        query = Query(self.session, self.unit, GroupBy.department, self.timezone)
+        if self.cut is not None:
+            await query.from_rollups(None, self.cut)
+        else:
+            await query.from_tickets(None, (self.since, self.until))
+        return query.groups
 
     async def departments(self) -> DepartmentAppraisal:
         weights = self.weights[Subject.departments]
@@ -245,52 +260,20 @@ class Appraisal:
                 )
             )
         )
-        led = await self._grouped(
-            select(
-                Ticket.department_code,
-                func.count(),
-                _count(IS_CLOSED),
-                _count(and_(IS_CLOSED, ~Ticket.overdue)),
-                _count(Ticket.rework_count > 0),
-                _count(Ticket.reopen_count > 0),
-                _count(Ticket.rating.is_not(None)),
-                _count(Ticket.rating >= 4),
-            )
-            .where(self.tickets, ACCEPTED, Ticket.department_code.is_not(None))
-            .group_by(Ticket.department_code)
-        )
-        # The department a `return` row names (its details), grouped through a subquery: an
-        # expression with a bound JSON key is not the same twice in a GROUP BY on PostgreSQL.
-        returns = (
-            select(
-                TicketHistory.ticket_id,
-                TicketHistory.details["department_code"].as_string().label("department_code"),
-            )
-            .join(Ticket, Ticket.id == TicketHistory.ticket_id)
-            .where(self.tickets, TicketHistory.action == Action.return_)
-            .subquery()
-        )
-        returned = await self._grouped(
-            select(returns.c.department_code, func.count(distinct(returns.c.ticket_id))).group_by(
-                returns.c.department_code
-            )
-        )
-        assists = await self._grouped(
-            select(TicketAssist.department_code, func.count(), func.count(TicketAssist.done_at))
-            .join(Ticket, Ticket.id == TicketAssist.ticket_id)
-            .where(self.tickets)
-            .group_by(TicketAssist.department_code)
-        )
+        led = await self._led()
+        figures = await self._figures(Party.department)
+        none: dict[str, int] = defaultdict(int)
 
         rows: list[tuple[Fraction | None, DepartmentAppraisalRow]] = []
         for code, name in await self.session.execute(departments):
-            handled, closed, on_time, reworked, reopened, rated, satisfied = led.get(code, [0] * 7)
-            asked, done = assists.get(code, [0, 0])
+            counts = led.get(code) or Counts()
+            mine = figures.get((Party.department, code), none)
+            handled = counts.accepted
             terms = [
-                Term("closure_rate", closed, handled),
-                Term("on_time_rate", on_time, handled),
-                Term("rework_rate", reworked, handled),
-                Term("satisfaction_rate", satisfied, rated),
+                Term("closure_rate", counts.closed, handled),
+                Term("on_time_rate", counts.closed_on_time, handled),
+                Term("rework_rate", counts.reworked, handled),
+                Term("satisfaction_rate", counts.satisfied, counts.rated),
             ]
             exact, explain = score(terms, weights) if handled else (None, [])
             row = DepartmentAppraisalRow(
@@ -298,18 +281,18 @@ class Appraisal:
                 department_code=code,
                 name=name,
                 handled=handled,
-                closed=closed,
+                closed=counts.closed,
                 closure_rate=terms[0].rate,
-                closed_on_time=on_time,
+                closed_on_time=counts.closed_on_time,
                 on_time_rate=terms[1].rate,
-                reworked=reworked,
+                reworked=counts.reworked,
                 rework_rate=terms[2].rate,
-                reopened=reopened,
-                returned=returned.get(code, [0])[0],
-                assists=asked,
-                assists_done=done,
-                rated=rated,
-                satisfied=satisfied,
+                reopened=counts.reopened,
+                returned=mine["returned"],
+                assists=mine["assists"],
+                assists_done=mine["assists_done"],
+                rated=counts.rated,
+                satisfied=counts.satisfied,
                 satisfaction_rate=terms[3].rate,
                 score=None,
                 explain=explain,
@@ -327,8 +310,11 @@ async def appraise(
     subject: Subject,
     timezone: str,
     weights: dict[str, dict[str, float]],
+    use_rollups: bool = True,
 ) -> WorkerAppraisal | DepartmentAppraisal:
     appraisal = Appraisal(session, unit, since, until, timezone, weights)
+    if use_rollups:
+        await appraisal.use_rollups()
     if subject == Subject.grid_workers:
         return await appraisal.grid_workers()
     return await appraisal.departments()

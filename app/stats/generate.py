@@ -4,30 +4,38 @@ Tickets are written straight into the tables (COPY on PostgreSQL), not through t
 the rollups are rebuilt afterwards. The mix follows what grid-management reports describe: about
 a third of problems are solved on the spot by the grid worker, most of the rest are dispatched
 and closed within a day or two, a few are rejected, merged, escalated or sent back; old tickets
-are closed, recent ones are still open; the volume grows over the years.
+are closed, recent ones are still open; the volume grows over the years. With them go the
+history rows and parts the appraisal counts: the public's and the hotline's reports checked on
+site by the grid's worker (some refuted), returns, assisting departments, verifications passed
+and failed (a tenth late), and each worker's clock-ins on most days.
 """
 
+import json
 import math
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shapely.geometry import shape
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.auth.security import hash_password_sync
 from app.db import Base
 from app.orgs.models import Category, Department, Level, OrgUnit
+from app.patrol.models import ClockIn
 from app.stats import rollups
+from app.stats.appraisal_rollups import OPEN311
 from app.stats.models import ClosureRollupState
-from app.tickets.machine import Status
-from app.tickets.models import Ticket
+from app.tickets.machine import NOT_ACCEPTED, Status
+from app.tickets.models import Ticket, TicketAssist, TicketHistory
 
 GENERATED_DISTRICT = "GD"
 GENERATED_PASSWORD = "gridwork-generated"
@@ -76,6 +84,7 @@ OPEN_MIX = [  # where an open ticket waits
 RATINGS = [(5, 55), (4, 25), (3, 12), (2, 5), (1, 3)]
 LEVELS = ("community", "town", "district")
 COLUMNS = [
+    "id",
     "source",
     "status",
     "level",
@@ -272,8 +281,53 @@ async def _kinds(session: AsyncSession) -> list[Kind]:
     return kinds
 
 
+# The status each generated history step leads to.
+STEP_TO = {
+    "request_check": Status.checking,
+    "confirm": Status.reported,
+    "refute": Status.rejected,
+    "return": Status.reported,
+    "verify False": Status.in_progress,
+    "verify True": Status.closed,
+}
+HISTORY_COLUMNS = [
+    "ticket_id",
+    "at",
+    "actor",
+    "action",
+    "from_status",
+    "to_status",
+    "from_level",
+    "to_level",
+    "details",
+]
+ASSIST_COLUMNS = ["ticket_id", "department_code", "asked_at", "done_at", "done_by", "on_time"]
+CLOCK_IN_COLUMNS = [
+    "client_id",
+    "worker",
+    "worker_grid_code",
+    "grid_code",
+    "inside_grid",
+    "lat",
+    "lon",
+    "at",
+    "received_at",
+]
+
+
+@dataclass
+class Batch:
+    """Rows for each table, in its `*COLUMNS` order."""
+
+    tickets: list[tuple[Any, ...]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    assists: list[tuple[Any, ...]] = field(default_factory=list)
+
+
 class TicketMaker:
-    """One ticket row at a time, in `COLUMNS` order, reported in [start, now)."""
+    """One ticket at a time, reported in [start, now), with the history rows and assisting
+    parts the appraisal reads: checks of the public's and hotline reports (核实), returns,
+    assisting departments, verifications (passed and failed) by the grid's worker."""
 
     def __init__(
         self,
@@ -291,15 +345,31 @@ class TicketMaker:
         self.kind = _weighted(rng, [(k, k.weight) for k in kinds])
         self.open_status = _weighted(rng, OPEN_MIX)
         self.rating = _weighted(rng, RATINGS)
+        self.departments = sorted({k.department for k in kinds if k.department})
 
     def _still_open(self, age_days: float) -> bool:
         """Nearly everything older than a month is finished; the last days are busy."""
         return self.rng.random() < max(0.003, 0.6 * math.exp(-age_days / 3))
 
-    def row(self, number: int) -> tuple[Any, ...]:
+    def _source(self, grid: Grid) -> tuple[str, str | None]:
+        """Who filed it: mostly the grid's worker on patrol, some the public (Open311) or the
+        hotline; a grid without a worker hears only from the hotline and the public."""
+        draw = self.rng.random()
+        if draw < 0.06:
+            return OPEN311, None
+        if draw < 0.10 or grid.reporter is None:
+            return "hotline", None
+        return "patrol", grid.reporter
+
+    def _other_department(self, department: str | None) -> str | None:
+        others = [d for d in self.departments if d != department]
+        return self.rng.choice(others) if others else None
+
+    def row(self, ticket_id: int, batch: Batch) -> None:
         rng = self.rng
         grid: Grid = self.grid()
         kind: Kind = self.kind()
+        source, reporter = self._source(grid)
         # Volume grows over the years: later times are denser.
         reported = self.start + timedelta(seconds=self.span * rng.random() ** 0.8)
         age_days = (self.now - reported).total_seconds() / 86400
@@ -310,11 +380,18 @@ class TicketMaker:
         rating = None
         overdue = False
         hours_after: dict[str, float] = {}  # hours after the report of each step taken
-        self_resolved = rng.random() < 0.33
+        self_resolved = reporter is not None and rng.random() < 0.36
+        checked = reporter is None and grid.reporter is not None and rng.random() < 0.5
         outcome = rng.random()
+        if checked:
+            hours_after["check_asked"] = rng.uniform(5, 30) / 60
+            hours_after["checked"] = hours_after["check_asked"] + rng.lognormvariate(0, 0.6)
+        returned_by = assisting = None
         if self_resolved:
             status, department = Status.closed, None
             hours_after["closed"] = rng.uniform(5, 60) / 60
+        elif checked and outcome < 0.12:
+            status, department = Status.rejected, None  # refuted on site
         elif outcome < 0.03:
             status, department = Status.rejected, None
         elif outcome < 0.05:
@@ -324,14 +401,21 @@ class TicketMaker:
             if rng.random() < 0.10:
                 escalations = 1 if rng.random() < 0.8 else 2
             if status != Status.reported:
-                hours_after["dispatched"] = rng.uniform(3, 50) / 60
+                start = hours_after.get("checked", 0)
+                hours_after["dispatched"] = start + rng.uniform(3, 50) / 60
+                if rng.random() < 0.03:
+                    returned_by = self._other_department(department)
+                if rng.random() < 0.05:
+                    assisting = self._other_department(department)
             if status in (Status.feedback, Status.closed) and rng.random() < 0.06:
                 reworks = 1 if rng.random() < 0.85 else 2
             handling = rng.lognormvariate(math.log(kind.hours * 0.35), 0.7) * (1 + escalations)
             if status in (Status.feedback, Status.closed):
                 hours_after["feedback"] = hours_after["dispatched"] + handling
             if status == Status.closed:
-                hours_after["closed"] = hours_after["feedback"] + rng.uniform(0.2, 6)
+                late = rng.random() < 0.1  # verified after the day allowed
+                waited = rng.uniform(26, 60) if late else rng.uniform(0.2, 6)
+                hours_after["closed"] = hours_after["feedback"] + waited
             if status == Status.suspended:
                 hours_after["suspended"] = hours_after["dispatched"] + handling / 2
         # Steps that would lie in the future are drawn closer, in order, before now.
@@ -343,7 +427,7 @@ class TicketMaker:
         dispatched, feedback = times.get("dispatched"), times.get("feedback")
         closed, suspended = times.get("closed"), times.get("suspended")
         deadline_start = dispatched or reported
-        if not self_resolved and status not in (Status.rejected, Status.merged):
+        if not self_resolved and status not in NOT_ACCEPTED:
             # As the scheduler would have marked it (and escalated it, where it could).
             overdue = escalations > 0 or (feedback or self.now) > deadline_start + limit
         if status == Status.closed and rng.random() < 0.6:
@@ -353,65 +437,171 @@ class TicketMaker:
         reopens = 1 if closed is not None and not self_resolved and rng.random() < 0.015 else 0
         level = LEVELS[min(escalations, 2)]
         owner = (grid.community, grid.town, grid.district)[min(escalations, 2)]
-        return (
-            "patrol" if grid.reporter else "hotline",
-            status.value,
-            level,
-            owner,
-            grid.code,
-            grid.community,
-            grid.town,
-            grid.district,
-            kind.code,
-            department if status != Status.reported else None,
-            grid.reporter,
-            f"{kind.name}（生成工单 {number}）",
-            grid.lat + rng.uniform(-0.003, 0.003),
-            grid.lon + rng.uniform(-0.003, 0.003),
-            rng.random() < 0.03,
-            self_resolved,
-            reported,
-            dispatched,
-            feedback,
-            closed,
-            kind.hours,
-            "hours",
-            deadline_start,
-            deadline_start + limit * 0.8,
-            deadline_start + limit,
-            suspended,
-            overdue,
-            escalations,
-            reworks,
-            0,
-            rating,
-            urges,
-            reopens,
-            max([reported, *times.values()]),
-            1
-            + escalations
-            + 2 * reworks
-            + urges
-            + 3 * reopens
-            + (status != Status.reported)
-            + (closed is not None),
+
+        def history(at: datetime, actor: str, action: str, **details: Any) -> None:
+            to = STEP_TO[action] if action != "verify" else STEP_TO[f"verify {details['passed']}"]
+            batch.history.append((ticket_id, at, actor, action, None, to, level, level, details))
+
+        worker = grid.reporter or ""
+        if "checked" in times:
+            asked, answered = times["check_asked"], times["checked"]
+            history(asked, "dispatcher", "request_check")
+            deadline = asked + timedelta(hours=2)
+            verdict = "refute" if status == Status.rejected else "confirm"
+            history(
+                answered,
+                worker,
+                verdict,
+                deadline_at=deadline.isoformat(),
+                on_time=answered < deadline,
+            )
+        if returned_by and dispatched:
+            history(dispatched, "handler", "return", department_code=returned_by)
+        if assisting and dispatched:
+            done = feedback or (dispatched if rng.random() < 0.5 else None)
+            batch.assists.append(
+                (
+                    ticket_id,
+                    assisting,
+                    dispatched,
+                    done,
+                    "handler" if done else None,
+                    True if done else None,
+                )
+            )
+        if feedback and worker:
+            answered = closed or feedback
+            for _ in range(reworks):  # failed checks of the fix, each followed by a new one
+                history(feedback, worker, "verify", passed=False, on_time=True)
+            if closed:
+                due = feedback + timedelta(hours=24)
+                history(
+                    closed,
+                    worker,
+                    "verify",
+                    passed=True,
+                    due_at=due.isoformat(),
+                    on_time=answered <= due,
+                )
+        batch.tickets.append(
+            (
+                ticket_id,
+                source,
+                status.value,
+                level,
+                owner,
+                grid.code,
+                grid.community,
+                grid.town,
+                grid.district,
+                kind.code,
+                department if status != Status.reported else None,
+                reporter,
+                f"{kind.name}（生成工单 {ticket_id}）",
+                grid.lat + rng.uniform(-0.003, 0.003),
+                grid.lon + rng.uniform(-0.003, 0.003),
+                rng.random() < 0.03,
+                self_resolved,
+                reported,
+                dispatched,
+                feedback,
+                closed,
+                kind.hours,
+                "hours",
+                deadline_start,
+                deadline_start + limit * 0.8,
+                deadline_start + limit,
+                suspended,
+                overdue,
+                escalations,
+                reworks,
+                0,
+                rating,
+                urges,
+                reopens,
+                max([reported, *times.values()]),
+                1
+                + escalations
+                + 2 * reworks
+                + urges
+                + 3 * reopens
+                + (status != Status.reported)
+                + (closed is not None),
+            )
         )
 
-    def batches(self, count: int, first: int) -> Iterator[list[tuple[Any, ...]]]:
+    def batches(self, count: int, first_id: int) -> Iterator[Batch]:
         for offset in range(0, count, BATCH):
-            yield [self.row(first + offset + i) for i in range(min(BATCH, count - offset))]
+            batch = Batch()
+            for number in range(offset, min(count, offset + BATCH)):
+                self.row(first_id + number, batch)
+            yield batch
 
 
-async def _write(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+def clock_ins(
+    rng: random.Random, grids: list[Grid], start: datetime, now: datetime, timezone: str
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Each worker's patrol clock-ins over the local days of [start, now): on most days one
+    to three, nearly all inside the worker's grid, in batches."""
+    zone = ZoneInfo(timezone)
+    first = start.astimezone(zone).date()
+    days = (now.astimezone(zone).date() - first).days
+    rows: list[tuple[Any, ...]] = []
+    for grid in grids:
+        if grid.reporter is None:
+            continue
+        for number in range(days):
+            if rng.random() < 0.12:
+                continue  # a day off
+            date = first + timedelta(days=number)
+            day = datetime(date.year, date.month, date.day, 8, tzinfo=zone)
+            for _ in range(rng.choice((1, 1, 2, 3))):
+                at = day + timedelta(minutes=rng.uniform(0, 600))
+                inside = rng.random() < 0.95
+                shift = 0.002 if inside else 0.02
+                rows.append(
+                    (
+                        uuid.uuid4(),
+                        grid.reporter,
+                        grid.code,
+                        grid.code if inside else None,
+                        inside,
+                        grid.lat + shift,
+                        grid.lon,
+                        at.astimezone(UTC),
+                        at.astimezone(UTC),
+                    )
+                )
+            if len(rows) >= BATCH:
+                yield rows
+                rows = []
+    if rows:
+        yield rows
+
+
+async def _write(
+    session: AsyncSession, model: Any, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
+        if "details" in columns:  # COPY takes JSON as text
+            at = columns.index("details")
+            rows = [(*row[:at], json.dumps(row[at]), *row[at + 1 :]) for row in rows]
         raw = await connection.get_raw_connection()
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "tickets", records=rows, columns=COLUMNS
+            model.__tablename__, records=rows, columns=columns
         )
     else:
-        values = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
-        await session.execute(insert(Ticket), values)
+        values = [dict(zip(columns, row, strict=True)) for row in rows]
+        await session.execute(insert(model.__table__), values)
+
+
+async def _write_batch(session: AsyncSession, batch: Batch) -> None:
+    await _write(session, Ticket, COLUMNS, batch.tickets)
+    await _write(session, TicketHistory, HISTORY_COLUMNS, batch.history)
+    await _write(session, TicketAssist, ASSIST_COLUMNS, batch.assists)
 
 
 @asynccontextmanager
@@ -468,13 +658,25 @@ async def generate_tickets(
     await session.commit()
     started = time.perf_counter()
     written = 0
+    first_id = (await session.scalar(select(func.max(Ticket.id))) or 0) + 1
     async with _indexes_built_after(session, progress):
-        for rows in maker.batches(tickets, 1):
-            await _write(session, rows)
+        for batch in maker.batches(tickets, first_id):
+            await _write_batch(session, batch)
             await session.commit()
-            written += len(rows)
+            written += len(batch.tickets)
             if progress:
                 progress(f"{written:,} tickets ({time.perf_counter() - started:.0f} s)")
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT setval(pg_get_serial_sequence('tickets', 'id'), max(id)) FROM tickets")
+        )
+    patrolled = select(ClockIn.id).where(ClockIn.worker.in_([g.reporter for g in grids]))
+    if await session.scalar(patrolled.limit(1)) is None:  # not when adding tickets
+        for rows in clock_ins(rng, grids, start, now, timezone):
+            await _write(session, ClockIn, CLOCK_IN_COLUMNS, rows)
+            await session.commit()
+        if progress:
+            progress(f"clock-ins written ({time.perf_counter() - started:.0f} s)")
     started = time.perf_counter()
     rollup_rows = await rollups.rebuild(session, timezone)
     await session.commit()

@@ -13,8 +13,7 @@ from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func
 
 from app.stats.models import ROLLUP_MEASURES
 from app.tickets import deadlines
-from app.tickets.machine import Status
-from app.tickets.models import IS_CLOSED, IS_OPEN, Ticket, status_among
+from app.tickets.models import IS_ACCEPTED, IS_CLOSED, IS_OPEN, Ticket
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -37,14 +36,14 @@ def stored(dialect: str) -> list[ColumnElement[Any]]:
     """The measures in `ROLLUP_MEASURES` order."""
     measures = {
         "reported": func.count(),
-        "accepted": _count(~status_among([Status.rejected, Status.merged])),
+        "accepted": _count(IS_ACCEPTED),
         "closed": _count(IS_CLOSED),
         "closed_on_time": _count(and_(IS_CLOSED, ~Ticket.overdue)),
         "self_resolved": _count(Ticket.self_resolved.is_(True)),
         "open": _count(IS_OPEN),
         "escalated": _count(Ticket.escalation_count > 0),
-        "reworked": _count(Ticket.rework_count > 0),
-        "reopened": _count(Ticket.reopen_count > 0),
+        "reworked": _count(and_(IS_ACCEPTED, Ticket.rework_count > 0)),
+        "reopened": _count(and_(IS_ACCEPTED, Ticket.reopen_count > 0)),
         "resolved_in_community": _count(and_(IS_CLOSED, Ticket.escalation_count == 0)),
         "rated": _count(Ticket.rating.is_not(None)),
         "satisfied": _count(Ticket.rating >= 4),
@@ -57,15 +56,17 @@ def overdue_open(now: datetime) -> ColumnElement[Any]:
     return _count(and_(IS_OPEN, deadlines.overdue_clause(True, now)))
 
 
-def local_day(dialect: str, timezone: str) -> ColumnElement[str]:
-    """The day (YYYY-MM-DD) in `timezone` when the ticket was reported; SQLite's `local_date`
-    is registered by `app.db`."""
+def local_day(dialect: str, timezone: str, moment: Any = Ticket.reported_at) -> ColumnElement[str]:
+    """The day (YYYY-MM-DD) in `timezone` of `moment` (when the ticket was reported); SQLite's
+    `local_date` is registered by `app.db`."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM-DD")
-    return func.local_date(Ticket.reported_at, timezone)
+        return func.to_char(func.timezone(timezone, moment), "YYYY-MM-DD")
+    return func.local_date(moment, timezone)
 
 
-def local_month(dialect: str, timezone: str) -> ColumnElement[str]:
+def local_month(
+    dialect: str, timezone: str, moment: Any = Ticket.reported_at
+) -> ColumnElement[str]:
     if dialect == "postgresql":
-        return func.to_char(func.timezone(timezone, Ticket.reported_at), "YYYY-MM")
-    return func.substr(func.local_date(Ticket.reported_at, timezone), 1, 7)
+        return func.to_char(func.timezone(timezone, moment), "YYYY-MM")
+    return func.substr(func.local_date(moment, timezone), 1, 7)

@@ -1,3 +1,5 @@
+from enum import StrEnum
+
 from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -70,3 +72,72 @@ class ClosureRollupState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64))
+
+
+# The appraisal figures an appraisal rollup keeps (API.md, Appraisal), of the person, grid or
+# department its row is for; `stats.appraisal_rollups` says how each is counted.
+APPRAISAL_MEASURES = (
+    "reports",
+    "valid_reports",
+    "public_first",
+    "checks",
+    "checks_on_time",
+    "verifications",
+    "verifications_on_time",
+    "returned",
+    "assists",
+    "assists_done",
+)
+
+
+class Party(StrEnum):
+    """Whom an appraisal rollup row counts for: a user (by username: the reports they filed,
+    the checks and verifications they answered), a grid (the tickets the public filed there
+    first) or a department (the tickets it returned, the parts it was asked to assist on)."""
+
+    user = "user"
+    grid = "grid"
+    department = "department"
+
+
+class AppraisalRollup(Base):
+    """The appraisal figures of one party over the tickets reported in one local month (or
+    day) in one community; kept like the closure rollups, in the transaction of every change to
+    a ticket, its history or its assisting parts, and rebuilt with them."""
+
+    __tablename__ = "appraisal_rollups"
+    __table_args__ = (
+        Index("ix_appraisal_rollups_district", "district_code", "grain", "period"),
+        Index("ix_appraisal_rollups_town", "town_code", "grain", "period"),
+    )
+
+    community_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    party: Mapped[str] = mapped_column(String(16), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    town_code: Mapped[str] = mapped_column(String(32))
+    district_code: Mapped[str] = mapped_column(String(32))
+
+    reports: Mapped[int] = mapped_column(Integer)
+    valid_reports: Mapped[int] = mapped_column(Integer)
+    public_first: Mapped[int] = mapped_column(Integer)
+    checks: Mapped[int] = mapped_column(Integer)
+    checks_on_time: Mapped[int] = mapped_column(Integer)
+    verifications: Mapped[int] = mapped_column(Integer)
+    verifications_on_time: Mapped[int] = mapped_column(Integer)
+    returned: Mapped[int] = mapped_column(Integer)
+    assists: Mapped[int] = mapped_column(Integer)
+    assists_done: Mapped[int] = mapped_column(Integer)
+
+
+class PatrolDays(Base):
+    """A grid worker's patrol days (local days with a clock-in inside their own grid): a day
+    row (`days` 1) for each such day, a month row counting them."""
+
+    __tablename__ = "patrol_days"
+
+    worker: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)

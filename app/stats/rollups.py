@@ -41,7 +41,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.direct import DirectStatement
-from app.stats import measures
+from app.stats import appraisal_rollups, measures
 from app.stats.models import (
     DAY,
     MONTH,
@@ -250,14 +250,16 @@ async def built_for(session: AsyncSession, timezone: str) -> bool:
 
 
 async def rebuild(session: AsyncSession, timezone: str) -> int:
-    """Recomputes every rollup row from the tickets, in months of `timezone`; returns the
-    number of rows. Ticket changes wait for it (the table is locked) and land after it."""
+    """Recomputes every rollup row from the tickets, in months of `timezone`, and the
+    appraisal rollups with them; returns the number of closure rollup rows. Ticket changes
+    wait for it (the tables are locked) and land after it."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         await session.execute(text("LOCK TABLE closure_rollups IN EXCLUSIVE MODE"))
     await session.execute(delete(ClosureRollup))
     everything = contributions(dialect, timezone, true())
     await session.execute(_upsert(dialect).from_select(list(_COLUMNS), everything))
+    await appraisal_rollups.rebuild(session, timezone)
     await session.execute(delete(ClosureRollupState))
     session.add(ClosureRollupState(id=1, timezone=timezone))
     await session.flush()

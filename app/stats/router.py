@@ -156,6 +156,7 @@ async def appraisal(request: StatsDep, subject: Subject) -> Any:
         subject,
         timezone,
         request.settings.appraisal_weight_values,
+        use_rollups=request.settings.stats_rollups,
     )
     fmt = chosen_format(request.format, request.accept)
     if fmt == Format.json:

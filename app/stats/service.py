@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.models import Department, Level, OrgUnit
@@ -167,6 +167,21 @@ def spans(since: datetime, until: datetime, timezone: str, with_months: bool) ->
     return Spans(months, [span for span in outside if span[0] < span[1]], rest)
 
 
+def in_periods(model: Any, cut: Spans, timezone: str) -> ColumnElement[bool]:
+    """The rows of a rollup table (with `grain` and `period`) covering `cut`'s whole months
+    and days."""
+    zone = ZoneInfo(timezone)
+
+    def periods(grain: str, span: Span, form: str) -> ColumnElement[bool]:
+        first, end = (moment.astimezone(zone).strftime(form) for moment in span)
+        return and_(model.grain == grain, model.period >= first, model.period < end)
+
+    covered = [periods(DAY, span, "%Y-%m-%d") for span in cut.days]
+    if cut.months:
+        covered.append(periods(MONTH, cut.months, "%Y-%m"))
+    return or_(false(), *covered)
+
+
 def rollups_serve(level: Level, group_by: GroupBy) -> bool:
     """Whether community rollups hold the groups: not a community's grids, nor a grid."""
     return level != Level.grid and not (level == Level.community and group_by == GroupBy.org_unit)
@@ -208,38 +223,34 @@ class Query:
         spans = [and_(Ticket.reported_at >= a, Ticket.reported_at < b) for a, b in ranges if a < b]
         return and_(in_area(self.unit), or_(false(), *spans))
 
-    async def from_tickets(self, now: datetime, *ranges: tuple[datetime, datetime]) -> None:
+    async def from_tickets(self, now: datetime | None, *ranges: tuple[datetime, datetime]) -> None:
+        """From the tickets; `overdue_open` too unless `now` is None."""
         if not any(a < b for a, b in ranges):
             return
         key = self._key(Ticket)
+        overdue_open = measures.overdue_open(now) if now else literal_column("0")
         query = (
-            select(key, *measures.stored(self.dialect), measures.overdue_open(now))
+            select(key, *measures.stored(self.dialect), overdue_open)
             .where(self._tickets_within(*ranges))
             .group_by(key)
         )
         for group, *stored, overdue_open in await self.session.execute(query):
             self._collect(group, Counts.of(stored, overdue_open))
 
-    async def from_rollups(self, now: datetime, cut: Spans) -> None:
-        zone = ZoneInfo(self.timezone)
-
-        def periods(grain: str, span: Span, form: str) -> ColumnElement[bool]:
-            first, end = (moment.astimezone(zone).strftime(form) for moment in span)
-            period = ClosureRollup.period
-            return and_(ClosureRollup.grain == grain, period >= first, period < end)
-
-        covered = [periods(DAY, span, "%Y-%m-%d") for span in cut.days]
-        if cut.months:
-            covered.append(periods(MONTH, cut.months, "%Y-%m"))
+    async def from_rollups(self, now: datetime | None, cut: Spans) -> None:
+        """From the rollups; `overdue_open` too unless `now` is None."""
         key = self._key(ClosureRollup)
         area = getattr(ClosureRollup, AREA_COLUMNS[Level(self.unit.level)].key)
+        covered = in_periods(ClosureRollup, cut, self.timezone)
         query = (
             select(key, *(func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES))
-            .where(area == self.unit.code, or_(*covered), ClosureRollup.reported > 0)
+            .where(area == self.unit.code, covered, ClosureRollup.reported > 0)
             .group_by(key)
         )
         for group, *stored in await self.session.execute(query):
             self._collect(group, Counts.of(stored))
+        if now is None:
+            return
         key = self._key(Ticket)
         overdue = (
             select(key, measures.overdue_open(now))

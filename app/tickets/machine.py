@@ -63,6 +63,8 @@ HANDLING_STATUSES = (Status.dispatched, Status.in_progress, Status.suspended)
 # What the workers of a ticket's grid check on site: a report (核实), a fix (核查).
 GRID_CHECKS = (Status.checking, Status.feedback)
 CLOSED_STATUSES = frozenset({Status.closed, Status.rated})
+# Tickets that need no handling and so are not counted as accepted (应结案数 leaves them out).
+NOT_ACCEPTED = frozenset({Status.rejected, Status.merged})
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from app.tickets.machine import (
     CLOSED_STATUSES,
     GRID_CHECKS,
     HANDLING_STATUSES,
+    NOT_ACCEPTED,
     OPEN_STATUSES,
 )
 
@@ -218,14 +219,19 @@ def read_only_ticket(row: Mapping[str, Any], assists: Iterable[Any] = ()) -> Tic
     return cast(Ticket, SimpleNamespace(**row, assists=list(assists)))
 
 
-def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
+def status_among(
+    statuses: Iterable[str], status: ColumnElement[str] | None = None
+) -> ColumnElement[bool]:
     """`status IN (...)` with the statuses written into the SQL, as in the partial indexes'
-    predicate: the planner can match those indexes, and no list is bound at every execution."""
-    return Ticket.status.in_([literal_column(f"'{s}'") for s in sorted(statuses)])
+    predicate: the planner can match those indexes, and no list is bound at every execution.
+    `status` is the ticket's by default."""
+    column = Ticket.status if status is None else status
+    return column.in_([literal_column(f"'{s}'") for s in sorted(statuses)])
 
 
 IS_OPEN = status_among(OPEN_STATUSES)
 IS_CLOSED = status_among(CLOSED_STATUSES)
+IS_ACCEPTED = ~status_among(NOT_ACCEPTED)
 # The partial indexes' predicates as SQL, written the same way so that the planner matches them.
 
 

@@ -2,11 +2,13 @@
 every kind of ticket change, and rebuilt after a time-zone change."""
 
 import asyncio
+import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from app.clock import FrozenClock
@@ -14,12 +16,19 @@ from app.config import Settings
 from app.db import Database
 from app.orgs.models import OrgUnit
 from app.stats import generate, rollups, service
-from app.stats.models import ROLLUP_MEASURES, ClosureRollup
-from app.stats.schemas import GroupBy
+from app.stats.appraisal import appraise
+from app.stats.models import (
+    APPRAISAL_MEASURES,
+    ROLLUP_MEASURES,
+    AppraisalRollup,
+    ClosureRollup,
+    PatrolDays,
+)
+from app.stats.schemas import GroupBy, Subject
 from app.tickets import scheduler
 from app.tickets.models import Ticket
 from app.tickets.service import CHANGE_MARKER
-from tests.helpers import DISPATCH, IN_GC02_1, Api
+from tests.helpers import DISPATCH, IN_GC01_1, IN_GC02_1, Api
 
 ZONE = "Asia/Shanghai"
 
@@ -52,13 +61,28 @@ async def rollup_rows(database: Database) -> list[tuple[Any, ...]]:
     return sorted(result)
 
 
+async def appraisal_rows(database: Database) -> list[tuple[Any, ...]]:
+    """The appraisal rollups and patrol days as tuples, rows emptied by changes left out."""
+    async with database.sessions() as session:
+        rows = (await session.scalars(select(AppraisalRollup))).all()
+        days = (await session.execute(select(PatrolDays.__table__))).all()
+    result: list[tuple[Any, ...]] = [tuple(day) for day in days]
+    for row in rows:
+        values = tuple(getattr(row, name) for name in APPRAISAL_MEASURES)
+        if any(values):
+            key = (row.community_code, row.grain, row.period, row.party, row.code)
+            result.append((*key, row.town_code, row.district_code, *values))
+    return sorted(result)
+
+
 async def assert_rollups_exact(database: Database) -> None:
     """The rollups as kept by the changes equal the rollups rebuilt from the tickets."""
-    kept = await rollup_rows(database)
+    kept = await rollup_rows(database), await appraisal_rows(database)
     async with database.sessions() as session:
         await rollups.rebuild(session, ZONE)
         await session.commit()
-    assert kept == await rollup_rows(database)
+    assert kept[0] == await rollup_rows(database)
+    assert kept[1] == await appraisal_rows(database)
 
 
 @pytest.fixture
@@ -90,6 +114,48 @@ async def test_the_rollup_path_equals_counting_tickets(
     assert compared > 50  # the comparisons were not of empty results
 
 
+async def test_the_appraisal_from_rollups_equals_counting_tickets(
+    generated: Database, clock: FrozenClock
+) -> None:
+    """Both subjects, every unit level and kind of range: the rollups (where they serve) give
+    what the facts counted from the tickets give, figure by figure."""
+    weights = Settings().appraisal_weight_values
+    compared = 0
+    async with generated.sessions() as session:
+        for code in ("NH", "GC", "GC01", "GC01-1"):
+            unit = await session.get_one(OrgUnit, code)
+            for subject in Subject:
+                for since, until in RANGES:
+                    args = (session, unit, since, until, subject, ZONE, weights)
+                    from_tickets = await appraise(*args, use_rollups=False)
+                    with_rollups = await appraise(*args, use_rollups=True)
+                    assert with_rollups == from_tickets, (code, subject, since, until)
+                    compared += sum(row.score is not None for row in from_tickets.items)
+    assert compared > 40  # the comparisons were not of empty results
+
+
+async def test_the_generated_district_feeds_every_appraisal_figure(generated: Database) -> None:
+    async with generated.sessions() as session:
+        unit = await session.get_one(OrgUnit, "NH")
+        args = (session, unit, *RANGES[1])
+        weights = Settings().appraisal_weight_values
+        workers = await appraise(*args, Subject.grid_workers, ZONE, weights)
+        departments = await appraise(*args, Subject.departments, ZONE, weights)
+    totals: dict[str, int] = defaultdict(int)
+    for row in [*workers.items, *departments.items]:
+        for name, value in row.model_dump().items():
+            if isinstance(value, int) and name != "rank":
+                totals[name] += value
+    assert totals["reports"] > totals["valid_reports"] > 0
+    assert totals["checks"] > totals["checks_on_time"] > 0
+    assert totals["verifications"] > totals["verifications_on_time"] > 0
+    assert totals["public_first"] > 0 and totals["patrol_days"] > 0
+    assert totals["handled"] > totals["closed"] > totals["closed_on_time"] > 0
+    assert totals["reworked"] > 0 and totals["reopened"] > 0 and totals["returned"] > 0
+    assert totals["assists"] >= totals["assists_done"] > 0
+    assert totals["rated"] > totals["satisfied"] > 0
+
+
 async def test_generated_mix_is_realistic(generated: Database) -> None:
     async with generated.sessions() as session:
         stats = await service.closure_stats(
@@ -100,10 +166,13 @@ async def test_generated_mix_is_realistic(generated: Database) -> None:
             ZONE,
             datetime(2026, 11, 23, tzinfo=UTC),
         )
+        on_patrol = await session.scalar(
+            select(func.count()).select_from(Ticket).where(Ticket.source == "patrol")
+        )
     totals = stats.totals
     assert totals.reported > 1500
     assert 0.85 < (totals.closure_rate or 0) <= 1
-    assert 0.2 < totals.self_resolved / totals.reported < 0.45
+    assert 0.2 < totals.self_resolved / (on_patrol or 1) < 0.45  # only a worker solves on site
     assert 0 < totals.escalated < totals.reported * 0.15
     assert 0 < totals.reworked < totals.reported * 0.1
     assert 0.4 < totals.rated / totals.closed < 0.8
@@ -122,6 +191,24 @@ async def test_every_change_keeps_the_rollups_exact(
     on_site = await api.report(resolved_on_site=True)
     escalated = (await api.report(at=IN_GC02_1))["id"]
     await api.must(escalated, "escalate", "gc02_dispatcher", {"note": "需街道协调"})
+    confirmed, refuted = (
+        (await api.ticket_in("checking"))["id"],
+        (await api.ticket_in("checking"))["id"],
+    )
+    await api.must(confirmed, "confirm", "worker", {"note": "属实"})
+    await api.must(refuted, "refute", "worker", {"note": "不属实"})
+    assisted = await api.ticket_in("rated", assisted=True)
+    redispatched = (await api.ticket_in("dispatched", assisted=True))["id"]
+    await api.must(
+        redispatched,
+        "dispatch",
+        "dispatcher",
+        {"department_code": "NH-XF", "assisting_department_codes": []},
+    )
+    await api.must(assisted["id"], "reopen", "worker", {"note": "问题复发"})
+    for at in (IN_GC01_1, IN_GC01_1, IN_GC02_1):
+        body = {"client_id": str(uuid.uuid4()), "lat": at[0], "lon": at[1]}
+        assert (await api.post("/api/v1/clock-ins", "worker", body)).status_code == 201
     stale = await api.report()
     await api.must(stale["id"], *DISPATCH)
     refused = await api.act(
