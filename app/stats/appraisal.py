@@ -8,11 +8,13 @@ docs/appraisal.md. Scores are worked out in exact fractions, so that equal figur
 scores (and share a rank) whatever the order of the arithmetic; they are shown as floats.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, distinct, func, or_, select, true, union_all
@@ -32,13 +34,21 @@ from app.stats.schemas import (
     WorkerAppraisal,
     WorkerAppraisalRow,
 )
-from app.stats.service import Counts, Groups, Query, Spans, in_periods, spans
+from app.stats.service import (
+    Counts,
+    Groups,
+    Query,
+    Spans,
+    in_periods,
+    plan_for_the_values,
+    spans,
+)
 from app.tickets.models import Ticket
 from app.tickets.service import AREA_COLUMNS, in_area
 
-# Terms that enter a score as 1 - rate, and the rate counted when it has no denominator.
+# Terms that enter a score as 1 - rate, and those counted as 0 (not 1) with no denominator.
 INVERTED = frozenset({"missed_rate", "rework_rate"})
-EMPTY_RATE = {"missed_rate": Fraction(0)}
+EMPTY_AT_ZERO = frozenset({"missed_rate"})
 
 
 @dataclass(frozen=True)
@@ -54,32 +64,47 @@ class Term:
         return self.part / self.whole if self.whole else None
 
     @property
-    def value(self) -> Fraction:
+    def value(self) -> tuple[int, int]:
+        """Its value in the score as a numerator and a denominator."""
         if self.whole:
-            rate = Fraction(self.part, self.whole)
+            part, whole = self.part, self.whole
         else:
-            rate = EMPTY_RATE.get(self.name, Fraction(1))
-        return 1 - rate if self.name in INVERTED else rate
+            part, whole = (0 if self.name in EMPTY_AT_ZERO else 1), 1
+        return (whole - part, whole) if self.name in INVERTED else (part, whole)
+
+
+@lru_cache(maxsize=16)
+def _whole_weights(weights: tuple[tuple[str, float], ...]) -> dict[str, int]:
+    """The weights as whole numbers in the same proportions (exactly: a float is a binary
+    fraction), so that a score is one fraction of whole numbers."""
+    exact = {name: Fraction(weight) for name, weight in weights}
+    common = math.lcm(*(weight.denominator for weight in exact.values()))
+    return {name: int(weight * common) for name, weight in exact.items()}
 
 
 def score(terms: Sequence[Term], weights: dict[str, float]) -> tuple[Fraction, list[ExplainTerm]]:
     """100 × Σ weight × value / Σ weight, exactly, with each term's share."""
-    exact = {t.name: Fraction(weights[t.name]) for t in terms}
-    total = sum(exact.values(), Fraction(0))
-    points = {t.name: 100 * exact[t.name] * t.value / total for t in terms}
+    whole_weights = _whole_weights(tuple(sorted(weights.items())))
+    scaled = [whole_weights[t.name] for t in terms]
+    total = sum(scaled)
+    values = [t.value for t in terms]
+    common = math.prod(whole for _, whole in values)
+    numerator = sum(
+        w * part * (common // whole) for w, (part, whole) in zip(scaled, values, strict=True)
+    )
     explain = [
         ExplainTerm(
             term=t.name,
             rate=t.rate,
             part=t.part,
             whole=t.whole,
-            value=float(t.value),
+            value=part / whole,
             weight=weights[t.name],
-            points=float(points[t.name]),
+            points=100 * w * part / (whole * total),
         )
-        for t in terms
+        for t, w, (part, whole) in zip(terms, scaled, values, strict=True)
     ]
-    return sum(points.values(), Fraction(0)), explain
+    return Fraction(100 * numerator, total * common), explain
 
 
 Row = TypeVar("Row", WorkerAppraisalRow, DepartmentAppraisalRow)
@@ -88,7 +113,12 @@ Row = TypeVar("Row", WorkerAppraisalRow, DepartmentAppraisalRow)
 def ranked(rows: list[tuple[Fraction | None, Row]], key: Callable[[Row], str]) -> list[Row]:
     """Highest score first, null last (then by key); equal scores share the first one's rank,
     a null score has a null rank."""
-    rows.sort(key=lambda pair: (pair[0] is None, -(pair[0] or 0), key(pair[1])))
+
+    def order(pair: tuple[Fraction | None, Row]) -> tuple[Any, ...]:
+        exact = pair[0] or Fraction(0)  # the float first: most comparisons end there
+        return (pair[0] is None, -float(exact), -exact, key(pair[1]))
+
+    rows.sort(key=order)
     previous: Fraction | None = None
     rank: int | None = None
     for position, (exact, row) in enumerate(rows, start=1):
@@ -313,6 +343,7 @@ async def appraise(
     use_rollups: bool = True,
 ) -> WorkerAppraisal | DepartmentAppraisal:
     appraisal = Appraisal(session, unit, since, until, timezone, weights)
+    await plan_for_the_values(session)
     if use_rollups:
         await appraisal.use_rollups()
     if subject == Subject.grid_workers:

@@ -12,7 +12,7 @@ they are now minus as they were, with the same SQL over the changed rows' values
 (local days with a clock-in inside the worker's own grid) are kept alike in `patrol_days`.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -66,6 +66,7 @@ _PENDING_KEY = "appraisal_rollups_pending"
 _KEY = ("community_code", "grain", "period", "party", "code")
 _ANCESTRY = ("town_code", "district_code")
 _COLUMNS = (*_KEY, *_ANCESTRY, *APPRAISAL_MEASURES)
+_PATROL_COLUMNS = ("grain", "period", "worker", "days")
 # The ticket columns its own facts read, and those an assisting part's read.
 TICKET_FACT_COLUMNS = (
     "community_code",
@@ -382,19 +383,19 @@ def _new_patrol_days(dialect: str, timezone: str) -> Insert:
     """Day rows for the bound clock-ins' days not counted yet, returning the new ones."""
     day = measures.local_day(dialect, timezone, ClockIn.at)
     days = (
-        select(ClockIn.worker, _sql(f"'{DAY}'"), day, ONE)
+        select(_sql(f"'{DAY}'"), day, ClockIn.worker, ONE)
         .where(ClockIn.id.in_(bindparam("clock_in_ids", expanding=True)), ClockIn.inside_grid)
         .group_by(ClockIn.worker, day)
-        .order_by(ClockIn.worker, day)
+        .order_by(day, ClockIn.worker)
     )
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    insert = dialect_insert(PatrolDays).from_select(["worker", "grain", "period", "days"], days)
+    insert = dialect_insert(PatrolDays).from_select(_PATROL_COLUMNS, days)
     return insert.on_conflict_do_nothing().returning(PatrolDays.worker, PatrolDays.period)
 
 
 @lru_cache(maxsize=2)
 def _count_patrol_month(dialect: str) -> Insert:
-    upsert = _upsert(dialect, PatrolDays, ("worker", "grain", "period"), ("days",))
+    upsert = _upsert(dialect, PatrolDays, _PATROL_COLUMNS[:3], ("days",))
     return upsert.values(
         worker=bindparam("worker"), grain=MONTH, period=bindparam("period"), days=1
     )
@@ -449,49 +450,26 @@ async def rebuild(session: AsyncSession, timezone: str) -> None:
     await session.execute(delete(PatrolDays))
     days = rollup_rows(dialect, timezone, facts(), grains=(DAY,))
     await session.execute(insert(AppraisalRollup).from_select(list(_COLUMNS), days))
-    await session.execute(
-        insert(AppraisalRollup).from_select(
-            list(_COLUMNS), _months_of(AppraisalRollup, _KEY, _ANCESTRY, APPRAISAL_MEASURES)
-        )
-    )
+    await session.execute(_months_of(AppraisalRollup, _COLUMNS, APPRAISAL_MEASURES))
     day = measures.local_day(dialect, timezone, ClockIn.at)
     patrol = (
-        select(ClockIn.worker, _sql(f"'{DAY}'"), day, ONE)
+        select(_sql(f"'{DAY}'"), day, ClockIn.worker, ONE)
         .where(ClockIn.inside_grid)
         .group_by(ClockIn.worker, day)
     )
-    await session.execute(
-        insert(PatrolDays).from_select(["worker", "grain", "period", "days"], patrol)
-    )
-    await session.execute(
-        insert(PatrolDays).from_select(
-            ["worker", "grain", "period", "days"],
-            _months_of(PatrolDays, ("worker", "grain", "period"), (), ("days",)),
-        )
-    )
+    await session.execute(insert(PatrolDays).from_select(_PATROL_COLUMNS, patrol))
+    await session.execute(_months_of(PatrolDays, _PATROL_COLUMNS, ("days",)))
 
 
-def _months_of(
-    model: Any, key: Iterable[str], ancestry: Iterable[str], counts: Iterable[str]
-) -> Select[Any]:
-    """Month rows summing a rollup table's day rows, in the order of its key, ancestry and
-    counts."""
+def _months_of(model: Any, columns: Sequence[str], counts: Collection[str]) -> Insert:
+    """Inserts the month rows summing a rollup table's day rows."""
     month = func.substr(model.period, 1, 7)
-    by = [
-        month if name == "period" else getattr(model, name)
-        for name in (*key, *ancestry)
-        if name != "grain"
-    ]
-    columns = []
-    for name in (*key, *ancestry):
-        if name == "grain":
-            columns.append(_sql(f"'{MONTH}'"))
-        elif name == "period":
-            columns.append(month)
-        else:
-            columns.append(getattr(model, name))
-    return (
-        select(*columns, *(func.sum(getattr(model, name)) for name in counts))
-        .where(model.grain == DAY)
-        .group_by(*by)
-    )
+
+    def column(name: str) -> ColumnElement[Any]:
+        if name in counts:
+            return func.sum(getattr(model, name))
+        return {"grain": _sql(f"'{MONTH}'"), "period": month}.get(name, getattr(model, name))
+
+    keys = [column(name) for name in columns if name not in counts and name != "grain"]
+    months = select(*(column(name) for name in columns)).where(model.grain == DAY).group_by(*keys)
+    return insert(model).from_select(list(columns), months)

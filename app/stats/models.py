@@ -133,11 +133,12 @@ class AppraisalRollup(Base):
 
 class PatrolDays(Base):
     """A grid worker's patrol days (local days with a clock-in inside their own grid): a day
-    row (`days` 1) for each such day, a month row counting them."""
+    row (`days` 1) for each such day, a month row counting them. Keyed by period first: an
+    appraisal reads a range of periods for every worker of an area."""
 
     __tablename__ = "patrol_days"
 
-    worker: Mapped[str] = mapped_column(String(64), primary_key=True)
     grain: Mapped[str] = mapped_column(String(1), primary_key=True)
     period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(64), primary_key=True)
     days: Mapped[int] = mapped_column(Integer)

@@ -54,11 +54,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "patrol_days",
-        sa.Column("worker", sa.String(length=64), nullable=False),
         sa.Column("grain", sa.String(length=1), nullable=False),
         sa.Column("period", sa.String(length=10), nullable=False),
+        sa.Column("worker", sa.String(length=64), nullable=False),
         sa.Column("days", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("worker", "grain", "period", name=op.f("pk_patrol_days")),
+        sa.PrimaryKeyConstraint("grain", "period", "worker", name=op.f("pk_patrol_days")),
     )
     op.execute("DELETE FROM closure_rollup_state")
 
