@@ -186,7 +186,7 @@ async def test_the_supervisor_dashboard_follows_new_reports(
     assert labels == ["2025-12", *(f"2026-{month:02d}" for month in range(1, 12))]
     per_month = await page.evaluate("Chart.getChart('trend').data.datasets[2].data")
     assert len(per_month) == 12 and per_month[-1] >= 1 and sum(per_month) == before + 1
-    await expect(page.locator(".ranking tbody tr").first).to_contain_text("GC")  # its town
+    await expect(page.locator(".ranking tbody tr").first).to_contain_text("桂城街道")  # its town
     await screenshot(page, "dashboard")
 
     await page.click("#lang")  # English, on the same page
@@ -196,6 +196,52 @@ async def test_the_supervisor_dashboard_follows_new_reports(
     saved = await (await download.value).path()
     header = (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")).splitlines()[0]
     assert "reported" in header
+
+
+async def test_the_supervisor_appraises_grid_workers_and_departments(
+    browser: Browser, live: LiveServer, api: Api, script_errors: list[str]
+) -> None:
+    """The appraisal tabs: league tables with names, each score's breakdown adding up to it, a
+    worker's last 12 months, and the exports."""
+    await api.ticket_in("rated")  # reported and verified by `worker`, handled by NH-CG
+    await api.ticket_in("rejected")
+    page = await signed_in(browser, live, "supervisor", script_errors)
+    await page.click('[data-tab="appraisal/grid_workers"]')
+    worker = page.locator('.league tr[data-key="worker"]')
+    await expect(worker).to_contain_text("网格员")  # the display name, not only the username
+    await expect(worker.locator('[data-col="reports"]')).to_have_text("2")
+    await expect(worker.locator('[data-col="valid_rate"]')).to_have_text("50.0%")
+    await page.click('button[data-explain="worker"]')
+    terms = page.locator('tr[data-breakdown="worker"] tr[data-term]')
+    await expect(terms).to_have_count(4)
+    await expect(terms.first).to_contain_text("1 / 2")
+    total = await page.locator('tr[data-breakdown="worker"] tfoot td').last.text_content()
+    assert total == await worker.locator('[data-col="score"]').text_content()
+    await screenshot(page, "appraisal-grid-workers")
+
+    await page.click('button[data-trend="worker"]')
+    await expect(page.locator('canvas#appraisal-trend[data-drawn="worker"]')).to_be_visible()
+    labels = await page.evaluate("Chart.getChart('appraisal-trend').data.labels")
+    assert labels == ["2025-12", *(f"2026-{month:02d}" for month in range(1, 12))]
+    scores = await page.evaluate("Chart.getChart('appraisal-trend').data.datasets[0].data")
+    assert scores[:-1] == [None] * 11 and scores[-1] is not None  # reported this month only
+
+    async with page.expect_download() as download:
+        await page.click('button[data-export="csv"]')
+    saved = await (await download.value).path()
+    header = (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")).splitlines()[0]
+    assert "用户名" in header and "有效上报率得分" in header  # in the language of the console
+
+    await page.click('[data-tab="appraisal/departments"]')
+    department = page.locator('.league tr[data-key="NH-CG"]')
+    await expect(department).to_contain_text("南海区城市管理和综合执法局")
+    await expect(department.locator('[data-col="handled"]')).to_have_text("1")
+    await expect(department.locator('[data-col="closure_rate"]')).to_have_text("100.0%")
+    await page.fill("input[name=from]", "2026-11-24")  # a period ending before it starts
+    await page.fill("input[name=last]", "2026-11-20")
+    await page.click(".period button[type=submit]")
+    await expect(page.locator(".appraisal .error")).to_contain_text("to must be after from")
+    await screenshot(page, "appraisal-departments")
 
 
 async def test_the_supervisor_sees_a_workers_track_on_the_grid_map(

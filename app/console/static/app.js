@@ -802,6 +802,7 @@ async function dashboardPage() {
         api(`stats/patrol?${query({ org_unit: unit, date: dashState.day })}`),
       ]);
       page.replaceChildren(
+        dashboardTabs("dashboard"),
         h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
         h("p", {}, `${t("dash.period")}: ${first} – ${localDay()}`,
           h("span", { class: "grow" }),
@@ -874,9 +875,172 @@ function rankingTable(ranking) {
     h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, t("dash.key")), h("th", {}, t("dash.score")),
       RATES.slice(0, 3).map((rate) => h("th", {}, t(`dash.${rate}`))))),
     h("tbody", {}, items.map((item, i) => h("tr", {},
-      h("td", {}, String(item.rank ?? i + 1)), h("td", {}, item.key ?? "—"),
+      h("td", {}, String(item.rank ?? i + 1)), h("td", { title: item.key ?? "" }, item.name ?? item.key ?? "—"),
       h("td", {}, item.score == null ? "—" : Number(item.score).toFixed(3)),
       RATES.slice(0, 3).map((rate) => h("td", {}, percent(item[rate])))))));
+}
+
+// --- appraisal (考核) ------------------------------------------------------------------------
+
+// The dashboard's tabs: closure statistics, and the appraisal of each subject.
+function dashboardTabs(current) {
+  const tabs = [["dashboard", "tab.closure"], ["appraisal/grid_workers", "tab.grid_workers"], ["appraisal/departments", "tab.departments"]];
+  return h("nav", { class: "dash-tabs" }, tabs.map(([path, key]) =>
+    h("a", { href: `#/${path}`, "data-tab": path, "aria-current": path === current ? "page" : false }, t(key))));
+}
+
+// The figures each subject's league table shows beside its score; every one is in the exports.
+const APPRAISAL_FIGURES = {
+  grid_workers: ["reports", "valid_rate", "public_first", "missed_rate", "checks", "on_time_check_rate",
+    "verifications", "on_time_verification_rate", "patrol_days"],
+  departments: ["handled", "closure_rate", "on_time_rate", "reworked", "rework_rate", "reopened", "returned",
+    "assists", "assists_done", "satisfaction_rate"],
+};
+const appraisalState = { from: null, last: null }; // the period: first and last day, inclusive
+
+function figure(name, value) {
+  if (value == null) return "—";
+  return name.endsWith("_rate") ? percent(value) : String(value);
+}
+
+function points(value) {
+  return value == null ? "—" : (Math.round(value * 100) / 100).toFixed(2);
+}
+
+// The item's key and its name as people know it.
+function appraised(subject, item) {
+  return subject === "grid_workers"
+    ? { key: item.username, name: `${item.display_name}（${item.username}）` }
+    : { key: item.department_code, name: item.name };
+}
+
+async function appraisalPage(subject) {
+  const unit = me.org_unit_code;
+  const page = h("section", { class: "dashboard appraisal" });
+  view.replaceChildren(page);
+  if (!unit) { page.append(h("p", { class: "empty" }, "—")); return; }
+  appraisalState.from ??= `${localDay().slice(0, 4)}-01-01`;
+  appraisalState.last ??= localDay();
+  const result = h("div", { class: "card" });
+  const trend = { slot: h("div", { class: "card trend", hidden: true }), key: null, asked: 0, chart: null };
+  disposers.push(() => { trend.chart?.destroy(); trend.asked += 1; });
+  const range = () => query({ subject, org_unit: unit, from: appraisalState.from, to: addDays(appraisalState.last, 1) });
+  const exportAs = (format) => download(`${API}/stats/appraisal?${range()}&format=${format}&lang=${lang}`,
+    `appraisal-${subject}-${unit}-${appraisalState.from}.${format}`);
+  page.replaceChildren(
+    dashboardTabs(`appraisal/${subject}`),
+    h("h1", {}, `${t(`tab.${subject}`)} · ${me.unit?.name ?? unit}`),
+    h("form", { class: "period", onsubmit: (event) => {
+      event.preventDefault();
+      const form = new FormData(event.target);
+      appraisalState.from = form.get("from");
+      appraisalState.last = form.get("last");
+      load();
+    } },
+    h("label", {}, t("appraisal.from"), h("input", { type: "date", name: "from", required: true, value: appraisalState.from })),
+    h("label", {}, t("appraisal.last"), h("input", { type: "date", name: "last", required: true, value: appraisalState.last })),
+    h("button", { type: "submit" }, t("appraisal.show")),
+    h("span", { class: "grow" }),
+    ["csv", "xlsx"].map((format) => h("button", { type: "button", "data-export": format, onclick: () => exportAs(format) },
+      `${t("dash.export")} ${format.toUpperCase()}`))),
+    result, trend.slot);
+
+  async function load() {
+    try {
+      const appraisal = await api(`stats/appraisal?${range()}`);
+      result.replaceChildren(
+        h("p", { class: "formula" }, t(`appraisal.formula.${subject}`), " ",
+          h("span", { class: "weights" }, Object.entries(appraisal.weights)
+            .map(([term, weight]) => `${t(`field.${term}`)} ${weight}`).join(" · "))),
+        appraisalTable(subject, appraisal.items, showTrend));
+    } catch (error) {
+      showError(result, error);
+    }
+  }
+
+  // One worker's or department's last 12 months, a month an appraisal of the same area.
+  async function showTrend(item) {
+    const { key, name } = appraised(subject, item);
+    const asked = ++trend.asked;
+    trend.key = key;
+    const months = lastMonths(localDay(), 12);
+    trend.slot.hidden = false;
+    trend.slot.replaceChildren(h("h2", {}, t("appraisal.trend_of", { name }),
+      h("button", { type: "button", class: "close", title: t("track.close"), onclick: () => { trend.asked += 1; trend.slot.hidden = true; } }, "×")),
+    h("canvas", { id: "appraisal-trend", height: 200 }));
+    try {
+      const monthly = await Promise.all(months.map((month, i) => api(`stats/appraisal?${query({
+        subject, org_unit: unit, from: `${month}-01`, to: i + 1 < months.length ? `${months[i + 1]}-01` : `${addDays(`${month}-28`, 4).slice(0, 7)}-01`,
+      })}`)));
+      if (asked !== trend.asked) return;
+      const rows = monthly.map((answer) => answer.items.find((row) => appraised(subject, row).key === key) ?? null);
+      const terms = Object.keys(monthly[0].weights);
+      const palette = ["#2c7be5", "#27ae60", "#e67e22", "#8e44ad"];
+      trend.chart?.destroy();
+      trend.chart = new Chart(trend.slot.querySelector("canvas"), {
+        type: "line",
+        data: {
+          labels: months,
+          datasets: [
+            { label: t("dash.score"), data: rows.map((row) => row?.score ?? null), borderColor: "#c0392b", borderWidth: 3 },
+            ...terms.map((term, i) => ({ label: t(`field.${term}`), data: rows.map((row) => (row?.[term] == null ? null : row[term] * 100)),
+              borderColor: palette[i % palette.length], borderDash: [4, 3] })),
+          ],
+        },
+        options: { animation: false, responsive: true, spanGaps: true, scales: { y: { min: 0, max: 100 } } },
+      });
+      trend.chart.canvas.dataset.drawn = key;
+    } catch (error) {
+      if (asked === trend.asked) showError(trend.slot, error);
+    }
+  }
+
+  onChange = load;
+  await load();
+}
+
+// The league table: rank, name, score and figures, and under each row on demand how its score
+// was made, term by term.
+function appraisalTable(subject, items, showTrend) {
+  if (!items.length) return h("p", { class: "empty" }, t("appraisal.none"));
+  const figures = APPRAISAL_FIGURES[subject];
+  const columns = 4 + (subject === "grid_workers" ? 1 : 0) + figures.length;
+  return h("table", { class: "league", "data-subject": subject },
+    h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, t("field.name")),
+      subject === "grid_workers" ? h("th", {}, t("field.grid_code")) : null,
+      h("th", {}, t("dash.score")), figures.map((name) => h("th", {}, t(`field.${name}`))), h("th"))),
+    h("tbody", {}, items.map((item) => {
+      const { key, name } = appraised(subject, item);
+      const detail = h("tr", { class: "breakdown", hidden: true, "data-breakdown": key },
+        h("td", { colspan: columns }, breakdown(item)));
+      return [
+        h("tr", { "data-key": key },
+          h("td", {}, item.rank == null ? "—" : String(item.rank)),
+          h("td", {}, name),
+          subject === "grid_workers" ? h("td", {}, item.grid_code ?? "—") : null,
+          h("td", { "data-col": "score" }, points(item.score)),
+          figures.map((figureName) => h("td", { "data-col": figureName }, figure(figureName, item[figureName]))),
+          h("td", { class: "actions" },
+            h("button", { type: "button", "data-explain": key, disabled: item.score == null,
+              onclick: () => { detail.hidden = !detail.hidden; } }, t("appraisal.breakdown")),
+            h("button", { type: "button", "data-trend": key, onclick: () => showTrend(item) }, t("appraisal.trend")))),
+        detail,
+      ];
+    })));
+}
+
+function breakdown(item) {
+  return h("table", { class: "explain" },
+    h("thead", {}, h("tr", {}, ["appraisal.term", "appraisal.count", "appraisal.rate", "appraisal.value", "appraisal.weight", "appraisal.points"]
+      .map((key) => h("th", {}, t(key))))),
+    h("tbody", {}, item.explain.map((term) => h("tr", { "data-term": term.term },
+      h("td", {}, t(`field.${term.term}`)),
+      h("td", {}, `${term.part} / ${term.whole}`),
+      h("td", {}, term.rate == null ? t("appraisal.no_denominator") : percent(term.rate)),
+      h("td", {}, percent(term.value)),
+      h("td", {}, String(term.weight)),
+      h("td", {}, points(term.points))))),
+    h("tfoot", {}, h("tr", {}, h("td", { colspan: 5 }, t("appraisal.total")), h("td", {}, points(item.score)))));
 }
 
 // --- start ---------------------------------------------------------------------------------
@@ -890,6 +1054,8 @@ async function route() {
   const ticket = hash.match(/^#\/tickets\/(\d+)$/);
   if (ticket) return ticketPage(Number(ticket[1]));
   if (hash === "#/dashboard") return dashboardPage();
+  const appraisal = hash.match(/^#\/appraisal\/(grid_workers|departments)$/);
+  if (appraisal) return appraisalPage(appraisal[1]);
   if (hash === "#/todo") return todoPage();
   if (hash !== "#/queue") { location.replace("#/queue"); return; }
   return queuePage();
