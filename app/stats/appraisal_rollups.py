@@ -51,6 +51,7 @@ from app.patrol.models import ClockIn
 from app.stats import measures
 from app.stats.models import (
     APPRAISAL_MEASURES,
+    AREA_ORDER,
     DAY,
     MONTH,
     AppraisalRollup,
@@ -448,21 +449,25 @@ async def rebuild(session: AsyncSession, timezone: str) -> None:
         await session.execute(text("LOCK TABLE appraisal_rollups, patrol_days IN EXCLUSIVE MODE"))
     await session.execute(delete(AppraisalRollup))
     await session.execute(delete(PatrolDays))
-    days = rollup_rows(dialect, timezone, facts(), grains=(DAY,))
-    await session.execute(insert(AppraisalRollup).from_select(list(_COLUMNS), days))
-    await session.execute(_months_of(AppraisalRollup, _COLUMNS, APPRAISAL_MEASURES))
+    days = rollup_rows(dialect, timezone, facts(), grains=(DAY,)).subquery()
+    ordered = select(*days.c).order_by(*(days.c[name] for name in AREA_ORDER))
+    await session.execute(insert(AppraisalRollup).from_select(list(_COLUMNS), ordered))
+    await session.execute(_months_of(AppraisalRollup, _COLUMNS, APPRAISAL_MEASURES, AREA_ORDER))
     day = measures.local_day(dialect, timezone, ClockIn.at)
     patrol = (
         select(_sql(f"'{DAY}'"), day, ClockIn.worker, ONE)
         .where(ClockIn.inside_grid)
         .group_by(ClockIn.worker, day)
+        .order_by(day, ClockIn.worker)
     )
     await session.execute(insert(PatrolDays).from_select(_PATROL_COLUMNS, patrol))
-    await session.execute(_months_of(PatrolDays, _PATROL_COLUMNS, ("days",)))
+    await session.execute(_months_of(PatrolDays, _PATROL_COLUMNS, ("days",), ("period", "worker")))
 
 
-def _months_of(model: Any, columns: Sequence[str], counts: Collection[str]) -> Insert:
-    """Inserts the month rows summing a rollup table's day rows."""
+def _months_of(
+    model: Any, columns: Sequence[str], counts: Collection[str], order: Sequence[str]
+) -> Insert:
+    """Inserts the month rows summing a rollup table's day rows, in `order`."""
     month = func.substr(model.period, 1, 7)
 
     def column(name: str) -> ColumnElement[Any]:
@@ -471,5 +476,10 @@ def _months_of(model: Any, columns: Sequence[str], counts: Collection[str]) -> I
         return {"grain": _sql(f"'{MONTH}'"), "period": month}.get(name, getattr(model, name))
 
     keys = [column(name) for name in columns if name not in counts and name != "grain"]
-    months = select(*(column(name) for name in columns)).where(model.grain == DAY).group_by(*keys)
+    months = (
+        select(*(column(name) for name in columns))
+        .where(model.grain == DAY)
+        .group_by(*keys)
+        .order_by(*(column(name) for name in order if name != "grain"))
+    )
     return insert(model).from_select(list(columns), months)

@@ -22,6 +22,10 @@ ROLLUP_MEASURES = (
     "satisfied",
     "handling_seconds",
 )
+# The order in which a rebuild writes rollup rows: a district's (or a town's) rows of a period
+# then lie together in the table, as those of each new day do, so that reading a range of
+# periods visits few pages.
+AREA_ORDER = ("district_code", "town_code", "grain", "period")
 NO_DEPARTMENT = ""  # a unique key treats NULLs as distinct, so "none yet" is stored as ""
 MONTH, DAY = "m", "d"  # the grains of a rollup row: period YYYY-MM or YYYY-MM-DD
 

@@ -43,6 +43,7 @@ from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.direct import DirectStatement
 from app.stats import appraisal_rollups, measures
 from app.stats.models import (
+    AREA_ORDER,
     DAY,
     MONTH,
     NO_DEPARTMENT,
@@ -257,8 +258,9 @@ async def rebuild(session: AsyncSession, timezone: str) -> int:
     if dialect == "postgresql":
         await session.execute(text("LOCK TABLE closure_rollups IN EXCLUSIVE MODE"))
     await session.execute(delete(ClosureRollup))
-    everything = contributions(dialect, timezone, true())
-    await session.execute(_upsert(dialect).from_select(list(_COLUMNS), everything))
+    everything = contributions(dialect, timezone, true()).subquery()
+    in_area_order = select(*everything.c).order_by(*(everything.c[name] for name in AREA_ORDER))
+    await session.execute(_upsert(dialect).from_select(list(_COLUMNS), in_area_order))
     await appraisal_rollups.rebuild(session, timezone)
     await session.execute(delete(ClosureRollupState))
     session.add(ClosureRollupState(id=1, timezone=timezone))
