@@ -282,9 +282,17 @@ def _replaced(old: dict[str, Any], new: dict[str, Any], same: bool) -> Signed:
     return [] if same else [(-1, old), (1, new)]
 
 
-def _accepted_view(values: Mapping[str, Any]) -> dict[str, Any]:
-    """What a ticket's facts read of its values: its status only as accepted or not."""
-    return {**values, "status": values["status"] not in NOT_ACCEPTED}
+# A ticket's facts read its status only as accepted or not.
+_STATUS_SETS = measures.status_sets(union_all(*ticket_facts()))
+
+
+def _facts_move(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return any(
+        measures.crosses(old[name], new[name], _STATUS_SETS)
+        if name == "status"
+        else old[name] != new[name]
+        for name in TICKET_FACT_COLUMNS
+    )
 
 
 @dataclass
@@ -318,8 +326,7 @@ def _ticket_filed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket)
 def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket) -> None:
     old = _values(ticket, TICKET_FACT_COLUMNS, before=True)
     new = _values(ticket, TICKET_FACT_COLUMNS)
-    same = _accepted_view(old) == _accepted_view(new)
-    _pending(ticket).tickets.extend(_replaced(old, new, same))
+    _pending(ticket).tickets.extend(_replaced(old, new, not _facts_move(old, new)))
 
 
 @event.listens_for(TicketHistory, "after_insert")

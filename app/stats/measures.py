@@ -9,7 +9,10 @@ with the clock and is always counted from the tickets.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func
+from sqlalchemy import BigInteger, Column, ColumnElement, and_, case, cast, func
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BinaryExpression, ColumnClause
+from sqlalchemy.sql.operators import in_op, not_in_op
 
 from app.stats.models import ROLLUP_MEASURES
 from app.tickets import deadlines
@@ -70,3 +73,38 @@ def local_month(
     if dialect == "postgresql":
         return func.to_char(func.timezone(timezone, moment), "YYYY-MM")
     return func.substr(func.local_date(moment, timezone), 1, 7)
+
+
+def status_sets(statement: Any) -> list[frozenset[str]] | None:
+    """The sets of statuses `statement` tests the ticket's status against (`status IN (...)`
+    with literal statuses, as `status_among` writes them), or None if it reads the status in
+    any other way."""
+
+    def is_status(element: Any) -> bool:
+        return (
+            isinstance(element, Column)
+            and element.table is Ticket.__table__
+            and (element.key == "status")
+        )
+
+    sets, tests = [], 0
+    for element in visitors.iterate(statement):
+        if isinstance(element, BinaryExpression) and is_status(element.left):
+            literals = [
+                e.name.strip("'")
+                for e in visitors.iterate(element.right)
+                if isinstance(e, ColumnClause) and e.is_literal
+            ]
+            if element.operator not in (in_op, not_in_op) or not literals:
+                return None
+            sets.append(frozenset(literals))
+        tests += is_status(element)
+    return list(dict.fromkeys(sets)) if tests == len(sets) else None
+
+
+def crosses(old: str, new: str | None, sets: list[frozenset[str]] | None) -> bool:
+    """Whether a status change from `old` to `new` can move what SQL testing the status
+    against `sets` (of `status_sets`) counts."""
+    if old == new:
+        return False
+    return sets is None or any((old in statuses) != (new in statuses) for statuses in sets)

@@ -190,9 +190,23 @@ def _values_before(ticket: Ticket) -> dict[str, Any]:
     return values
 
 
+# A status change moves a ticket's contribution only when it crosses one of these sets (from
+# `reported` to `dispatched`, `in_progress` or `feedback` it stays open and accepted).
+_STATUS_SETS = measures.status_sets(contributions("postgresql", DEFAULT_TIMEZONE, true()))
+
+
 def _moves_contribution(ticket: Ticket) -> bool:
     state = inspect(ticket)
-    return any(state.attrs[name].history.has_changes() for name in _DEPENDS_ON)
+    for name in _DEPENDS_ON:
+        history = state.attrs[name].history
+        if not history.has_changes():
+            continue
+        if name != "status" or _STATUS_SETS is None or not history.deleted:
+            return True
+        new = history.added[0] if history.added else None
+        if measures.crosses(history.deleted[0], new, _STATUS_SETS):
+            return True
+    return False
 
 
 @event.listens_for(Session, "before_flush")

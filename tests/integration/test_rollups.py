@@ -15,7 +15,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
 from app.orgs.models import OrgUnit
-from app.stats import generate, rollups, service
+from app.stats import appraisal_rollups, generate, measures, rollups, service
 from app.stats.appraisal import appraise
 from app.stats.models import (
     APPRAISAL_MEASURES,
@@ -26,6 +26,7 @@ from app.stats.models import (
 )
 from app.stats.schemas import GroupBy, Subject
 from app.tickets import scheduler
+from app.tickets.machine import CLOSED_STATUSES, NOT_ACCEPTED, OPEN_STATUSES
 from app.tickets.models import Ticket
 from app.tickets.service import CHANGE_MARKER
 from tests.helpers import DISPATCH, IN_GC01_1, IN_GC02_1, Api
@@ -373,3 +374,16 @@ async def test_a_sql_expression_on_a_rollup_column_is_counted(generated: Databas
         ticket.rework_count = Ticket.rework_count + 1  # type: ignore[assignment]
         await session.commit()
     await assert_rollups_exact(generated)
+
+
+def test_a_status_change_moves_the_rollups_only_across_the_sets_their_sql_tests() -> None:
+    """Read from the measures' SQL: a claim or a feedback (open to open) moves nothing, a
+    verification (open to closed) or a rejection does; the appraisal reads acceptance only."""
+    assert set(rollups._STATUS_SETS or []) == {OPEN_STATUSES, CLOSED_STATUSES, NOT_ACCEPTED}
+    assert appraisal_rollups._STATUS_SETS == [NOT_ACCEPTED]
+    sets = rollups._STATUS_SETS
+    assert not measures.crosses("dispatched", "in_progress", sets)
+    assert not measures.crosses("in_progress", "feedback", sets)
+    assert measures.crosses("feedback", "closed", sets)
+    assert measures.crosses("reported", "rejected", sets)
+    assert measures.crosses("reported", "rejected", None) and not measures.crosses("x", "x", None)
