@@ -237,8 +237,8 @@ def _types(model: Any, names: Iterable[str]) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def _delta_upsert(
-    dialect: str, timezone: str, tickets: int, histories: bool, assists: int
+def delta_upsert(
+    dialect: str, timezone: str, tickets: int = 0, histories: bool = False, assists: int = 0
 ) -> Insert:
     """Adds to the rollup rows, in key order (so that two changes never deadlock), the signed
     facts of `tickets` bound ticket values, of the history rows whose ids are bound as
@@ -383,7 +383,7 @@ def delta_statements(
         if history_ids:
             params["history_ids"], history_ids = history_ids, []
         shape = (len(ticket_chunk), "history_ids" in params, len(assist_chunk))
-        yield _delta_upsert(dialect, timezone, *shape), params
+        yield delta_upsert(dialect, timezone, *shape), params
 
 
 @lru_cache(maxsize=4)

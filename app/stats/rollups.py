@@ -250,12 +250,29 @@ def _direct_upsert(statement: Insert) -> DirectStatement:
     return DirectStatement(statement)
 
 
+@lru_cache(maxsize=4)
+def _filed_upsert(timezone: str) -> DirectStatement:
+    """On PostgreSQL, what a filed ticket adds to both rollups in one statement: the closure
+    rollups' upsert as a data-modifying CTE of the appraisal rollups'. Both bind the ticket's
+    values as `t0_<column>`, the same values."""
+    closure: Insert = _delta_upsert("postgresql", timezone, 1).returning(literal_column("1"))
+    appraisal = appraisal_rollups.delta_upsert("postgresql", timezone, tickets=1)
+    return DirectStatement(appraisal.add_cte(closure.cte("closure_counted")))
+
+
 async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
-    """Adds a ticket filed without the ORM (the flush hooks do it for the others)."""
+    """Adds a ticket filed without the ORM to the closure and appraisal rollups (the flush
+    hooks do it for the others)."""
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
     dialect = session.get_bind().dialect.name
-    for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
-        await _direct_upsert(statement).rows(session, params)
+    if dialect != "postgresql":
+        for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
+            await _direct_upsert(statement).rows(session, params)
+        await appraisal_rollups.count_filed(session, ticket)
+        return
+    columns = {*_DEPENDS_ON, *appraisal_rollups.TICKET_FACT_COLUMNS}
+    params = {f"t0_{name}": ticket[name] for name in columns}
+    await _filed_upsert(timezone).rows(session, {**params, "t0_sign": 1})
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:

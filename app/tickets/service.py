@@ -19,7 +19,7 @@ from app.notifications.service import enqueue
 from app.orgs.geo import GridMatch, locate_grid
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit, get_by_code, read_category
-from app.stats import appraisal_rollups, rollups
+from app.stats import rollups
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,
@@ -390,7 +390,6 @@ async def report_event(
             raise Conflict("the report was being filed at the same time; try again")
         return existing, False
     await rollups.count_filed(session, filed)
-    await appraisal_rollups.count_filed(session, filed)
     ticket = read_only_ticket(filed)
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
     placed = {"location_source": data.location_source, "accuracy_m": data.accuracy_m}

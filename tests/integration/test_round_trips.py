@@ -17,7 +17,7 @@ from tests.helpers import DISPATCH, Api
 pytestmark = pytest.mark.usefixtures("postgres_only")
 
 BUDGETS = {
-    "report": 11,
+    "report": 10,
     "dispatch": 10,
     "claim": 7,
     "feedback": 7,
