@@ -16,19 +16,17 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import event, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
 from app.orgs.models import OrgUnit
-from app.stats import appraisal_rollups, generate
+from app.stats import appraisal_rollups
 from app.stats.appraisal import appraise
 from app.stats.schemas import Subject
 from app.tickets.machine import Action, Status
 from app.tickets.models import Ticket, TicketHistory
-from bench.closure_stats import LAST_365_DAYS, NOW, YEAR, percentiles, progress
-from bench.district import ADMIN_URL, scratch_database
+from bench.closure_stats import LAST_365_DAYS, YEAR, on_generated_district, percentiles
 
 ZONE = "Asia/Shanghai"
 QUERIES = [  # name, unit, [since, until)
@@ -163,20 +161,7 @@ async def main() -> None:
     parser.add_argument("--no-direct", action="store_true", help="skip counting from tickets")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--database", help="measure a database kept by an earlier --keep run")
-    args = parser.parse_args()
-    if args.database:
-        url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
-        await measure(Database.for_settings(Settings(database_url=url)), args)
-        return
-    async with scratch_database(ADMIN_URL, keep=args.keep) as url:
-        database = Database.for_settings(Settings(database_url=url))
-        started = time.perf_counter()
-        async with database.sessions() as session:
-            await generate.build_district(session, NOW)
-            await session.commit()
-            await generate.generate_tickets(session, "GD", args.tickets, 3, NOW, 1, ZONE, progress)
-        print(f"generated {args.tickets:,} tickets in {time.perf_counter() - started:.0f} s")
-        await measure(database, args)
+    await on_generated_district(parser.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -118,14 +118,11 @@ def progress(message: str) -> None:
         print(message, flush=True)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tickets", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--changes", type=int, default=500)
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--database", help="measure a database kept by an earlier --keep run")
-    args = parser.parse_args()
+async def on_generated_district(
+    args: argparse.Namespace, measure: Callable[[Database, argparse.Namespace], Awaitable[None]]
+) -> None:
+    """Runs `measure` on the database kept by an earlier run (`--database`), or on a scratch
+    one (kept with `--keep`) filled with district GD and `--tickets` tickets over 3 years."""
     if args.database:
         url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
         await measure(Database.for_settings(Settings(database_url=url)), args)
@@ -141,6 +138,16 @@ async def main() -> None:
             )
         print(f"generated {args.tickets:,} tickets in {time.perf_counter() - started:.0f} s")
         await measure(database, args)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=500)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", help="measure a database kept by an earlier --keep run")
+    await on_generated_district(parser.parse_args(), measure)
 
 
 async def measure(database: Database, args: argparse.Namespace) -> None:
