@@ -50,7 +50,7 @@ INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_cod
     community_code, town_code, district_code, category_code, department_code, reporter,
     description, lat, lon, urgent, self_resolved, reported_at, dispatched_at, feedback_at,
     time_limit_value, time_limit_unit, deadline_started_at, warning_at, deadline_at, overdue,
-    escalation_count, rework_count, extension_count, version)
+    escalation_count, rework_count, extension_count, version, updated_at)
 SELECT gen_random_uuid(), 'patrol', $2::text, 'community', 'C' || (g / 8), 'G' || g,
     'C' || (g / 8), 'T9', 'NH', 'K' || (i % 30),
     CASE WHEN $2::text = 'reported' THEN NULL ELSE 'D7' END, 'w' || g, 'chain ticket ' || i,
@@ -58,7 +58,7 @@ SELECT gen_random_uuid(), 'patrol', $2::text, 'community', 'C' || (g / 8), 'G' |
     CASE WHEN $2::text = 'reported' THEN NULL ELSE now() END,
     CASE WHEN $2::text = 'feedback' THEN now() END,
     60, 'minutes', now(), now() + interval '48 minutes', now() + interval '60 minutes', false,
-    0, 0, 0, 1
+    0, 0, 0, 1, now()
 FROM (SELECT i, 720 + (i % 80) AS g FROM generate_series(1, $1) i) s
 """
 # The tickets earlier runs added to a kept database (action pools, reports) and what refers to
