@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./gridwork.db"
     database_pool_size: int = Field(default=10, ge=1)
+    reference_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how often each process checks whether org units, departments, categories "
+        "or the calendar have changed",
+    )
     secret_key: str = DEFAULT_SECRET_KEY
     bootstrap_admin: str | None = Field(
         default=None, description="username:password of an admin created when there are no users"

@@ -96,15 +96,36 @@ JSON_CODEC = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 ENGINE_OPTIONS: dict[str, Any] = {**JSON_CODEC, "hide_parameters": True}
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, *, reads: bool = False) -> AsyncEngine:
+    """An engine of `pool_size` pooled connections, and as many more at a peak. `reads`: one
+    whose connections only read, each statement on its own (`READS` below), and no more than
+    `pool_size` of them: a read holds its connection briefly."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 10}, **ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **ENGINE_OPTIONS)
+    options = READS if reads else {"max_overflow": pool_size}
+    engine = create_async_engine(url, pool_size=pool_size, **ENGINE_OPTIONS, **options)
     event.listen(engine.sync_engine, "checkin", _note_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
+
+
+# Connections of reads on PostgreSQL: in autocommit, so that a read is its statements and no
+# BEGIN and ROLLBACK around them; refusing writes, so that a write put there by mistake fails
+# at once; and planning each statement for its values. asyncpg prepares every statement, and
+# after five runs PostgreSQL may keep a generic plan that ignores the values: one fit for a
+# grid's tickets then scans a district's.
+READS: dict[str, Any] = {
+    "max_overflow": 0,
+    "isolation_level": "AUTOCOMMIT",
+    "connect_args": {
+        "server_settings": {
+            "default_transaction_read_only": "on",
+            "plan_cache_mode": "force_custom_plan",
+        }
+    },
+}
 
 
 # A connection back from a request within this many seconds is used again without a ping (a
@@ -155,20 +176,44 @@ async def add_once(
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10, timezone: str = DEFAULT_TIMEZONE) -> None:
+    """The engine of every write, and on PostgreSQL a second pool of connections for requests
+    that only read (`reads`). On SQLite both are one."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        timezone: str = DEFAULT_TIMEZONE,
+        reference_check_seconds: float = 2.0,
+    ) -> None:
+        from app.reference import CACHE_KEY, ReferenceCache  # its models are built on Base
+
         self.url = url
         self.engine = make_engine(url, pool_size)
-        self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, info={TIMEZONE_KEY: timezone}
-        )
+        self.reference = ReferenceCache(reference_check_seconds)
+        self.reference.watch(self.engine)
+        info = {TIMEZONE_KEY: timezone, CACHE_KEY: self.reference}
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self.reader = self.engine if is_sqlite(url) else make_engine(url, pool_size, reads=True)
+        self.reads = async_sessionmaker(self.reader, expire_on_commit=False, info=info)
 
     @classmethod
     def for_settings(cls, settings: "Settings") -> "Database":
-        return cls(settings.database_url, settings.database_pool_size, settings.timezone)
+        return cls(
+            settings.database_url,
+            settings.database_pool_size,
+            settings.timezone,
+            settings.reference_check_seconds,
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def engines(self) -> list[AsyncEngine]:
+        return [self.engine] if self.reader is self.engine else [self.engine, self.reader]
+
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for engine in self.engines:
+            await engine.dispose()

@@ -32,9 +32,14 @@ async def get_clock(request: Request) -> Clock:
     return clock
 
 
+# Methods that only read: their requests run on the database's read connections.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
-    async with database.sessions() as session:
+    sessions = database.reads if request.method in READ_METHODS else database.sessions
+    async with sessions() as session:
         yield session
 
 

@@ -7,6 +7,7 @@ from app.notifications.models import OutboxMessage
 from app.open311.models import Open311Client, Open311Request
 from app.orgs.models import Category, Department, OrgUnit
 from app.patrol.models import ClockIn, TrackPoint
+from app.reference import ReferenceVersion
 from app.stats.models import ClosureRollup, ClosureRollupState
 from app.tickets.models import Ticket, TicketAssist, TicketHistory
 from app.timing.models import CalendarDay
@@ -24,6 +25,7 @@ __all__ = [
     "Open311Request",
     "OrgUnit",
     "OutboxMessage",
+    "ReferenceVersion",
     "RefreshToken",
     "Ticket",
     "TicketAssist",

@@ -1,7 +1,8 @@
 """Point-to-grid lookups and clock-in requests with a large grid map.
 
 Loads a district of 10,000 grids (by default) into a scratch database, then prints
-- point lookups per second (`locate_grid`, random points over the map, one after another);
+- point lookups per second (`grid_map(session).locate`, random points over the map, one after
+  another);
 - clock-in requests per second through the app in process (httpx ASGI transport, one client
   after another and 20 at once).
 PostgreSQL by default; `--sqlite` uses a scratch SQLite file instead.
@@ -29,8 +30,8 @@ from app.cli import alembic_config
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from app.orgs.geo import grid_map, locate_grid
 from app.orgs.imports import import_org_units
+from app.reference import grid_map
 from bench.district import ADMIN_URL, scratch_database
 from tests.helpers import add_user
 
@@ -90,14 +91,15 @@ async def main() -> None:
             started = time.perf_counter()
             found = 0
             for lat, lon in points:
-                found += await locate_grid(session, lat, lon, 50.0) is not None
+                grids = await grid_map(session)
+                found += grids.locate(lat, lon, 50.0) is not None
             elapsed = time.perf_counter() - started
         print(
             f"point lookups: {args.lookups / elapsed:,.0f}/s "
             f"({elapsed / args.lookups * 1e6:.0f} µs each; {found} of {args.lookups} in a grid)"
         )
         async with database.sessions() as session:
-            grid_index = await grid_map(session)  # the in-memory part alone, no token query
+            grid_index = await grid_map(session)  # the in-memory part alone
         started = time.perf_counter()
         for lat, lon in points:
             grid_index.locate(lat, lon, 50.0)

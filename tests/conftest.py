@@ -21,7 +21,7 @@ import app.auth.security as security
 from app.cli import alembic_config
 from app.clock import FrozenClock
 from app.db import DEFAULT_TIMEZONE, Database
-from app.models import Base, ClosureRollupState
+from app.models import Base, ClosureRollupState, ReferenceVersion
 from app.stats import rollups
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
@@ -112,9 +112,10 @@ async def database(databases: DatabaseFactory) -> AsyncIterator[Database]:
 @pytest.fixture
 async def empty_db(database: Database) -> AsyncIterator[Database]:
     """The test database, emptied after the test (the rollups stay marked as built: they are
-    emptied with the tickets)."""
+    emptied with the tickets; the reference version counts on)."""
     yield database
-    tables = [t for t in Base.metadata.sorted_tables if t is not ClosureRollupState.__table__]
+    kept = (ClosureRollupState.__table__, ReferenceVersion.__table__)
+    tables = [t for t in Base.metadata.sorted_tables if t not in kept]
     async with database.engine.begin() as conn:
         if database.is_sqlite:
             for table in reversed(tables):

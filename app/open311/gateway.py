@@ -26,9 +26,10 @@ from app.errors import Forbidden, Invalid, NotFound, TooManyRequests
 from app.fields import start_of
 from app.open311.formats import NOT_XML
 from app.open311.models import Open311Client, Open311Request, PublicHiddenTicket
-from app.orgs.geo import GridMatch, grid_map
+from app.orgs.geo import GridMatch
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import service_attributes
+from app.reference import grid_map
 from app.tickets import service as tickets
 from app.tickets.machine import CLOSED_STATUSES, OPEN_STATUSES, Action, Status
 from app.tickets.models import IS_OPEN, Ticket, TicketHistory

@@ -1,14 +1,11 @@
 """Grid boundaries: GeoJSON validation and point-to-grid lookup.
 
-Lookups run in memory against an STRtree of every grid, rebuilt when the boundaries stored in
-the database change. A point outside every grid but within the GPS-drift tolerance of one
-snaps to the nearest.
+Lookups run in memory against an STRtree of every grid, built once per version of the
+reference data (`app/reference.py`). A point outside every grid but within the GPS-drift
+tolerance of one snaps to the nearest.
 """
 
-import asyncio
 import math
-import uuid
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +13,6 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.direct import DirectStatement
-from app.orgs.models import GridMapVersion, Level, OrgUnit
 
 EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180
@@ -129,56 +119,3 @@ class GridMap:
             if distance <= drift_m and (found is None or distance < found.distance_m):
                 found = GridMatch(self.codes[i], self.paths[i], distance)
         return found
-
-
-# The grid map of each database, with the token of the boundaries it was built from, and a
-# lock per event loop so that concurrent lookups after a change build it once.
-_maps: dict[str, tuple[str, GridMap]] = {}
-_building: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-_TOKEN = DirectStatement(select(GridMapVersion.token))
-
-
-async def grid_map(session: AsyncSession) -> GridMap:
-    """The grid map, rebuilt when the stored boundaries have changed since it was built (every
-    change of a boundary writes a new token in the same transaction)."""
-    stored = await _TOKEN.first(session, {})
-    token = stored["token"] if stored else ""
-    key = str(session.get_bind().engine.url)
-    if (cached := _maps.get(key)) is not None and cached[0] == token:
-        return cached[1]
-    lock = _building.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock:
-        if (cached := _maps.get(key)) is not None and cached[0] == token:
-            return cached[1]
-        rows = (
-            await session.execute(
-                select(OrgUnit.code, OrgUnit.path, OrgUnit.boundary).where(
-                    OrgUnit.level == Level.grid
-                )
-            )
-        ).all()
-        built = await asyncio.to_thread(GridMap, [(c, p, b) for c, p, b in rows if b])
-        _maps[key] = (token, built)
-        return built
-
-
-async def grid_map_changed(session: AsyncSession) -> None:
-    """Marks the stored boundaries as changed, in the caller's transaction."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(GridMapVersion).values(id=1, token=uuid.uuid4().hex)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[GridMapVersion.id], set_={"token": statement.excluded.token}
-        )
-    )
-
-
-async def locate_grid(
-    session: AsyncSession, lat: float, lon: float, drift_m: float, prefer: str | None = None
-) -> GridMatch | None:
-    """The grid containing the point, else the nearest within `drift_m` metres, else None."""
-    return (await grid_map(session)).locate(lat, lon, drift_m, prefer)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Invalid
-from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
+from app.orgs.geo import BoundaryError, parse_boundary
 from app.orgs.models import Level, OrgUnit
 from app.orgs.schemas import OrgUnitIn
 from app.orgs.service import create_org_unit
@@ -138,8 +138,7 @@ async def import_org_units(session: AsyncSession, collection: Any, now: datetime
                 existing.boundary, _ = parse_boundary(unit.boundary)
             report.updated += 1
         else:
-            await create_org_unit(session, unit, now, signal_change=False)
+            await create_org_unit(session, unit, now)
             report.created += 1
-    await grid_map_changed(session)
     await session.flush()
     return report

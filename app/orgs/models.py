@@ -44,16 +44,6 @@ class OrgUnit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class GridMapVersion(Base):
-    """One row whose token changes with every change of a grid boundary, so that processes
-    know when to rebuild their in-memory grid map."""
-
-    __tablename__ = "grid_map_version"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token: Mapped[str] = mapped_column(String(32))
-
-
 class Department(Base):
     """A handling department (处置部门) attached to an org unit."""
 

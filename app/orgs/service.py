@@ -1,17 +1,16 @@
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.auth.models import Role, User
-from app.direct import DirectStatement
 from app.errors import Conflict, Invalid, NotFound
-from app.orgs.geo import BoundaryError, grid_map_changed, parse_boundary
+from app.orgs.geo import BoundaryError, parse_boundary
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.schemas import CategoryIn, CategoryOut, DepartmentIn, OrgUnitIn, ServiceAttribute
+from app.reference import KIND, RefData, missing
 from app.timing.limits import TimeLimit
 
 
@@ -26,36 +25,15 @@ def in_subtree(
     return column.in_(subtree_codes(path))
 
 
-RefData = TypeVar("RefData", OrgUnit, Department, Category)
-KIND = {OrgUnit: "org unit", Department: "department", Category: "category"}
-
-
 async def get_by_code(
     session: AsyncSession, model: type[RefData], code: str, loc: list[str | int] | None = None
 ) -> RefData:
-    """The row with this code. Unknown is a 404, or a 422 at `loc` when a request body names
-    it."""
+    """The row with this code, to change (`reference.read` reads one). Unknown is a 404, or a
+    422 at `loc` when a request body names it."""
     row = await session.get(model, code)
     if row is None:
-        raise _missing(model, code, loc)
+        raise missing(model, code, loc)
     return row
-
-
-def _missing(model: type[RefData], code: str, loc: list[str | int] | None) -> Exception:
-    message = f"{KIND[model]} {code!r} does not exist"
-    return NotFound(message) if loc is None else Invalid(message, loc=loc)
-
-
-_CATEGORY = DirectStatement(select(*Category.__table__.c).where(Category.code == bindparam("code")))
-
-
-async def read_category(session: AsyncSession, code: str, loc: list[str | int]) -> Category:
-    """The category with this code, to read only (a 422 at `loc` when there is none): cheaper
-    than `get_by_code` on a hot path."""
-    row = await _CATEGORY.first(session, {"code": code})
-    if row is None:
-        raise _missing(Category, code, loc)
-    return cast(Category, SimpleNamespace(**row))
 
 
 async def unit_in_scope(session: AsyncSession, user: User, code: str) -> OrgUnit:
@@ -73,11 +51,8 @@ async def _refuse_duplicate(session: AsyncSession, model: type[RefData], code: s
         raise Conflict(f"{KIND[model]} {code!r} already exists")
 
 
-async def create_org_unit(
-    session: AsyncSession, data: OrgUnitIn, now: datetime, *, signal_change: bool = True
-) -> OrgUnit:
-    """Adds an org unit. `signal_change` False leaves telling the grid map to the caller (an
-    import that adds many)."""
+async def create_org_unit(session: AsyncSession, data: OrgUnitIn, now: datetime) -> OrgUnit:
+    """Adds an org unit."""
     await _refuse_duplicate(session, OrgUnit, data.code)
     expected_parent_level = data.level.parent
     if expected_parent_level is None:
@@ -114,8 +89,6 @@ async def create_org_unit(
             unit.boundary, _ = parse_boundary(data.boundary)
         except BoundaryError as exc:
             raise Invalid(str(exc), loc=["body", "boundary"]) from exc
-        if signal_change:
-            await grid_map_changed(session)
     session.add(unit)
     await session.flush()
     return unit

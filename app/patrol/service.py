@@ -4,11 +4,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import reference
 from app.auth.models import Role, User
 from app.config import Settings
 from app.db import add_once
 from app.errors import Invalid
-from app.orgs.geo import locate_grid
 from app.orgs.models import Level, OrgUnit
 from app.orgs.service import in_subtree
 from app.patrol.models import ClockIn
@@ -38,9 +38,8 @@ async def clock_in(
     if at < now - MAX_BEHIND:
         raise Invalid("at is more than 7 days ago", loc=["body", "at"])
     assert user.org_unit_code is not None
-    match = await locate_grid(
-        session, data.lat, data.lon, settings.gps_drift_metres, prefer=user.org_unit_code
-    )
+    grids = await reference.grid_map(session)
+    match = grids.locate(data.lat, data.lon, settings.gps_drift_metres, user.org_unit_code)
     grid_code = match.code if match else None
     record = ClockIn(
         client_id=data.client_id,

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import Role, User
 from app.config import Settings
 from app.errors import Forbidden, Invalid, NotFound
-from app.orgs.geo import grid_map
 from app.orgs.models import OrgUnit
 from app.orgs.service import in_subtree
 from app.patrol.models import TrackPoint
 from app.patrol.schemas import LineString, TrackIn, TrackOut, TrackProperties, TrackStored
+from app.reference import grid_map
 from app.tickets.nearby import distance_m
 
 MAX_AHEAD = timedelta(minutes=5)

@@ -40,7 +40,6 @@ from app.stats.service import (
     Query,
     Spans,
     in_periods,
-    plan_for_the_values,
     spans,
 )
 from app.tickets.models import Ticket
@@ -343,7 +342,6 @@ async def appraise(
     use_rollups: bool = True,
 ) -> WorkerAppraisal | DepartmentAppraisal:
     appraisal = Appraisal(session, unit, since, until, timezone, weights)
-    await plan_for_the_values(session)
     if use_rollups:
         await appraisal.use_rollups()
     if subject == Subject.grid_workers:

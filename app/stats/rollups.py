@@ -39,6 +39,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import CompoundSelect
 from sqlalchemy.sql.util import ClauseAdapter
 
+from app import reference
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.direct import DirectStatement
 from app.stats import appraisal_rollups, measures
@@ -277,8 +278,7 @@ async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:
     """Whether the rollups count months of `timezone`."""
-    built = await session.scalar(select(ClosureRollupState.timezone))
-    return built == timezone
+    return (await reference.current(session)).rollups_timezone == timezone
 
 
 async def rebuild(session: AsyncSession, timezone: str) -> int:

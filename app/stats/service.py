@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.orgs.models import Department, Level, OrgUnit
@@ -182,14 +182,6 @@ def in_periods(model: Any, cut: Spans, timezone: str) -> ColumnElement[bool]:
     return or_(false(), *covered)
 
 
-async def plan_for_the_values(session: AsyncSession) -> None:
-    """asyncpg prepares every statement, and after five runs PostgreSQL may keep a generic plan
-    that ignores the values: one fit for a town's rows then scans a district's. For the rest
-    of the transaction, statistics are planned for their values."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-
-
 def rollups_serve(level: Level, group_by: GroupBy) -> bool:
     """Whether community rollups hold the groups: not a community's grids, nor a grid."""
     return level != Level.grid and not (level == Level.community and group_by == GroupBy.org_unit)
@@ -289,7 +281,6 @@ async def closure_stats(
 ) -> ClosureStats:
     """The closure measures of the tickets reported in [since, until) in `unit`'s area."""
     query = Query(session, unit, group_by, timezone)
-    await plan_for_the_values(session)
     served = use_rollups and rollups_serve(Level(unit.level), group_by)
     if not served or not await rollups.built_for(session, timezone):
         await query.from_tickets(now, (since, until))

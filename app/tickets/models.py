@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    exists,
     literal_column,
     text,
 )
@@ -199,7 +200,7 @@ class Ticket(Base):
 
     version: Mapped[int] = mapped_column(Integer)
 
-    # Loaded only where asked for (`selectinload`): most reads of a ticket need none.
+    # Loaded only where asked for (`service.with_assists`): most reads of a ticket need none.
     assists: Mapped[list["TicketAssist"]] = relationship(
         lazy="raise",
         cascade="all, delete-orphan",
@@ -283,3 +284,7 @@ class TicketAssist(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)
     # Whether the part was answered before the lead's deadline as it stood then.
     on_time: Mapped[bool | None] = mapped_column(Boolean, default=None)
+
+
+# Whether a ticket has assisting parts, read with it: most have none, and need no second query.
+HAS_ASSISTS = exists().where(TicketAssist.ticket_id == Ticket.id).label("has_assists")

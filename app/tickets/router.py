@@ -24,7 +24,14 @@ from app.pagination import Page, PageDep
 from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
-from app.tickets.models import TICKET_COLUMNS, URGED, Ticket, TicketHistory, read_only_ticket
+from app.tickets.models import (
+    HAS_ASSISTS,
+    TICKET_COLUMNS,
+    URGED,
+    Ticket,
+    TicketHistory,
+    read_only_ticket,
+)
 from app.tickets.nearby import open_tickets_near
 from app.tickets.nearby import tickets_around as tickets_around_point
 from app.tickets.numbers import ticket_number
@@ -126,7 +133,7 @@ async def list_tickets(
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
     now = clock.now()
-    query = select(*TICKET_COLUMNS).where(service.visible_clause(user))
+    query = select(*TICKET_COLUMNS, HAS_ASSISTS).where(service.visible_clause(user))
     if urged is not None:
         query = query.where(URGED if urged else ~URGED)
     if status_:
@@ -160,7 +167,8 @@ async def list_tickets(
         rows = await page.fetch_newest_of(session, queries, *newest, lambda row: row._mapping)
     else:
         return Page(items=[], next_cursor=None)
-    assists = await service.assists_of(session, [row["id"] for row in rows.items])
+    assisted = [row["id"] for row in rows.items if row["has_assists"]]
+    assists = await service.assists_of(session, assisted)
     items = [
         service.render(read_only_ticket(row, assists.get(row["id"], ())), user, settings, now)
         for row in rows.items

@@ -7,18 +7,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
+from app import reference
 from app.attachments import linking
 from app.auth.models import Role, User
 from app.config import Settings
 from app.direct import DirectStatement, bound_row, row_params
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.notifications.service import enqueue
-from app.orgs.geo import GridMatch, locate_grid
+from app.orgs.geo import GridMatch
 from app.orgs.models import Category, Department, Level, OrgUnit
-from app.orgs.service import category_limit, get_by_code, read_category
+from app.orgs.service import category_limit
 from app.stats import rollups
 from app.tickets import deadlines
 from app.tickets.machine import (
@@ -33,6 +33,7 @@ from app.tickets.models import (
     EXTENSION_ASKED_SQL,
     GRID_CHECKS_SQL,
     HANDLING_SQL,
+    HAS_ASSISTS,
     TICKET_COLUMNS,
     TO_DISPATCH_SQL,
     Ticket,
@@ -150,12 +151,14 @@ async def get_visible_ticket(
     session: AsyncSession, user: User, ticket_id: int, *, with_assists: bool = False
 ) -> Ticket:
     """The ticket, with its assisting parts if asked, if the user may see it (404 otherwise)."""
-    query = select(Ticket).where(Ticket.id == ticket_id, visible_clause(user))
-    if with_assists:
-        query = query.options(selectinload(Ticket.assists))
-    ticket = await session.scalar(query)
-    if ticket is None:
+    query = select(Ticket, HAS_ASSISTS).where(Ticket.id == ticket_id, visible_clause(user))
+    found = (await session.execute(query)).first()
+    if found is None:
         raise NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
+    ticket, has_assists = found
+    if with_assists:
+        parts = await assists_of(session, [ticket.id] if has_assists else [])
+        set_committed_value(ticket, "assists", parts.get(ticket.id, []))
     return ticket
 
 
@@ -298,7 +301,8 @@ async def locate(
     session: AsyncSession, settings: Settings, lat: float, lon: float, loc: list[str | int]
 ) -> GridMatch:
     """The grid a report at the point belongs to (422 at `loc` when it is too far from all)."""
-    match = await locate_grid(session, lat, lon, settings.gps_drift_metres)
+    grids = await reference.grid_map(session)
+    match = grids.locate(lat, lon, settings.gps_drift_metres)
     if match is None:
         raise Invalid(
             f"the point is more than {settings.gps_drift_metres:g} m from every grid", loc=loc
@@ -366,7 +370,8 @@ async def report_event(
     await linking.check_unused(session, user, data.attachment_ids)
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
         raise Invalid("occurred_at is in the future", loc=["body", "occurred_at"])
-    category = await read_category(session, data.category_code, ["body", "category_code"])
+    snapshot = await reference.current(session)
+    category = snapshot.get(Category, data.category_code, ["body", "category_code"])
     match = await locate(session, settings, data.lat, data.lon, ["body", "lat"])
     report = await new_ticket(
         session,
@@ -424,14 +429,15 @@ Effect = Callable[[ActionContext, Ticket, Any], Awaitable[Status | None]]
 
 
 async def _dispatch(ctx: ActionContext, ticket: Ticket, body: DispatchIn) -> None:
-    category = await get_by_code(ctx.session, Category, ticket.category_code)
+    snapshot = await reference.current(ctx.session)
+    category = snapshot.get(Category, ticket.category_code)
     department_code = body.department_code or category.default_department_code
     loc: list[str | int] = ["body", "department_code"]
     if department_code is None:
         raise Invalid(
             "department_code is required: the category has no default department", loc=loc
         )
-    department = await get_by_code(ctx.session, Department, department_code, loc)
+    department = snapshot.get(Department, department_code, loc)
     _check_covers(department, ticket, loc)
     redispatch = ticket.status in (Status.dispatched, Status.in_progress)
     if redispatch and department_code == ticket.department_code and _changes_nothing(body):
@@ -491,8 +497,9 @@ async def _assisting_departments(
         )
     if given is None:
         return None
+    snapshot = await reference.current(ctx.session)
     for index, code in enumerate(given):
-        department = await get_by_code(ctx.session, Department, code, [*loc, index])
+        department = snapshot.get(Department, code, [*loc, index])
         _check_covers(department, ticket, [*loc, index])
     return given
 
@@ -847,7 +854,7 @@ async def perform_action(
 
 
 async def assists_of(session: AsyncSession, ticket_ids: list[int]) -> dict[int, list[TicketAssist]]:
-    """The assisting parts of several tickets at once (a list page)."""
+    """The assisting parts of several tickets at once (those of a list page that have some)."""
     parts: dict[int, list[TicketAssist]] = {}
     if ticket_ids:
         query = (

@@ -1,15 +1,14 @@
 import csv
 import io
 from datetime import date
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import reference
 from app.config import Settings
-from app.timing.calendar import WorkingCalendar, parse_periods
+from app.timing.calendar import WorkingCalendar
 from app.timing.models import CalendarDay
 
 WORKING_WORDS = {
@@ -31,12 +30,8 @@ WORKING_WORDS = {
 
 async def load_calendar(session: AsyncSession, settings: Settings) -> WorkingCalendar:
     """The working calendar with the deployment's own days from the calendar table."""
-    rows = (await session.execute(select(CalendarDay.day, CalendarDay.working))).all()
-    return WorkingCalendar(
-        ZoneInfo(settings.timezone),
-        parse_periods(settings.working_periods),
-        {day: working for day, working in rows},
-    )
+    snapshot = await reference.current(session)
+    return snapshot.calendar(settings.timezone, settings.working_periods)
 
 
 class CalendarFileError(ValueError):

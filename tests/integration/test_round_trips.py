@@ -17,14 +17,14 @@ from tests.helpers import DISPATCH, Api
 pytestmark = pytest.mark.usefixtures("postgres_only")
 
 BUDGETS = {
-    "report": 10,
-    "dispatch": 10,
-    "claim": 7,
-    "feedback": 7,
-    "verify": 10,
-    "list": 5,
-    "detail": 5,
-    "closure statistics": 7,
+    "report": 8,
+    "dispatch": 7,
+    "claim": 6,
+    "feedback": 6,
+    "verify": 8,
+    "list": 2,
+    "detail": 2,
+    "closure statistics": 3,
 }
 
 
@@ -63,12 +63,14 @@ def wire(world: Database) -> Iterator[Wire]:
         if wire.counting:
             wire.queries.append(statement)
 
-    engine = world.engine.sync_engine
-    event.listen(engine, "checkout", on_checkout)
-    event.listen(engine, "before_cursor_execute", on_execute)
+    engines = [engine.sync_engine for engine in world.engines]
+    for engine in engines:
+        event.listen(engine, "checkout", on_checkout)
+        event.listen(engine, "before_cursor_execute", on_execute)
     yield wire
-    event.remove(engine, "checkout", on_checkout)
-    event.remove(engine, "before_cursor_execute", on_execute)
+    for engine in engines:
+        event.remove(engine, "checkout", on_checkout)
+        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 async def test_round_trips_per_request_stay_within_budget(api: Api, wire: Wire) -> None:
