@@ -98,14 +98,15 @@ ENGINE_OPTIONS: dict[str, Any] = {**JSON_CODEC, "hide_parameters": True}
 
 def make_engine(url: str, pool_size: int = 10, *, reads: bool = False) -> AsyncEngine:
     """An engine of `pool_size` pooled connections, and as many more at a peak. `reads`: one
-    whose connections only read, each statement on its own (`READS` below), and no more than
-    `pool_size` of them: a read holds its connection briefly."""
+    whose connections only read, each statement on its own (`READS` below)."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 10}, **ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    options = READS if reads else {"max_overflow": pool_size}
-    engine = create_async_engine(url, pool_size=pool_size, **ENGINE_OPTIONS, **options)
+    options = READS if reads else {}
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, **ENGINE_OPTIONS, **options
+    )
     event.listen(engine.sync_engine, "checkin", _note_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
@@ -117,7 +118,6 @@ def make_engine(url: str, pool_size: int = 10, *, reads: bool = False) -> AsyncE
 # after five runs PostgreSQL may keep a generic plan that ignores the values: one fit for a
 # grid's tickets then scans a district's.
 READS: dict[str, Any] = {
-    "max_overflow": 0,
     "isolation_level": "AUTOCOMMIT",
     "connect_args": {
         "server_settings": {

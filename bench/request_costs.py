@@ -3,7 +3,8 @@
 Serves Gridwork in process (httpx over ASGI, no network) on a database the load benchmark
 kept (`python -m bench.load.run --keep` prints its name) and sends requests one at a time,
 so the figures are the app's own cost per request, without contention (CPU: this process's,
-the database's not included):
+the database's not included, and as a multiple of `/healthz`'s in the same run, since this
+machine's speed drifts):
 
     .venv/bin/python -m bench.request_costs --database gridwork_bench_xxxxxxxx [--repeat 300]
 """
@@ -56,8 +57,10 @@ async def main() -> None:
         nonlocal statements
         statements += 1
 
-    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
-    kinds: dict[str, Request] = {"event report": _report}
+    for engine in database.engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+    kinds: dict[str, Request] = {"healthz": lambda n: ("GET", "/healthz", None, "district")}
+    kinds["event report"] = _report
     for action, status, who, body in CHAIN:
         ids = await pool(url, status, args.repeat + 5)
         user = "district" if who == "district" else "handler"
@@ -70,10 +73,21 @@ async def main() -> None:
     kinds["list: district, first page"] = lambda n: ("GET", "/api/v1/tickets", None, "district")
     kinds["detail"] = lambda n: ("GET", f"/api/v1/tickets/{1000 + n * 997}", None, "district")
     kinds["users/me"] = lambda n: ("GET", "/api/v1/users/me", None, "district")
+    year = "org_unit=NH&from=2025-11-01&to=2026-11-01&group_by=month"
+    kinds["stats: district year by month"] = lambda n: (
+        "GET",
+        f"/api/v1/stats/closure?{year}",
+        None,
+        "district",
+    )
     tokens: dict[str, str] = {}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        print("| request | statements | median ms | mean ms | CPU ms |\n|---|---:|---:|---:|---:|")
+        print(
+            "| request | statements | median ms | mean ms | CPU ms | CPU × healthz |\n"
+            "|---|---:|---:|---:|---:|---:|"
+        )
+        healthz_cpu = 0.0
         for name, make in kinds.items():
             times, counts = [], []
             cpu = 0.0
@@ -89,9 +103,11 @@ async def main() -> None:
                 if response.status_code >= 400:
                     raise RuntimeError(f"{name}: {response.status_code} {response.text}")
             warm = times[len(times) // 5 :]
+            cpu_ms = cpu * 1000 / len(warm)
+            healthz_cpu = healthz_cpu or cpu_ms
             print(
                 f"| {name} | {median(counts):g} | {median(warm):.2f} |"
-                f" {sum(warm) / len(warm):.2f} | {cpu * 1000 / len(warm):.2f} |",
+                f" {sum(warm) / len(warm):.2f} | {cpu_ms:.2f} | {cpu_ms / healthz_cpu:.1f} |",
                 flush=True,
             )
     await database.dispose()

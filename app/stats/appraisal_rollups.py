@@ -32,7 +32,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    inspect,
     literal_column,
     or_,
     select,
@@ -46,9 +45,8 @@ from sqlalchemy.orm import Mapper, Session, UOWTransaction, aliased, object_sess
 from sqlalchemy.sql.expression import CompoundSelect
 
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
-from app.direct import DirectStatement
 from app.patrol.models import ClockIn
-from app.stats import measures
+from app.stats import measures, upkeep
 from app.stats.models import (
     APPRAISAL_MEASURES,
     AREA_ORDER,
@@ -203,16 +201,6 @@ def rollup_rows(
     return union_all(*selects)
 
 
-def _upsert(dialect: str, table: Any, key: Iterable[str], added: Iterable[str]) -> Insert:
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    insert = dialect_insert(table)
-    columns = table.__table__.c
-    return insert.on_conflict_do_update(
-        index_elements=list(key),
-        set_={name: columns[name] + insert.excluded[name] for name in added},
-    )
-
-
 # Upkeep ------------------------------------------------------------------------------------
 
 
@@ -254,24 +242,8 @@ def delta_upsert(
         parts += assist_facts(changed.c, changed, changed.c.sign)
     rows = rollup_rows(dialect, timezone, parts).subquery()
     ordered = select(*rows.c).where(true()).order_by(*(rows.c[name] for name in _KEY))
-    upsert = _upsert(dialect, AppraisalRollup, _KEY, APPRAISAL_MEASURES)
+    upsert = upkeep.adding_upsert(dialect, AppraisalRollup, _KEY, APPRAISAL_MEASURES)
     return upsert.from_select(list(_COLUMNS), ordered)
-
-
-def _values(target: Any, names: Iterable[str], before: bool = False) -> dict[str, Any]:
-    """The row's values now, or as the database held them before this flush (the values it
-    was loaded with: an updated ticket's UPDATE has just checked its version)."""
-    if not before:
-        return {name: getattr(target, name) for name in names}
-    state = inspect(target)
-    values = {}
-    for name in names:
-        history = state.attrs[name].history
-        stored = history.deleted or history.unchanged
-        if not stored:
-            raise RuntimeError(f"{target!r}: {name} was changed without being loaded")
-        values[name] = stored[0]
-    return values
 
 
 Signed = list[tuple[int, dict[str, Any]]]
@@ -319,13 +291,13 @@ def _start(session: Session, _context: UOWTransaction, _instances: Any) -> None:
 
 @event.listens_for(Ticket, "after_insert")
 def _ticket_filed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket) -> None:
-    _pending(ticket).tickets.append((1, _values(ticket, TICKET_FACT_COLUMNS)))
+    _pending(ticket).tickets.append((1, upkeep.values_of(ticket, TICKET_FACT_COLUMNS)))
 
 
 @event.listens_for(Ticket, "after_update")
 def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket) -> None:
-    old = _values(ticket, TICKET_FACT_COLUMNS, before=True)
-    new = _values(ticket, TICKET_FACT_COLUMNS)
+    old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
+    new = upkeep.values_of(ticket, TICKET_FACT_COLUMNS)
     _pending(ticket).tickets.extend(_replaced(old, new, not _facts_move(old, new)))
 
 
@@ -337,19 +309,19 @@ def _history_added(_mapper: Mapper[Any], _connection: Connection, row: TicketHis
 
 @event.listens_for(TicketAssist, "after_insert")
 def _assist_asked(_mapper: Mapper[Any], _connection: Connection, part: TicketAssist) -> None:
-    _pending(part).assists.append((1, _values(part, ASSIST_FACT_COLUMNS)))
+    _pending(part).assists.append((1, upkeep.values_of(part, ASSIST_FACT_COLUMNS)))
 
 
 @event.listens_for(TicketAssist, "after_update")
 def _assist_changed(_mapper: Mapper[Any], _connection: Connection, part: TicketAssist) -> None:
-    old = _values(part, ASSIST_FACT_COLUMNS, before=True)
-    new = _values(part, ASSIST_FACT_COLUMNS)
+    old = upkeep.values_of(part, ASSIST_FACT_COLUMNS, before=True)
+    new = upkeep.values_of(part, ASSIST_FACT_COLUMNS)
     _pending(part).assists.extend(_replaced(old, new, old == new))
 
 
 @event.listens_for(TicketAssist, "after_delete")
 def _assist_dropped(_mapper: Mapper[Any], _connection: Connection, part: TicketAssist) -> None:
-    _pending(part).assists.append((-1, _values(part, ASSIST_FACT_COLUMNS, before=True)))
+    _pending(part).assists.append((-1, upkeep.values_of(part, ASSIST_FACT_COLUMNS, before=True)))
 
 
 @event.listens_for(ClockIn, "after_insert")
@@ -403,7 +375,7 @@ def _new_patrol_days(dialect: str, timezone: str) -> Insert:
 
 @lru_cache(maxsize=2)
 def _count_patrol_month(dialect: str) -> Insert:
-    upsert = _upsert(dialect, PatrolDays, _PATROL_COLUMNS[:3], ("days",))
+    upsert = upkeep.adding_upsert(dialect, PatrolDays, _PATROL_COLUMNS[:3], ("days",))
     return upsert.values(
         worker=bindparam("worker"), grain=MONTH, period=bindparam("period"), days=1
     )
@@ -431,18 +403,13 @@ def _count_changes(session: Session, _context: UOWTransaction) -> None:
         _count_patrol_days(connection, timezone, pending.clock_in_ids)
 
 
-@lru_cache(maxsize=8)
-def _direct_upsert(statement: Insert) -> DirectStatement:
-    return DirectStatement(statement)
-
-
 async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
     """Adds a ticket filed without the ORM (the flush hooks count the others)."""
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
     dialect = session.get_bind().dialect.name
     values = {name: ticket[name] for name in TICKET_FACT_COLUMNS}
     for statement, params in delta_statements(dialect, timezone, _Pending(tickets=[(1, values)])):
-        await _direct_upsert(statement).rows(session, params)
+        await upkeep.direct(statement).rows(session, params)
 
 
 # Rebuild -----------------------------------------------------------------------------------

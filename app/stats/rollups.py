@@ -32,7 +32,6 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 from sqlalchemy.sql import visitors
@@ -42,7 +41,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from app import reference
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.direct import DirectStatement
-from app.stats import appraisal_rollups, measures
+from app.stats import appraisal_rollups, measures, upkeep
 from app.stats.models import (
     AREA_ORDER,
     DAY,
@@ -101,13 +100,7 @@ def contributions(
 @lru_cache
 def _upsert(dialect: str) -> Insert:
     """Adds the bound measures to their rows (creating them)."""
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    insert = dialect_insert(ClosureRollup)
-    table = ClosureRollup.__table__
-    return insert.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={name: table.c[name] + insert.excluded[name] for name in ROLLUP_MEASURES},
-    )
+    return upkeep.adding_upsert(dialect, ClosureRollup, _KEY, ROLLUP_MEASURES)
 
 
 # The ticket columns a rollup row depends on: every one its key or its measures read.
@@ -172,25 +165,6 @@ def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
     return _upsert(dialect).from_select(list(_COLUMNS), moving)
 
 
-def _values_now(ticket: Ticket) -> dict[str, Any]:
-    """After the flush (a column given a SQL expression is read back from the database)."""
-    return {name: getattr(ticket, name) for name in _DEPENDS_ON}
-
-
-def _values_before(ticket: Ticket) -> dict[str, Any]:
-    """What the database holds for the ticket: the values it was loaded with (the UPDATE or
-    DELETE about to run checks its version, so they are still the stored ones)."""
-    values = {}
-    state = inspect(ticket)
-    for name in _DEPENDS_ON:
-        history = state.attrs[name].history
-        before = history.deleted or history.unchanged
-        if not before:
-            raise RuntimeError(f"ticket {ticket.id}: {name} was changed without being loaded")
-        values[name] = before[0]
-    return values
-
-
 # A status change moves a ticket's contribution only when it crosses one of these sets (from
 # `reported` to `dispatched`, `in_progress` or `feedback` it stays open and accepted).
 _STATUS_SETS = measures.status_sets(contributions("postgresql", DEFAULT_TIMEZONE, true()))
@@ -215,7 +189,7 @@ def _take_old_values(session: Session, _context: UOWTransaction, _instances: Any
     """Notes, before the flush runs, what the changed tickets count for as stored."""
     changed = [t for t in session.dirty if isinstance(t, Ticket) and _moves_contribution(t)]
     removed = [t for t in session.deleted if isinstance(t, Ticket)]
-    old = [_values_before(ticket) for ticket in changed + removed]
+    old = [upkeep.values_of(ticket, _DEPENDS_ON, before=True) for ticket in changed + removed]
     added = changed + [t for t in session.new if isinstance(t, Ticket)]
     session.info[_PENDING_KEY] = (old, added)
 
@@ -237,18 +211,15 @@ def _signed_batches(
 def _count_changes(session: Session, _context: UOWTransaction) -> None:
     """Adds the flushed tickets' contributions as they are now, minus as they were."""
     old, added = session.info.pop(_PENDING_KEY, ([], []))
-    signed = [(-1, values) for values in old] + [(1, _values_now(ticket)) for ticket in added]
+    signed = [(-1, values) for values in old] + [
+        (1, upkeep.values_of(ticket, _DEPENDS_ON)) for ticket in added
+    ]
     if not signed:
         return
     connection = session.connection()
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
     for statement, params in _signed_batches(connection.dialect.name, timezone, signed):
         connection.execute(statement, params)
-
-
-@lru_cache(maxsize=8)
-def _direct_upsert(statement: Insert) -> DirectStatement:
-    return DirectStatement(statement)
 
 
 @lru_cache(maxsize=4)
@@ -268,7 +239,7 @@ async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     if dialect != "postgresql":
         for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
-            await _direct_upsert(statement).rows(session, params)
+            await upkeep.direct(statement).rows(session, params)
         await appraisal_rollups.count_filed(session, ticket)
         return
     columns = {*_DEPENDS_ON, *appraisal_rollups.TICKET_FACT_COLUMNS}

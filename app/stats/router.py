@@ -1,5 +1,5 @@
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -9,6 +9,7 @@ from app.auth.models import Role, User
 from app.deps import ClockDep, SessionDep, SettingsDep, built_by_coroutine, require_roles
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
+from app.orgs.models import OrgUnit
 from app.orgs.service import unit_in_scope
 from app.stats import service
 from app.stats.appraisal import appraise
@@ -66,18 +67,27 @@ class StatsRequest:
     lang: Annotated[Lang, Query(description="column headers of downloads: en or zh")] = Lang.en
     accept: Annotated[str | None, Header()] = None
 
-    async def closure(self, group_by: GroupBy) -> ClosureStats:
+    async def area_and_range(
+        self, max_years: int | None = None
+    ) -> tuple[OrgUnit, datetime, datetime]:
+        """The unit asked about, in the caller's scope, and the range [from, to) as instants."""
         if self.to <= self.from_:
             raise Invalid("to must be after from", loc=["query", "to"])
+        if max_years is not None and self.to > years_after(self.from_, max_years):
+            raise Invalid(f"the range may span at most {max_years} years", loc=["query", "to"])
         unit = await unit_in_scope(self.session, self.user, self.org_unit)
         timezone = self.settings.timezone
+        return unit, start_of(self.from_, timezone, "from"), start_of(self.to, timezone, "to")
+
+    async def closure(self, group_by: GroupBy) -> ClosureStats:
+        unit, since, until = await self.area_and_range()
         return await service.closure_stats(
             self.session,
             unit,
-            start_of(self.from_, timezone, "from"),
-            start_of(self.to, timezone, "to"),
+            since,
+            until,
             group_by,
-            timezone,
+            self.settings.timezone,
             self.clock.now(),
             use_rollups=self.settings.stats_rollups,
         )
@@ -140,21 +150,14 @@ async def appraisal(request: StatsDep, subject: Subject) -> Any:
     """Appraisal (考核) of the grid workers or the departments of `org_unit`'s area over the
     tickets reported there in [from, to) (at most 3 years), ranked by score, each score with
     its breakdown (`explain`). Weights: GRIDWORK_APPRAISAL_WEIGHTS; definitions: API.md."""
-    if request.to <= request.from_:
-        raise Invalid("to must be after from", loc=["query", "to"])
-    if request.to > years_after(request.from_, MAX_APPRAISAL_YEARS):
-        raise Invalid(
-            f"the range may span at most {MAX_APPRAISAL_YEARS} years", loc=["query", "to"]
-        )
-    unit = await unit_in_scope(request.session, request.user, request.org_unit)
-    timezone = request.settings.timezone
+    unit, since, until = await request.area_and_range(MAX_APPRAISAL_YEARS)
     result = await appraise(
         request.session,
         unit,
-        start_of(request.from_, timezone, "from"),
-        start_of(request.to, timezone, "to"),
+        since,
+        until,
         subject,
-        timezone,
+        request.settings.timezone,
         request.settings.appraisal_weight_values,
         use_rollups=request.settings.stats_rollups,
     )

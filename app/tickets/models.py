@@ -98,21 +98,17 @@ class Ticket(Base):
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),
         ),
-        # Open tickets are few among millions: statistics count the overdue ones of a district
-        # or a town through these (a community's are found through its listing index).
+        # Open tickets are few among millions: statistics count the overdue ones of an area
+        # through this one (`bench.index_plans`: a town's too).
         Index(
             "ix_tickets_open",
             "reported_at",
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),
         ),
-        Index(
-            "ix_tickets_open_town",
-            "town_code",
-            "reported_at",
-            postgresql_where=text(OPEN_PREDICATE),
-            sqlite_where=text(OPEN_PREDICATE),
-        ),
+        # The duplicates merged into a ticket: a grid worker's scope, and the foreign key's
+        # check when a ticket is deleted.
+        _partial("ix_tickets_duplicate_of", "duplicate_of IS NOT NULL", "duplicate_of"),
         # To-do lists (`awaiting=me`), each part newest first.
         *(
             _partial(name, predicate, column, "reported_at", "id")

@@ -133,7 +133,7 @@ async def list_tickets(
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
     now = clock.now()
-    query = select(*TICKET_COLUMNS, HAS_ASSISTS).where(service.visible_clause(user))
+    query = select(*TICKET_COLUMNS, HAS_ASSISTS)
     if urged is not None:
         query = query.where(URGED if urged else ~URGED)
     if status_:
@@ -161,12 +161,17 @@ async def list_tickets(
         )
     newest = Ticket.reported_at, Ticket.id
     if awaiting is None:
-        rows = await page.fetch_newest(session, query, *newest, lambda row: row._mapping)
-    elif to_do := service.awaiting(user):
-        queries = [query.where(condition) for condition in to_do]
-        rows = await page.fetch_newest_of(session, queries, *newest, lambda row: row._mapping)
-    else:
+        parts = service.visible_parts(user)
+    elif not (parts := service.awaiting(user)):
         return Page(items=[], next_cursor=None)
+    else:
+        query = query.where(service.visible_clause(user))
+    if len(parts) == 1:
+        query = query.where(parts[0])
+        rows = await page.fetch_newest(session, query, *newest, lambda row: row._mapping)
+    else:
+        queries = [query.where(condition) for condition in parts]
+        rows = await page.fetch_newest_of(session, queries, *newest, lambda row: row._mapping)
     assisted = [row["id"] for row in rows.items if row["has_assists"]]
     assists = await service.assists_of(session, assisted)
     items = [

@@ -81,27 +81,34 @@ def can_escalate(ticket: Ticket) -> bool:
 
 def visible_clause(user: User) -> ColumnElement[bool]:
     """The tickets a user may see (API.md, "Roles and scope")."""
+    parts = visible_parts(user)
+    return parts[0] if len(parts) == 1 else or_(*parts)
+
+
+def visible_parts(user: User) -> list[ColumnElement[bool]]:
+    """`visible_clause` as conditions that share no ticket, so that a list can read each
+    through its own index, newest first."""
     role = Role(user.role)
     if role == Role.admin:
-        return true()
+        return [true()]
     if role == Role.grid_worker:
-        # their reports, the originals theirs were merged into, and their grid's tickets
-        # waiting to be checked on site
+        # their reports; and of the others', the originals theirs were merged into and their
+        # grid's tickets waiting to be checked on site
         merged_into = select(Ticket.duplicate_of).where(
             Ticket.reporter == user.username, Ticket.duplicate_of.is_not(None)
         )
-        return or_(
-            Ticket.reporter == user.username,
-            Ticket.id.in_(merged_into.scalar_subquery()),
-            _grid_checks(user),
-        )
+        others = Ticket.reporter.is_distinct_from(user.username)
+        in_sight = or_(Ticket.id.in_(merged_into.scalar_subquery()), _grid_checks(user))
+        return [Ticket.reporter == user.username, and_(others, in_sight)]
     if role == Role.handler:  # as the lead or as an assisting department
-        return or_(
-            Ticket.department_code == user.department_code,
-            Ticket.id.in_(_assisted_by(user.department_code)),
-        )
+        return [
+            or_(
+                Ticket.department_code == user.department_code,
+                Ticket.id.in_(_assisted_by(user.department_code)),
+            )
+        ]
     assert user.org_unit is not None
-    return in_area(user.org_unit)
+    return [in_area(user.org_unit)]
 
 
 def _grid_checks(user: User) -> ColumnElement[bool]:

@@ -31,6 +31,24 @@ async def test_scope_of_each_role(api: Api) -> None:
         assert (await api.get(f"/api/v1/tickets/{gc01['id']}/history", user)).status_code == 404
 
 
+async def test_a_grid_worker_lists_each_ticket_in_sight_once(api: Api) -> None:
+    """Their reports; and others' tickets they see: the originals theirs were merged into and
+    their grid's tickets to check, however those overlap."""
+    theirs_checked = (await api.report(as_="worker2"))["id"]  # in the worker's grid GC01-1
+    original = (await api.report(as_="worker2"))["id"]
+    elsewhere = (await api.report(as_="worker2", at=IN_DL01_1))["id"]
+    mine_checked = (await api.report())["id"]
+    merged = (await api.report())["id"]
+    for ticket in (theirs_checked, mine_checked):
+        await api.must(ticket, "request_check", "dispatcher")
+    note = {"duplicate_of": original, "note": "同一处垃圾"}
+    await api.must(merged, "merge", "dispatcher", note)
+
+    assert await ids(api, "worker") == [merged, mine_checked, original, theirs_checked]
+    assert await ids(api, "worker", "limit=1") == [merged]
+    assert elsewhere in await ids(api, "worker2")
+
+
 async def test_filters(api: Api, clock: FrozenClock) -> None:
     old = await api.report(category_code="manhole")
     clock.advance(timedelta(days=1))
