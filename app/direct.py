@@ -117,17 +117,17 @@ def _generated(column: Any) -> bool:
     return column is column.table.autoincrement_column
 
 
-def bound_row(table: FromClause) -> dict[str, BindParameter[Any]]:
+def bound_row(table: FromClause, prefix: str = "row_") -> dict[str, BindParameter[Any]]:
     """VALUES for an INSERT of one row of `table`: every column but a generated key, bound as
-    `row_<column>` (a bound name may not be a column's); `row_params` gives them."""
+    `<prefix><column>` (a bound name may not be a column's); `row_params` gives them."""
     return {
-        column.key: bindparam(f"row_{column.key}", type_=column.type)
+        column.key: bindparam(f"{prefix}{column.key}", type_=column.type)
         for column in table.c
         if not _generated(column)
     }
 
 
-def row_params(instance: Any) -> dict[str, Any]:
+def row_params(instance: Any, prefix: str = "row_") -> dict[str, Any]:
     """The parameters of `bound_row` for an ORM object not yet flushed: its column values, else
     the columns' defaults, as a flush would insert them."""
     state = inspect(instance)
@@ -149,5 +149,5 @@ def row_params(instance: Any) -> dict[str, Any]:
             raise ValueError(f"{key}: its default is computed by SQL; give it a value")
         else:
             value = None
-        params[f"row_{key}"] = value
+        params[f"{prefix}{key}"] = value
     return params

@@ -240,6 +240,15 @@ def delta_upsert(
     if assists:
         changed = _bound_rows("a", _types(TicketAssist, ASSIST_FACT_COLUMNS), assists)
         parts += assist_facts(changed.c, changed, changed.c.sign)
+    return _adding(dialect, timezone, parts)
+
+
+def adding_facts(dialect: str, timezone: str, tickets: FromClause) -> Insert:
+    """Adds the facts of the tickets in `tickets`, a selectable with their columns' names."""
+    return _adding(dialect, timezone, ticket_facts(tickets.c))
+
+
+def _adding(dialect: str, timezone: str, parts: list[Select[Any]]) -> Insert:
     rows = rollup_rows(dialect, timezone, parts).subquery()
     ordered = select(*rows.c).where(true()).order_by(*(rows.c[name] for name in _KEY))
     upsert = upkeep.adding_upsert(dialect, AppraisalRollup, _KEY, APPRAISAL_MEASURES)

@@ -6,8 +6,8 @@ contribution as it was, both computed by the measures the statistics read direct
 ticket's values, which the session knows) so the two paths cannot disagree. The old values are
 the ones the database held: the UPDATE that just passed checked the ticket's version. A
 rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it. A
-ticket filed without the ORM (a patrol report) is counted by `count_filed`, with the same
-statement.
+ticket filed without the ORM (a patrol report) is counted by the statement that files it on
+PostgreSQL (`counting_filed`), and by `count_filed` on SQLite, with the same measures.
 """
 
 from collections.abc import Iterator, Mapping
@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     Column,
     ColumnElement,
     FromClause,
@@ -40,7 +41,6 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from app import reference
 from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
-from app.direct import DirectStatement
 from app.stats import appraisal_rollups, measures, upkeep
 from app.stats.models import (
     AREA_ORDER,
@@ -145,10 +145,16 @@ def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
     each other, never deadlock), leaving alone the rows whose measures do not move. Built once
     per number of rows: building it costs more than running it."""
     changed = _ticket_values(rows)
-    # Every ticket column, and any label named like one, becomes the bound values' column.
+    return _adding(dialect, timezone, changed, changed.c.sign)
+
+
+def _adding(dialect: str, timezone: str, changed: FromClause, sign: ColumnElement[int]) -> Insert:
+    """The upsert adding the `sign`ed contributions of the tickets in `changed` (any
+    selectable with the tickets' columns' names)."""
+    # Every ticket column, and any label named like one, becomes the changed rows' column.
     by_sign = (
         ClauseAdapter(changed, adapt_on_names=True)
-        .traverse(contributions(dialect, timezone, true(), changed.c.sign))
+        .traverse(contributions(dialect, timezone, true(), sign))
         .subquery()
     )
     columns = list(by_sign.c)
@@ -222,29 +228,23 @@ def _count_changes(session: Session, _context: UOWTransaction) -> None:
         connection.execute(statement, params)
 
 
-@lru_cache(maxsize=4)
-def _filed_upsert(timezone: str) -> DirectStatement:
-    """On PostgreSQL, what a filed ticket adds to both rollups in one statement: the closure
-    rollups' upsert as a data-modifying CTE of the appraisal rollups'. Both bind the ticket's
-    values as `t0_<column>`, the same values."""
-    closure: Insert = _delta_upsert("postgresql", timezone, 1).returning(literal_column("1"))
-    appraisal = appraisal_rollups.delta_upsert("postgresql", timezone, tickets=1)
-    return DirectStatement(appraisal.add_cte(closure.cte("closure_counted")))
+def counting_filed(timezone: str, filed: FromClause) -> list[CTE]:
+    """On PostgreSQL, what the tickets just inserted as `filed` (a CTE returning their
+    columns) add to both rollups, as data-modifying CTEs of the statement that files them."""
+    one = literal_column("1", Integer)
+    closure = _adding("postgresql", timezone, filed, one.label("sign")).returning(one)
+    appraisal = appraisal_rollups.adding_facts("postgresql", timezone, filed).returning(one)
+    return [closure.cte("closure_counted"), appraisal.cte("appraisal_counted")]
 
 
 async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
-    """Adds a ticket filed without the ORM to the closure and appraisal rollups (the flush
-    hooks do it for the others)."""
+    """Adds a ticket filed without the ORM to the closure and appraisal rollups, on SQLite
+    (on PostgreSQL the statement that files it does, with `counting_filed`)."""
     timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
     dialect = session.get_bind().dialect.name
-    if dialect != "postgresql":
-        for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
-            await upkeep.direct(statement).rows(session, params)
-        await appraisal_rollups.count_filed(session, ticket)
-        return
-    columns = {*_DEPENDS_ON, *appraisal_rollups.TICKET_FACT_COLUMNS}
-    params = {f"t0_{name}": ticket[name] for name in columns}
-    await _filed_upsert(timezone).rows(session, {**params, "t0_sign": 1})
+    for statement, params in _signed_batches(dialect, timezone, [(1, dict(ticket))]):
+        await upkeep.direct(statement).rows(session, params)
+    await appraisal_rollups.count_filed(session, ticket)
 
 
 async def built_for(session: AsyncSession, timezone: str) -> bool:

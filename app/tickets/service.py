@@ -1,10 +1,21 @@
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -13,7 +24,7 @@ from app import reference
 from app.attachments import linking
 from app.auth.models import Role, User
 from app.config import Settings
-from app.direct import DirectStatement, bound_row, row_params
+from app.direct import DirectStatement, Row, bound_row, row_params
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.notifications.service import enqueue
 from app.orgs.geo import GridMatch
@@ -288,14 +299,51 @@ _REPORT_BY_CLIENT_ID = DirectStatement(
         Ticket.reporter == bindparam("reporter"), Ticket.client_id == bindparam("client_id")
     )
 )
-# A report is filed in three statements, without the ORM: a flush costs more than they do.
-_FILE_REPORT = DirectStatement(
+# A report is filed without the ORM (a flush costs more than the statements): the ticket unless
+# its reporter filed this client_id already, its history row (bound as `history_<column>`, the
+# ticket's id from the insert) and what it adds to the rollups. On PostgreSQL that is one
+# statement, the others as data-modifying CTEs of the insert; on SQLite, three.
+_INSERT_REPORT = (
     postgresql.insert(Ticket)
     .values(bound_row(Ticket.__table__))
     .on_conflict_do_nothing(index_elements=[Ticket.reporter, Ticket.client_id])
     .returning(*TICKET_COLUMNS)
 )
-_ADD_HISTORY = DirectStatement(insert(TicketHistory).values(bound_row(TicketHistory.__table__)))
+_FILE_REPORT = DirectStatement(_INSERT_REPORT)
+_ADD_HISTORY = DirectStatement(
+    insert(TicketHistory).values(bound_row(TicketHistory.__table__, "history_"))
+)
+
+
+@lru_cache(maxsize=4)
+def _file_report_at_once(timezone: str) -> DirectStatement:
+    filed = _INSERT_REPORT.cte("filed")
+    values: dict[str, Any] = {**bound_row(TicketHistory.__table__, "history_")}
+    values["ticket_id"] = filed.c.id
+    one = literal_column("1", Integer)
+    history = (
+        insert(TicketHistory)
+        .from_select(list(values), select(*values.values()).select_from(filed))
+        .returning(one)
+        .cte("history")
+    )
+    counted = rollups.counting_filed(timezone, filed)
+    return DirectStatement(select(*filed.c).add_cte(history, *counted))
+
+
+async def _file_report(
+    session: AsyncSession, timezone: str, report: Ticket, history: TicketHistory
+) -> Row | None:
+    """Files the report with its history row and its rollup counts, unless its reporter
+    filed its client_id already (None)."""
+    ticket, entry = row_params(report), row_params(history, "history_")
+    if session.get_bind().dialect.name == "postgresql":
+        return await _file_report_at_once(timezone).first(session, {**ticket, **entry})
+    filed = await _FILE_REPORT.first(session, ticket)
+    if filed is not None:
+        await rollups.count_filed(session, filed)
+        await _ADD_HISTORY.rows(session, {**entry, "history_ticket_id": filed["id"]})
+    return filed
 
 
 async def _existing_report(session: AsyncSession, user: User, data: EventIn) -> Ticket | None:
@@ -371,8 +419,9 @@ async def report_event(
     session: AsyncSession, user: User, data: EventIn, settings: Settings, now: datetime
 ) -> tuple[Ticket, bool]:
     """Files a grid worker's report as a ticket. Returns (ticket, created); a resend of the same
-    `client_id` returns the ticket filed the first time, also when both arrive at once."""
-    if (existing := await _existing_report(session, user, data)) is not None:
+    `client_id` returns the ticket filed the first time, also when both arrive at once (a
+    report with photos looks for it first: its photos are attached already)."""
+    if data.attachment_ids and (existing := await _existing_report(session, user, data)):
         return existing, False
     await linking.check_unused(session, user, data.attachment_ids)
     if data.occurred_at is not None and data.occurred_at > now + timedelta(minutes=5):
@@ -396,18 +445,16 @@ async def report_event(
         self_resolved=data.resolved_on_site,
         occurred_at=data.occurred_at,
     )
-    filed = await _FILE_REPORT.first(session, row_params(report))
-    if filed is None:  # filed meanwhile by a concurrent resend, which has committed
+    placed = {"location_source": data.location_source, "accuracy_m": data.accuracy_m}
+    placed = {name: value for name, value in placed.items() if value is not None}
+    history = report_history(report, user.username, now, match, **placed)
+    filed = await _file_report(session, settings.timezone, report, history)
+    if filed is None:  # a resend, or filed meanwhile by a concurrent one, which has committed
         if (existing := await _existing_report(session, user, data)) is None:
             raise Conflict("the report was being filed at the same time; try again")
         return existing, False
-    await rollups.count_filed(session, filed)
     ticket = read_only_ticket(filed)
     await linking.attach(session, user, data.attachment_ids, ticket, "report")
-    placed = {"location_source": data.location_source, "accuracy_m": data.accuracy_m}
-    placed = {name: value for name, value in placed.items() if value is not None}
-    history = report_history(ticket, user.username, now, match, **placed)
-    await _ADD_HISTORY.rows(session, row_params(history))
     return ticket, True
 
 

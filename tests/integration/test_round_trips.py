@@ -17,7 +17,7 @@ from tests.helpers import DISPATCH, Api
 pytestmark = pytest.mark.usefixtures("postgres_only")
 
 BUDGETS = {
-    "report": 8,
+    "report": 5,
     "dispatch": 7,
     "claim": 6,
     "feedback": 6,

@@ -13,6 +13,7 @@ from app.tickets.models import Ticket, TicketHistory
 from app.tickets.schemas import ActionIn
 from app.tickets.service import apply_action
 from tests.helpers import IN_DL01_1, Api, count, event_body
+from tests.integration.test_rollups import assert_rollups_exact
 
 
 async def test_full_life_of_a_ticket(api: Api, clock: FrozenClock) -> None:
@@ -108,6 +109,7 @@ async def test_concurrent_identical_reports_make_one_ticket(api: Api, world: Dat
 
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
     assert len({r.json()["id"] for r in responses}) == 1
+    await assert_rollups_exact(world)  # counted once, by the one that filed it
     assert await count(world, Ticket) == 1
     assert await count(world, TicketHistory) == 1
 
