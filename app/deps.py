@@ -38,8 +38,8 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
-    sessions = database.reads if request.method in READ_METHODS else database.sessions
-    async with sessions() as session:
+    reads = request.method in READ_METHODS
+    async with database.turn(reads), (database.reads if reads else database.sessions)() as session:
         yield session
 
 
