@@ -103,14 +103,18 @@ def visible_parts(user: User) -> list[ColumnElement[bool]]:
     if role == Role.admin:
         return [true()]
     if role == Role.grid_worker:
-        # their reports; and of the others', the originals theirs were merged into and their
-        # grid's tickets waiting to be checked on site
+        # their reports; and of the others', the originals theirs were merged into and the
+        # rest of their grid's tickets waiting to be checked on site
         merged_into = select(Ticket.duplicate_of).where(
             Ticket.reporter == user.username, Ticket.duplicate_of.is_not(None)
         )
         others = Ticket.reporter.is_distinct_from(user.username)
-        in_sight = or_(Ticket.id.in_(merged_into.scalar_subquery()), _grid_checks(user))
-        return [Ticket.reporter == user.username, and_(others, in_sight)]
+        originals = Ticket.id.in_(merged_into.scalar_subquery())
+        return [
+            Ticket.reporter == user.username,
+            and_(others, originals),
+            and_(others, _grid_checks(user), ~originals),
+        ]
     if role == Role.handler:  # as the lead or as an assisting department
         return [
             or_(
