@@ -80,7 +80,8 @@ ESCALATION = {
     Level.community: (Level.town, "town_code"),
     Level.town: (Level.district, "district_code"),
 }
-LEVEL_DEPTH = {level: depth for depth, level in enumerate(Level)}
+# By a level's name too (a Level is its name): rendering a list asks it per ticket and action.
+LEVEL_DEPTH: dict[str, int] = {level: depth for depth, level in enumerate(Level)}
 
 
 def can_escalate(ticket: Ticket) -> bool:
@@ -195,11 +196,12 @@ def _not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
     answers the assisting part of their department and takes every other step only for the
     lead department. (A visible ticket's grid lies in the dispatcher's subtree, so its owner
     does too exactly when the owner is not at a higher level.)"""
-    if user.role == Role.dispatcher:
+    role = user.role
+    if role == Role.dispatcher:
         assert user.org_unit is not None
-        if LEVEL_DEPTH[Level(ticket.level)] < LEVEL_DEPTH[Level(user.org_unit.level)]:
+        if LEVEL_DEPTH[ticket.level] < LEVEL_DEPTH[user.org_unit.level]:
             return f"the ticket is owned by {ticket.owner_unit_code}, above your unit"
-    if user.role == Role.grid_worker:
+    if role == Role.grid_worker:
         own_grid = ticket.grid_code == user.org_unit_code
         if action in CHECKS and not own_grid:
             return f"only the workers of grid {ticket.grid_code} check its tickets"
@@ -208,7 +210,7 @@ def _not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
             return "you may verify only your reports and your grid's tickets"
         if action not in (*CHECKS, Action.verify) and not own_report:
             return "you may act only on tickets you reported"
-    if user.role == Role.handler:
+    if role == Role.handler:
         if action == Action.assist:
             if _part_of(ticket, user.department_code) is None:
                 return f"department {user.department_code} is not asked to assist on this ticket"
