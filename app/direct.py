@@ -70,8 +70,12 @@ class DirectStatement:
             self._compiled = (compiled.string, parameters)
         return self._compiled
 
-    async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Row]:
-        if session.new or session.dirty or session.deleted:  # as the ORM's autoflush would
+    async def rows(
+        self, session: AsyncSession, params: Mapping[str, Any], *, autoflush: bool = True
+    ) -> Sequence[Row]:
+        """The statement's rows. `autoflush` False: the statement itself writes the session's
+        pending changes, which the caller then marks as stored."""
+        if autoflush and (session.new or session.dirty or session.deleted):  # as the ORM's
             await session.flush()
         connection = await session.connection()
         if connection.dialect.name != "postgresql":
@@ -96,8 +100,10 @@ class DirectStatement:
             kind = IntegrityError if sqlstate.startswith("23") else DBAPIError
             raise kind(sql, None, exc) from exc
 
-    async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
-        rows = await self.rows(session, params)
+    async def first(
+        self, session: AsyncSession, params: Mapping[str, Any], *, autoflush: bool = True
+    ) -> Row | None:
+        rows = await self.rows(session, params, autoflush=autoflush)
         return rows[0] if rows else None
 
     async def objects(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:

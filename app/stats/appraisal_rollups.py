@@ -310,9 +310,22 @@ def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticke
     _pending(ticket).tickets.extend(_replaced(old, new, not _facts_move(old, new)))
 
 
+# The history rows that are facts (`history_facts`).
+_FACT_ACTIONS = frozenset({*CHECKS, Action.verify, Action.return_})
+
+
+def moves(ticket: Ticket, action: str) -> bool:
+    """Whether a flush of the changed ticket and a history row of `action` would move the
+    appraisal rollups."""
+    if action in _FACT_ACTIONS:
+        return True
+    old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
+    return _facts_move(old, upkeep.values_of(ticket, TICKET_FACT_COLUMNS))
+
+
 @event.listens_for(TicketHistory, "after_insert")
 def _history_added(_mapper: Mapper[Any], _connection: Connection, row: TicketHistory) -> None:
-    if row.action in (*CHECKS, Action.verify, Action.return_):
+    if row.action in _FACT_ACTIONS:
         _pending(row).history_ids.append(row.id)
 
 

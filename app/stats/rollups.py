@@ -176,7 +176,8 @@ def _adding(dialect: str, timezone: str, changed: FromClause, sign: ColumnElemen
 _STATUS_SETS = measures.status_sets(contributions("postgresql", DEFAULT_TIMEZONE, true()))
 
 
-def _moves_contribution(ticket: Ticket) -> bool:
+def moves(ticket: Ticket) -> bool:
+    """Whether a flush of the changed ticket would move its contribution to the rollups."""
     state = inspect(ticket)
     for name in _DEPENDS_ON:
         history = state.attrs[name].history
@@ -193,7 +194,7 @@ def _moves_contribution(ticket: Ticket) -> bool:
 @event.listens_for(Session, "before_flush")
 def _take_old_values(session: Session, _context: UOWTransaction, _instances: Any) -> None:
     """Notes, before the flush runs, what the changed tickets count for as stored."""
-    changed = [t for t in session.dirty if isinstance(t, Ticket) and _moves_contribution(t)]
+    changed = [t for t in session.dirty if isinstance(t, Ticket) and moves(t)]
     removed = [t for t in session.deleted if isinstance(t, Ticket)]
     old = [upkeep.values_of(ticket, _DEPENDS_ON, before=True) for ticket in changed + removed]
     added = changed + [t for t in session.new if isinstance(t, Ticket)]

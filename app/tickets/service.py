@@ -6,19 +6,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    ClauseElement,
     ColumnElement,
     Integer,
     and_,
     bindparam,
     insert,
+    inspect,
     literal_column,
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import reference
 from app.attachments import linking
@@ -30,7 +34,7 @@ from app.notifications.service import enqueue
 from app.orgs.geo import GridMatch
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit
-from app.stats import rollups
+from app.stats import appraisal_rollups, rollups
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,
@@ -857,20 +861,86 @@ async def apply_action(
     _count_change(ticket)
     if (event := NOTIFIED_ACTIONS.get(action)) is not None:
         enqueue(session, settings, event, ticket, now, {"by": actor_name(user), **ctx.details})
-    session.add(
-        _history(
-            ticket,
-            actor_name(user),
-            action,
-            now,
-            before_status,
-            before_level,
-            body.note,
-            ctx.details or None,
-        )
+    history = _history(
+        ticket,
+        actor_name(user),
+        action,
+        now,
+        before_status,
+        before_level,
+        body.note,
+        ctx.details or None,
     )
-    await session.flush()
+    if not await _write_at_once(session, ticket, history):
+        session.add(history)
+        await session.flush()
     return ticket
+
+
+async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketHistory) -> bool:
+    """On PostgreSQL, when the change is the ticket's columns and its history row alone (no
+    other row pending, nothing the rollups count moving), writes both in one statement, the
+    UPDATE checking `version` as the flush's would, and marks the ticket as stored. False when
+    the flush has to write the change."""
+    if session.get_bind().dialect.name != "postgresql" or session.new or session.deleted:
+        return False
+    if len(session.dirty) > 1:  # (one written at once before stays listed, changing nothing)
+        return False
+    if rollups.moves(ticket) or appraisal_rollups.moves(ticket, history.action):
+        return False
+    changed = _changed_columns(ticket)
+    if changed is None:
+        return False
+    version = ticket.version
+    params = {f"set_{name}": value for name, value in changed.items()}
+    params.update(row_params(history, "history_"), where_id=ticket.id, where_version=version)
+    written = await _update_with_history(frozenset(changed)).first(session, params, autoflush=False)
+    if written is None:
+        raise StaleDataError(f"ticket {ticket.id} was changed meanwhile (version {version})")
+    for name, value in changed.items():
+        set_committed_value(ticket, name, value)
+    set_committed_value(ticket, "version", version + 1)
+    return True
+
+
+def _changed_columns(ticket: Ticket) -> dict[str, Any] | None:
+    """The ticket's changed columns and their new values (None when one is a SQL expression,
+    which only the flush writes)."""
+    state = inspect(ticket)
+    changed = {}
+    for column in state.mapper.column_attrs:
+        history = state.attrs[column.key].history
+        if not history.has_changes():
+            continue
+        value = history.added[0] if history.added else None
+        if isinstance(value, ClauseElement):
+            return None
+        changed[column.key] = value
+    return changed
+
+
+@lru_cache(maxsize=64)
+def _update_with_history(columns: frozenset[str]) -> DirectStatement:
+    """The ticket's UPDATE of `columns` (bound as `set_<column>`) if it is still at
+    `where_version`, and its history row (bound as `history_<column>`) if it was updated."""
+    table = Ticket.__table__.c
+    values = {name: bindparam(f"set_{name}", type_=table[name].type) for name in sorted(columns)}
+    updated = (
+        update(Ticket)
+        .where(Ticket.id == bindparam("where_id"), Ticket.version == bindparam("where_version"))
+        .values(**values, version=Ticket.version + 1)
+        .returning(Ticket.id)
+        .cte("updated")
+    )
+    row = bound_row(TicketHistory.__table__, "history_")
+    one = literal_column("1", Integer)
+    history = (
+        insert(TicketHistory)
+        .from_select(list(row), select(*row.values()).select_from(updated))
+        .returning(one)
+        .cte("history")
+    )
+    return DirectStatement(select(updated.c.id).add_cte(history))
 
 
 # A column the statistics rollups do not read: flagging it costs their upkeep nothing.

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("postgres_only")
 BUDGETS = {
     "report": 5,
     "dispatch": 7,
-    "claim": 6,
-    "feedback": 6,
+    "claim": 5,
+    "feedback": 5,
     "verify": 8,
     "list": 2,
     "detail": 2,

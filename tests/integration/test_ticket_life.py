@@ -192,3 +192,33 @@ async def test_lost_update_is_refused_even_without_expected_version(
 
     claims = [h for h in await api.history(ticket["id"]) if h["action"] == "claim"]
     assert len(claims) == 1
+
+
+async def test_changes_in_one_transaction_are_each_written_and_counted_once(
+    world: Database, api: Api
+) -> None:
+    """As the scheduler makes them: each change is written as it is made (one statement on
+    PostgreSQL), `version` counts each once, and nothing is left for the commit to write."""
+    tickets = [await api.ticket_in("dispatched") for _ in range(2)]
+    settings = Settings(env="test")
+    async with world.sessions() as session:
+        first, second = [await session.get_one(Ticket, t["id"]) for t in tickets]
+        for target, action in (
+            (first, Action.claim),
+            (second, Action.claim),
+            (first, Action.suspend),
+        ):
+            now = target.reported_at
+            await apply_action(
+                session, target, action, ActionIn(), user=None, settings=settings, now=now
+            )
+            assert not session.new and not any(map(session.is_modified, session.dirty))
+        await session.commit()
+
+    stored = [(await api.get(f"/api/v1/tickets/{t['id']}", "admin")).json() for t in tickets]
+    assert [t["status"] for t in stored] == ["suspended", "in_progress"]
+    assert [
+        t["version"] - before["version"] for t, before in zip(stored, tickets, strict=True)
+    ] == [2, 1]
+    steps = [[h["action"] for h in await api.history(t["id"])][-2:] for t in tickets]
+    assert steps == [["claim", "suspend"], ["dispatch", "claim"]]
