@@ -12,6 +12,7 @@ changed reference data reads its own uncommitted view without keeping it.
 
 import asyncio
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -74,7 +75,10 @@ class Snapshot:
     calendar_days: Mapping[date, bool]
     rollups_timezone: str | None
     _derived: dict[Any, Any] = field(default_factory=dict)
-    _building: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A lock per event loop (a process may run several: tests, the command line).
+    _building: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def get(self, model: type[RefData], code: str, loc: list[str | int] | None = None) -> RefData:
         rows = cast(Mapping[str, RefData], self._rows(model))
@@ -100,7 +104,7 @@ class Snapshot:
     async def grid_map(self, session: AsyncSession) -> GridMap:
         """The map of the grids' boundaries, built once per version (concurrent callers wait
         for the first)."""
-        async with self._building:
+        async with self._building.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
             if "grid_map" not in self._derived:
                 rows = (
                     await session.execute(
