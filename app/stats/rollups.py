@@ -115,21 +115,23 @@ _DEPENDS_ON = tuple(
 )
 
 
-def _ticket_values(rows: int) -> FromClause:
-    """`rows` tickets' `_DEPENDS_ON` values and a `sign` each, bound as `t<row>_<column>`."""
+def _ticket_values(rows: int, only_if: FromClause | None = None) -> FromClause:
+    """`rows` tickets' `_DEPENDS_ON` values and a `sign` each, bound as `t<row>_<column>`
+    (none unless `only_if` has a row, when given)."""
     columns = Ticket.__table__.c
-    return union_all(
-        *(
-            select(
-                *(
-                    bindparam(f"t{row}_{name}", type_=columns[name].type).label(name)
-                    for name in _DEPENDS_ON
-                ),
-                bindparam(f"t{row}_sign", type_=Integer).label("sign"),
-            )
-            for row in range(rows)
+    selects = [
+        select(
+            *(
+                bindparam(f"t{row}_{name}", type_=columns[name].type).label(name)
+                for name in _DEPENDS_ON
+            ),
+            bindparam(f"t{row}_sign", type_=Integer).label("sign"),
         )
-    ).cte("changed_tickets")
+        for row in range(rows)
+    ]
+    if only_if is not None:
+        selects = [s.where(select(only_if).exists()) for s in selects]
+    return union_all(*selects).cte("changed_tickets")
 
 
 # Ticket values per statement at most (a flush of the service carries one or two): SQLite
@@ -207,11 +209,30 @@ def _signed_batches(
     """The delta upserts for (sign, ticket values) pairs, with their parameters."""
     for first in range(0, len(signed), _CHUNK):
         chunk = signed[first : first + _CHUNK]
-        params = {}
-        for row, (sign, values) in enumerate(chunk):
-            params[f"t{row}_sign"] = sign
-            params.update({f"t{row}_{name}": values[name] for name in _DEPENDS_ON})
-        yield _delta_upsert(dialect, timezone, len(chunk)), params
+        yield _delta_upsert(dialect, timezone, len(chunk)), _signed_params(chunk)
+
+
+def _signed_params(signed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    params = {}
+    for row, (sign, values) in enumerate(signed):
+        params[f"t{row}_sign"] = sign
+        params.update({f"t{row}_{name}": values[name] for name in _DEPENDS_ON})
+    return params
+
+
+def moving_after(timezone: str, changed: FromClause) -> CTE:
+    """On PostgreSQL, what a changed ticket adds to the rollups (its contribution now minus as
+    stored, bound by `moving_params`), as a data-modifying CTE that writes only if `changed`
+    (the ticket's UPDATE, as a CTE) has a row."""
+    values = _ticket_values(2, only_if=changed)
+    one = literal_column("1", Integer)
+    return _adding("postgresql", timezone, values, values.c.sign).returning(one).cte("moved")
+
+
+def moving_params(ticket: Ticket) -> dict[str, Any]:
+    """The parameters of `moving_after` for a changed ticket not yet flushed."""
+    old = upkeep.values_of(ticket, _DEPENDS_ON, before=True)
+    return _signed_params([(-1, old), (1, upkeep.values_of(ticket, _DEPENDS_ON))])
 
 
 @event.listens_for(Session, "after_flush")

@@ -28,6 +28,7 @@ from app import reference
 from app.attachments import linking
 from app.auth.models import Role, User
 from app.config import Settings
+from app.db import DEFAULT_TIMEZONE, TIMEZONE_KEY
 from app.direct import DirectStatement, Row, bound_row, row_params
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StaleVersion
 from app.notifications.service import enqueue
@@ -879,14 +880,15 @@ async def apply_action(
 
 async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketHistory) -> bool:
     """On PostgreSQL, when the change is the ticket's columns and its history row alone (no
-    other row pending, nothing the rollups count moving), writes both in one statement, the
-    UPDATE checking `version` as the flush's would, and marks the ticket as stored. False when
-    the flush has to write the change."""
+    other row pending, nothing the appraisal counts moving), writes it in one statement: the
+    UPDATE checking `version` as the flush's would, with the history row and what the change
+    moves in the closure rollups, and marks the ticket as stored. False when the flush has to
+    write the change."""
     if session.get_bind().dialect.name != "postgresql" or session.new or session.deleted:
         return False
     if len(session.dirty) > 1:  # (one written at once before stays listed, changing nothing)
         return False
-    if rollups.moves(ticket) or appraisal_rollups.moves(ticket, history.action):
+    if appraisal_rollups.moves(ticket, history.action):
         return False
     changed = _changed_columns(ticket)
     if changed is None:
@@ -894,7 +896,12 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
     version = ticket.version
     params = {f"set_{name}": value for name, value in changed.items()}
     params.update(row_params(history, "history_"), where_id=ticket.id, where_version=version)
-    written = await _update_with_history(frozenset(changed)).first(session, params, autoflush=False)
+    timezone = None
+    if rollups.moves(ticket):
+        timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
+        params.update(rollups.moving_params(ticket))
+    statement = _update_with_history(frozenset(changed), timezone)
+    written = await statement.first(session, params, autoflush=False)
     if written is None:
         raise StaleDataError(f"ticket {ticket.id} was changed meanwhile (version {version})")
     for name, value in changed.items():
@@ -919,10 +926,11 @@ def _changed_columns(ticket: Ticket) -> dict[str, Any] | None:
     return changed
 
 
-@lru_cache(maxsize=64)
-def _update_with_history(columns: frozenset[str]) -> DirectStatement:
+@lru_cache(maxsize=128)
+def _update_with_history(columns: frozenset[str], rollups_in: str | None) -> DirectStatement:
     """The ticket's UPDATE of `columns` (bound as `set_<column>`) if it is still at
-    `where_version`, and its history row (bound as `history_<column>`) if it was updated."""
+    `where_version`, and its history row (bound as `history_<column>`) if it was updated, and
+    when `rollups_in` (their time zone) is given, what the change moves in the rollups."""
     table = Ticket.__table__.c
     values = {name: bindparam(f"set_{name}", type_=table[name].type) for name in sorted(columns)}
     updated = (
@@ -940,7 +948,8 @@ def _update_with_history(columns: frozenset[str]) -> DirectStatement:
         .returning(one)
         .cte("history")
     )
-    return DirectStatement(select(updated.c.id).add_cte(history))
+    moved = [] if rollups_in is None else [rollups.moving_after(rollups_in, updated)]
+    return DirectStatement(select(updated.c.id).add_cte(history, *moved))
 
 
 # A column the statistics rollups do not read: flagging it costs their upkeep nothing.

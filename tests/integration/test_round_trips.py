@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("postgres_only")
 
 BUDGETS = {
     "report": 5,
-    "dispatch": 7,
+    "dispatch": 5,
     "claim": 5,
     "feedback": 5,
     "verify": 8,
