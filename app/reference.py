@@ -177,7 +177,9 @@ class ReferenceCache:
         current = self._snapshot
         if current is not None and now - self._checked_at < self.check_seconds:
             return current
-        version = await session.scalar(_VERSION) or 0  # before the data: never newer data
+        # The version first: the data read after it are at least as new, and a change made in
+        # between is read again at the next check.
+        version = await session.scalar(_VERSION) or 0
         if current is None or current.version != version:
             current = await _load(session, version)
         if self._snapshot is None or self._snapshot.version <= version:
