@@ -6,6 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    CTE,
     ClauseElement,
     ColumnElement,
     Integer,
@@ -326,20 +327,24 @@ _ADD_HISTORY = DirectStatement(
 )
 
 
+def _history_after(written: CTE) -> CTE:
+    """The history row (bound as `history_<column>`) of the ticket `written` returns the id
+    of, as a data-modifying CTE: inserted only if that ticket was written."""
+    values: dict[str, Any] = {**bound_row(TicketHistory.__table__, "history_")}
+    values["ticket_id"] = written.c.id
+    return (
+        insert(TicketHistory)
+        .from_select(list(values), select(*values.values()).select_from(written))
+        .returning(literal_column("1", Integer))
+        .cte("history")
+    )
+
+
 @lru_cache(maxsize=4)
 def _file_report_at_once(timezone: str) -> DirectStatement:
     filed = _INSERT_REPORT.cte("filed")
-    values: dict[str, Any] = {**bound_row(TicketHistory.__table__, "history_")}
-    values["ticket_id"] = filed.c.id
-    one = literal_column("1", Integer)
-    history = (
-        insert(TicketHistory)
-        .from_select(list(values), select(*values.values()).select_from(filed))
-        .returning(one)
-        .cte("history")
-    )
     counted = rollups.counting_filed(timezone, filed)
-    return DirectStatement(select(*filed.c).add_cte(history, *counted))
+    return DirectStatement(select(*filed.c).add_cte(_history_after(filed), *counted))
 
 
 async def _file_report(
@@ -940,16 +945,8 @@ def _update_with_history(columns: frozenset[str], rollups_in: str | None) -> Dir
         .returning(Ticket.id)
         .cte("updated")
     )
-    row = bound_row(TicketHistory.__table__, "history_")
-    one = literal_column("1", Integer)
-    history = (
-        insert(TicketHistory)
-        .from_select(list(row), select(*row.values()).select_from(updated))
-        .returning(one)
-        .cte("history")
-    )
     moved = [] if rollups_in is None else [rollups.moving_after(rollups_in, updated)]
-    return DirectStatement(select(updated.c.id).add_cte(history, *moved))
+    return DirectStatement(select(updated.c.id).add_cte(_history_after(updated), *moved))
 
 
 # A column the statistics rollups do not read: flagging it costs their upkeep nothing.
