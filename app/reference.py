@@ -1,6 +1,6 @@
-"""Reference data: org units, departments, categories, the working calendar's own days and the
-rollups' state. Nearly every request reads some of it and hardly any changes it, so each
-process keeps it in memory, stamped with the version it was read at.
+"""Reference data: the grid map built from the org units, departments, categories, the working
+calendar's own days and the rollups' state. Nearly every request reads some of it and hardly
+any changes it, so each process keeps it in memory, stamped with the version it was read at.
 
 The stamp is one row (`reference_version`) that a database trigger bumps in the transaction of
 any change to those tables, whoever makes it (the API, an import, the command line, psql).
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, CheckConstraint, Delete, Insert, Integer, Update, event, select
@@ -57,7 +57,7 @@ RefData = TypeVar("RefData", OrgUnit, Department, Category)
 KIND = {OrgUnit: "org unit", Department: "department", Category: "category"}
 
 
-def missing(model: type[RefData], code: str, loc: list[str | int] | None) -> Exception:
+def missing(model: type[Any], code: str, loc: list[str | int] | None) -> Exception:
     """Unknown is a 404, or a 422 at `loc` when a request body names it."""
     message = f"{KIND[model]} {code!r} does not exist"
     return NotFound(message) if loc is None else Invalid(message, loc=loc)
@@ -66,10 +66,9 @@ def missing(model: type[RefData], code: str, loc: list[str | int] | None) -> Exc
 @dataclass
 class Snapshot:
     """Reference data as of one version, to read only: rows are plain objects with the
-    columns of their model (org units without their boundaries)."""
+    columns of their model. Org units are kept as the grid map built from them."""
 
     version: int
-    org_units: Mapping[str, OrgUnit]
     departments: Mapping[str, Department]
     categories: Mapping[str, Category]
     calendar_days: Mapping[date, bool]
@@ -80,18 +79,13 @@ class Snapshot:
         default_factory=weakref.WeakKeyDictionary
     )
 
-    def get(self, model: type[RefData], code: str, loc: list[str | int] | None = None) -> RefData:
-        rows = cast(Mapping[str, RefData], self._rows(model))
+    def get(
+        self, model: type[Department | Category], code: str, loc: list[str | int] | None = None
+    ) -> Any:
+        rows: Mapping[str, Any] = self.departments if model is Department else self.categories
         if (row := rows.get(code)) is None:
             raise missing(model, code, loc)
         return row
-
-    def _rows(self, model: type[RefData]) -> Mapping[str, Any]:
-        return {
-            OrgUnit: self.org_units,
-            Department: self.departments,
-            Category: self.categories,
-        }[model]
 
     def calendar(self, timezone: str, working_periods: str) -> WorkingCalendar:
         key = ("calendar", timezone, working_periods)
@@ -120,15 +114,13 @@ class Snapshot:
 
 
 async def _load(session: AsyncSession, version: int) -> Snapshot:
-    async def rows_of(model: type[Base], *columns: Any) -> dict[Any, Any]:
-        statement = select(*(columns or model.__table__.c))
+    async def rows_of(model: type[Base]) -> dict[Any, Any]:
+        statement = select(*model.__table__.c)
         return {row[0]: SimpleNamespace(**row._mapping) for row in await session.execute(statement)}
 
-    unit_columns = [c for c in OrgUnit.__table__.c if c.key != "boundary"]
     days = await session.execute(select(CalendarDay.day, CalendarDay.working))
     return Snapshot(
         version=version,
-        org_units=await rows_of(OrgUnit, *unit_columns),
         departments=await rows_of(Department),
         categories=await rows_of(Category),
         calendar_days={day: working for day, working in days},
