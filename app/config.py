@@ -38,6 +38,20 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./gridwork.db"
     database_pool_size: int = Field(default=10, ge=1)
+    database_replica_url: str = Field(
+        default="",
+        description="hot standbys of the PostgreSQL database, comma-separated: statistics, "
+        "appraisals, exports and ticket lists are read there",
+    )
+    replica_max_lag_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="a replica further behind the primary than this is not read until it "
+        "catches up",
+    )
+    replica_check_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often each process measures its replicas' lag"
+    )
     reference_check_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -237,6 +251,20 @@ class Settings(BaseSettings):
     def ranking_weight_values(self) -> tuple[float, float, float]:
         closure, on_time, rework = (float(w) for w in self.ranking_weights.split(","))
         return closure, on_time, rework
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [url.strip() for url in self.database_replica_url.split(",") if url.strip()]
+
+    @model_validator(mode="after")
+    def _replicas_of_postgresql(self) -> "Settings":
+        for url in self.replica_urls:
+            if not url.startswith("postgresql") or self.database_url.startswith("sqlite"):
+                raise ValueError(
+                    "GRIDWORK_DATABASE_REPLICA_URL: replicas are PostgreSQL standbys "
+                    "(postgresql+asyncpg://…) of a PostgreSQL GRIDWORK_DATABASE_URL"
+                )
+        return self
 
     @property
     def webhook_url_list(self) -> list[str]:

@@ -1,7 +1,7 @@
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -99,36 +99,53 @@ JSON_CODEC = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 ENGINE_OPTIONS: dict[str, Any] = {**JSON_CODEC, "hide_parameters": True}
 
 
-def make_engine(url: str, pool_size: int = 10, *, reads: bool = False) -> AsyncEngine:
+def make_engine(
+    url: str,
+    pool_size: int = 10,
+    *,
+    reads: bool = False,
+    connect_timeout: float | None = None,
+) -> AsyncEngine:
     """An engine of `pool_size` pooled connections, and as many more at a peak. `reads`: one
-    whose connections only read, each statement on its own (`READS` below)."""
+    whose connections only read, each statement on its own (`READS_SETTINGS` below)."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 10}, **ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    options = READS if reads else {}
+    settings = READS_SETTINGS if reads else {}
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": "gridwork-reads" if reads else "gridwork"}
+        | settings
+    }
+    if connect_timeout is not None:
+        connect_args["timeout"] = connect_timeout
+    options = {"isolation_level": "AUTOCOMMIT"} if reads else {}
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, **ENGINE_OPTIONS, **options
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+        **ENGINE_OPTIONS,
+        **options,
     )
     event.listen(engine.sync_engine, "checkin", _note_idle)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
 
 
+# A replica behind a dropped route must not hold a request for asyncpg's default 60 s.
+REPLICA_CONNECT_SECONDS = 2.0
+
+# The pools a request takes its turn at (`Database.turn`); a replica's is its name.
+WRITES = "writes"
+READS_POOL = "reads"
+
 # Connections of reads on PostgreSQL: in autocommit, so that a read is its statements and no
 # BEGIN and ROLLBACK around them; refusing writes, so that a write put there by mistake fails
 # at once; and planning each statement for its values. asyncpg prepares every statement, and
 # after five runs PostgreSQL may keep a generic plan that ignores the values: one fit for a
 # grid's tickets then scans a district's.
-READS: dict[str, Any] = {
-    "isolation_level": "AUTOCOMMIT",
-    "connect_args": {
-        "server_settings": {
-            "default_transaction_read_only": "on",
-            "plan_cache_mode": "force_custom_plan",
-        }
-    },
-}
+READS_SETTINGS = {"default_transaction_read_only": "on", "plan_cache_mode": "force_custom_plan"}
 
 
 # A connection back from a request within this many seconds is used again without a ping (a
@@ -188,8 +205,11 @@ class Database:
         pool_size: int = 10,
         timezone: str = DEFAULT_TIMEZONE,
         reference_check_seconds: float = 2.0,
+        replica_urls: Sequence[str] = (),
+        replica_max_lag_seconds: float = 5.0,
     ) -> None:
         from app.reference import CACHE_KEY, ReferenceCache  # its models are built on Base
+        from app.replicas import Replica, Replicas, replica_name
 
         self.url = url
         self.engine = make_engine(url, pool_size)
@@ -199,21 +219,34 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self.reader = self.engine if is_sqlite(url) else make_engine(url, pool_size, reads=True)
         self.reads = async_sessionmaker(self.reader, expire_on_commit=False, info=info)
+        replicas = []
+        for replica_url in replica_urls:  # each with reference data as of its own replay
+            engine = make_engine(
+                replica_url, pool_size, reads=True, connect_timeout=REPLICA_CONNECT_SECONDS
+            )
+            own = {TIMEZONE_KEY: timezone, CACHE_KEY: ReferenceCache(reference_check_seconds)}
+            sessions = async_sessionmaker(engine, expire_on_commit=False, info=own)
+            checker = make_engine(
+                replica_url, 1, reads=True, connect_timeout=REPLICA_CONNECT_SECONDS
+            )
+            replicas.append(Replica(replica_name(replica_url), engine, sessions, checker))
+        self.replicas = Replicas(replicas, replica_max_lag_seconds)
         self._capacity = 2 * pool_size  # each pool's connections at a peak
         self._turns: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[bool, asyncio.Semaphore]
+            asyncio.AbstractEventLoop, dict[Hashable, asyncio.Semaphore]
         ] = weakref.WeakKeyDictionary()
 
-    def turn(self, reads: bool) -> AbstractAsyncContextManager[Any]:
-        """A request's turn at one of the pools, in the order requests asked. A pool hands a
-        returned connection to whoever asks next, so under a load past its size a request that
-        began waiting could wait until the load ended (seconds, in `make bench`)."""
+    def turn(self, pool: Hashable) -> AbstractAsyncContextManager[Any]:
+        """A request's turn at one of the pools (`WRITES`, `READS_POOL` or a replica's name), in the
+        order requests asked. A pool hands a returned connection to whoever asks next, so under
+        a load past its size a request that began waiting could wait until the load ended
+        (seconds, in `make bench`)."""
         if self.is_sqlite:
             return nullcontext()
         turns = self._turns.setdefault(asyncio.get_running_loop(), {})
-        if reads not in turns:
-            turns[reads] = asyncio.Semaphore(self._capacity)
-        return turns[reads]
+        if pool not in turns:
+            turns[pool] = asyncio.Semaphore(self._capacity)
+        return turns[pool]
 
     @classmethod
     def for_settings(cls, settings: "Settings") -> "Database":
@@ -222,6 +255,8 @@ class Database:
             settings.database_pool_size,
             settings.timezone,
             settings.reference_check_seconds,
+            settings.replica_urls,
+            settings.replica_max_lag_seconds,
         )
 
     @property
@@ -230,8 +265,12 @@ class Database:
 
     @property
     def engines(self) -> list[AsyncEngine]:
-        return [self.engine] if self.reader is self.engine else [self.engine, self.reader]
+        """The engines of requests: writes, reads, and the replicas'."""
+        own = [self.engine] if self.reader is self.engine else [self.engine, self.reader]
+        return own + [replica.engine for replica in self.replicas.replicas]
 
     async def dispose(self) -> None:
         for engine in self.engines:
             await engine.dispose()
+        for replica in self.replicas.replicas:
+            await replica.checker.dispose()

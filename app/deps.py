@@ -5,13 +5,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.auth.security import read_access_token
 from app.clock import Clock
 from app.config import Settings
-from app.db import Database
+from app.db import READS_POOL, WRITES, Database
 from app.errors import Forbidden, Unauthorized
 
 T = TypeVar("T")
@@ -36,10 +37,39 @@ async def get_clock(request: Request) -> Clock:
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
+# An endpoint's attribute: its reads may be a few seconds behind (`reads_from_replica`).
+_REPLICA_READ = "gridwork_replica_read"
+
+
+def reads_from_replica(endpoint: Callable[..., T]) -> Callable[..., T]:
+    """Marks a GET endpoint whose reads may be a few seconds behind the last writes
+    (statistics, appraisals, exports, lists): they are served by a replica when one is in use
+    and the caller has not just written through this process (`app/replicas.py`)."""
+    setattr(endpoint, _REPLICA_READ, True)
+    return endpoint
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
-    reads = request.method in READ_METHODS
-    async with database.turn(reads), (database.reads if reads else database.sessions)() as session:
+    token = request.headers.get("authorization")
+    if request.method not in READ_METHODS:
+        async with database.turn(WRITES), database.sessions() as session:
+            yield session
+        database.replicas.note_write(token)
+        return
+    if getattr(request.scope.get("endpoint"), _REPLICA_READ, False):
+        replica = database.replicas.choose(token)
+        if replica is not None:
+            async with database.turn(replica.name), replica.sessions() as session:
+                if await replica.connects(session):
+                    try:
+                        yield session
+                    except DBAPIError as exc:  # this request fails (503), the next do not
+                        if exc.connection_invalidated:
+                            await replica.retire(f"its connection broke: {exc}")
+                        raise
+                    return
+    async with database.turn(READS_POOL), database.reads() as session:
         yield session
 
 

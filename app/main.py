@@ -38,6 +38,7 @@ from app.observability import (
     REQUEST_ID_HEADER,
     RequestContext,
     exposition,
+    replica_figures,
     request_id,
     ticket_figures,
 )
@@ -276,14 +277,17 @@ def create_app(
             except IntegrityError:  # another process created it first
                 await session.rollback()
         stop = asyncio.Event()
-        worker = None
+        tasks = []
+        if database.replicas.replicas:
+            await database.replicas.check()  # reads go to a replica from the first request
+            every = settings.replica_check_seconds
+            tasks.append(asyncio.create_task(database.replicas.watch(every, stop)))
         if settings.embedded_worker:
-            worker = asyncio.create_task(run_worker(database, settings, app.state.clock, stop))
+            tasks.append(asyncio.create_task(run_worker(database, settings, app.state.clock, stop)))
             log.info("running the scheduler inside the API process")
         yield
         stop.set()
-        if worker is not None:
-            await worker
+        await asyncio.gather(*tasks)
         if owns_database:
             await database.dispose()
 
@@ -329,13 +333,14 @@ def create_app(
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request) -> Response:
         """Prometheus metrics: request latency by route, open tickets by status, overdue open
-        tickets, scheduler lag."""
+        tickets, scheduler lag, and each replica's lag as this process measured it."""
         try:
             async with database.sessions() as session:
                 figures = await ticket_figures(session, app.state.clock.now())
         except (DBAPIError, OSError) as exc:  # the request metrics matter most in an outage
             log.warning("metrics without ticket figures: %s", exc)
             figures = []
+        figures += replica_figures(database.replicas)
         return Response(exposition(figures), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"])

@@ -6,6 +6,7 @@ metrics of all of them are added up (prometheus_client's multiprocess mode)."""
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.replicas import Replicas
 from app.stats.measures import IS_OPEN
 from app.tickets import deadlines
 from app.tickets.machine import OPEN_STATUSES
@@ -185,6 +187,26 @@ async def ticket_figures(session: AsyncSession, now: datetime) -> list[GaugeMetr
             value=lag,
         ),
     ]
+
+
+def replica_figures(replicas: Replicas) -> list[GaugeMetricFamily]:
+    """Each replica's lag and whether this process reads it (none without replicas)."""
+    if not replicas.replicas:
+        return []
+    lag = GaugeMetricFamily(
+        "gridwork_replica_lag_seconds",
+        "How far the replica's replay is behind the primary (NaN: unreachable, or not a standby)",
+        labels=["replica"],
+    )
+    in_use = GaugeMetricFamily(
+        "gridwork_replica_in_use",
+        "1 when reads go to the replica, 0 when they fall back to the primary",
+        labels=["replica"],
+    )
+    for name, seconds, used in replicas.figures():
+        lag.add_metric([name], math.nan if seconds is None else seconds)
+        in_use.add_metric([name], 1 if used else 0)
+    return [lag, in_use]
 
 
 def exposition(figures: list[GaugeMetricFamily]) -> bytes:

@@ -5,7 +5,14 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy import select
 
 from app.auth.models import Role, User
-from app.deps import ClockDep, CurrentUser, SessionDep, SettingsDep, require_roles
+from app.deps import (
+    ClockDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    reads_from_replica,
+    require_roles,
+)
 from app.errors import PROBLEM_RESPONSES
 from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
 from app.orgs.models import OrgUnit
@@ -107,6 +114,7 @@ async def track(
 
 
 @router.get("/stats/patrol", response_model=PatrolStats, tags=["statistics"])
+@reads_from_replica
 async def patrol_stats(
     session: SessionDep,
     settings: SettingsDep,

@@ -6,7 +6,14 @@ from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel
 
 from app.auth.models import Role, User
-from app.deps import ClockDep, SessionDep, SettingsDep, built_by_coroutine, require_roles
+from app.deps import (
+    ClockDep,
+    SessionDep,
+    SettingsDep,
+    built_by_coroutine,
+    reads_from_replica,
+    require_roles,
+)
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
 from app.orgs.models import OrgUnit
@@ -120,6 +127,7 @@ StatsDep = Annotated[StatsRequest, Depends(built_by_coroutine(StatsRequest))]
 
 
 @router.get("/closure", response_model=ClosureStats, responses=EXPORTS)
+@reads_from_replica
 async def closure(request: StatsDep, group_by: GroupBy = GroupBy.org_unit) -> Any:
     """Closure statistics of the tickets reported in [from, to) under `org_unit`, counted under
     the grid where each was reported wherever it was escalated. `group_by=org_unit` groups by
@@ -129,6 +137,7 @@ async def closure(request: StatsDep, group_by: GroupBy = GroupBy.org_unit) -> An
 
 
 @router.get("/ranking", response_model=Ranking, responses=EXPORTS)
+@reads_from_replica
 async def ranking(request: StatsDep, by: RankBy = RankBy.org_unit) -> Any:
     """A league table of the unit's children (or of departments) by a weighted score of closure
     rate, on-time closure rate and rework rate (weights: GRIDWORK_RANKING_WEIGHTS)."""
@@ -146,6 +155,7 @@ APPRAISAL_ROWS: dict[Subject, type[BaseModel]] = {
 
 
 @router.get("/appraisal", response_model=WorkerAppraisal | DepartmentAppraisal, responses=EXPORTS)
+@reads_from_replica
 async def appraisal(request: StatsDep, subject: Subject) -> Any:
     """Appraisal (考核) of the grid workers or the departments of `org_unit`'s area over the
     tickets reported there in [from, to) (at most 3 years), ranked by score, each score with

@@ -14,6 +14,7 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     built_by_coroutine,
+    reads_from_replica,
     require_roles,
 )
 from app.errors import PROBLEM_RESPONSES, NotFound
@@ -105,6 +106,7 @@ async def report_event(
 
 
 @router.get("/tickets", response_model=Page[TicketOut])
+@reads_from_replica
 async def list_tickets(
     session: SessionDep,
     settings: SettingsDep,
