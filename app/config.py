@@ -149,7 +149,11 @@ class Settings(BaseSettings):
     )
     map_attribution: str = Field(default="", description="credit shown under the map tiles")
     console_check_seconds: float = Field(
-        default=2.0, gt=0, description="how often the console's stream looks for ticket changes"
+        default=2.0,
+        gt=0,
+        description="how often a console stream checks that its page is still there; on "
+        "SQLite, also how often each process looks for ticket changes (PostgreSQL announces "
+        "them)",
     )
     console_stream_seconds: float = Field(
         default=25.0,

@@ -26,6 +26,7 @@ from app.auth.service import ensure_bootstrap_admin
 from app.bodies import BodyLimit
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
+from app.console.changes import ChangeFeed
 from app.console.router import STATIC as CONSOLE_STATIC
 from app.console.router import router as console_router
 from app.db import UNAVAILABLE_SQLSTATES, Database
@@ -288,6 +289,7 @@ def create_app(
         yield
         stop.set()
         await asyncio.gather(*tasks)
+        await app.state.changes.close()
         if owns_database:
             await database.dispose()
 
@@ -302,6 +304,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.changes = ChangeFeed(database, settings.console_check_seconds)
     app.state.clock = clock or SystemClock()
     app.state.storage = LocalStorage(settings.attachments_dir)
     _install_error_handlers(app)

@@ -22,20 +22,19 @@ import jwt
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.auth.models import Role, User
 from app.auth.security import ALGORITHM, MAX_TOKEN_LENGTH
 from app.config import Settings
+from app.console.changes import ChangeFeed
 from app.db import Database
 from app.deps import CurrentUser
 from app.errors import Forbidden, Unauthorized
-from app.tickets.models import TicketHistory
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-_LATEST_CHANGE = select(func.max(TicketHistory.id))
 STREAM_TICKET_LIFETIME = timedelta(seconds=60)
 STREAM_PURPOSE = "stream"
 
@@ -128,13 +127,14 @@ async def stream(
     request: Request, ticket: Annotated[str, Query(max_length=MAX_TOKEN_LENGTH)]
 ) -> StreamingResponse:
     """`event: tickets` whenever a ticket has changed anywhere (every change writes a history
-    row, whose id is the event's), and at the start unless the browser reconnects having seen
-    the newest (`Last-Event-ID`); the page then reloads what it shows through the API, in its
+    row, whose id is the event's; the process learns of it from its `ChangeFeed`), and at the
+    start unless the browser reconnects having seen the newest (`Last-Event-ID`); the page
+    then reloads what it shows through the API, in its
     own scope. Opened with a stream ticket (`POST /console/stream-ticket`), never an access
     token. The stream ends after `console_stream_seconds` and the page reconnects with a new
     ticket. Staff only: the phone app of grid workers has no use for it."""
-    database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
+    changes: ChangeFeed = request.app.state.changes
     user = await _ticket_holder(request, ticket)  # 401 as for any API call
     _staff_only(user)
     last_seen = request.headers.get("last-event-id", "")
@@ -144,13 +144,15 @@ async def stream(
         loop = asyncio.get_running_loop()
         ends = loop.time() + settings.console_stream_seconds
         seen = int(last_seen) if last_seen.isdecimal() else -1
-        while loop.time() < ends and not await request.is_disconnected():
-            async with database.sessions() as session:
-                latest = await session.scalar(_LATEST_CHANGE) or 0
+        latest = await changes.refresh()
+        while True:
             if latest != seen:
                 seen = latest
                 yield f"id: {latest}\nevent: tickets\ndata: {latest}\n\n"
-            await asyncio.sleep(min(settings.console_check_seconds, ends - loop.time()))
+            left = ends - loop.time()
+            if left <= 0 or await request.is_disconnected():
+                return
+            latest = await changes.after(seen, min(left, settings.console_check_seconds))
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -124,6 +124,7 @@ async def test_the_stream_tells_of_changes(
         await api.report()
         changed = await opened()
         caught_up = await opened(**{"Last-Event-ID": str(latest := await _latest_change(world))})
+    await app.state.changes.close()
     assert changed.text.count("event: tickets") == 1
     assert f"id: {latest}\n" in changed.text and f"id: {latest}\n" not in quiet.text
     assert "event: tickets" not in caught_up.text  # a reconnection having seen the newest
