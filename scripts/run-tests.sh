@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 PG_ADMIN_URL="${GRIDWORK_TEST_PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}"
 
-# The console's end-to-end tests drive Debian's chromium, with a font for its Chinese text.
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "== installing chromium for the console's end-to-end tests"
-    packages=(chromium fonts-wqy-microhei)
+# The console's end-to-end tests drive Debian's chromium, with a font for its Chinese text;
+# the proxy's test runs nginx with deploy/nginx.conf.
+if { ! command -v chromium || ! [ -x /usr/sbin/nginx ]; } >/dev/null \
+    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== installing chromium and nginx for the end-to-end tests"
+    packages=(chromium fonts-wqy-microhei nginx)
     apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null \
         || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null; }
 fi

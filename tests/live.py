@@ -5,6 +5,7 @@ import threading
 import time
 
 import uvicorn
+from sqlalchemy import event
 
 from app.clock import Clock
 from app.config import Settings
@@ -38,6 +39,17 @@ class LiveServer:
         if not self.server.started:
             self.stop()
             raise RuntimeError("uvicorn did not start within 20 s")
+
+    def count_statements(self) -> list[int]:
+        """A counter, in a one-item list, of the statements this server runs from now on."""
+        counter = [0]
+
+        def count(*_: object) -> None:
+            counter[0] += 1
+
+        for engine in self.server.config.app.state.database.engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", count)
+        return counter
 
     @property
     def url(self) -> str:

@@ -56,3 +56,27 @@ def test_make_run_installs_what_running_needs_only() -> None:
     assert "pip install --quiet -e ." in recipe and "[dev]" not in recipe
     assert re.search(r"^run: \$\(STAMP\)$", make, re.M)
     assert re.search(r"^test: \$\(DEV_STAMP\)$", make, re.M)
+
+
+def test_the_scale_profile_puts_two_api_hosts_and_a_replica_behind_the_proxy() -> None:
+    compose = _compose()
+    services = compose["services"]
+    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
+    assert scale == {"replica", "app-2", "proxy"}
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    upstreams = re.findall(r"^\s*server (\S+):8000", site, re.M)
+    assert upstreams == ["app", "app-2"]
+    assert services["app-2"]["image"] == services["app"]["image"]
+    assert services["app-2"]["environment"] == services["app"]["environment"]
+    # The API trusts X-Forwarded-For from the proxy's fixed address alone.
+    proxy_address = services["proxy"]["networks"]["default"]["ipv4_address"]
+    assert services["app"]["environment"]["FORWARDED_ALLOW_IPS"] == proxy_address
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert proxy_address.rsplit(".", 1)[0] == subnet.rsplit(".", 1)[0]
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in services["proxy"]["volumes"]
+    # The standby is cloned from db, and db lets it stream.
+    cloning = " ".join(services["replica"]["entrypoint"])
+    assert "pg_basebackup -h db" in cloning and " -R " in cloning
+    init = "./deploy/postgres/allow-replication.sh:/docker-entrypoint-initdb.d/"
+    assert any(volume.startswith(init) for volume in services["db"]["volumes"])
+    assert "GRIDWORK_DATABASE_REPLICA_URL" in services["app"]["environment"]
