@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
@@ -49,18 +50,26 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 class AccessClaims:
     username: str
     generation: int
+    role: str | None = None  # as issued: a hint for routing reads, never for permissions
 
 
 def issue_access_token(
-    secret: str, username: str, generation: int, now: datetime, lifetime: timedelta
+    secret: str,
+    username: str,
+    generation: int,
+    now: datetime,
+    lifetime: timedelta,
+    role: str | None = None,
 ) -> str:
-    payload = {
+    payload: dict[str, Any] = {
         "sub": username,
         "gen": generation,
         "typ": "access",
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
     }
+    if role is not None:
+        payload["role"] = role
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -103,7 +112,12 @@ def _remembered_signature(secret: str, token: str) -> _Verified:
         raise _NotSigned from exc
     if payload.get("typ") != "access":
         raise _NotSigned
-    claims = AccessClaims(username=str(payload["sub"]), generation=int(payload["gen"]))
+    role = payload.get("role")
+    claims = AccessClaims(
+        username=str(payload["sub"]),
+        generation=int(payload["gen"]),
+        role=role if isinstance(role, str) else None,
+    )
     return _Verified(claims, float(payload["exp"]))
 
 

@@ -39,7 +39,7 @@ def username_is(username: str) -> ColumnElement[bool]:
 def _tokens(user: User, refresh: str, settings: Settings, now: datetime) -> TokenOut:
     lifetime = timedelta(minutes=settings.access_token_minutes)
     access = issue_access_token(
-        settings.secret_key, user.username, user.token_generation, now, lifetime
+        settings.secret_key, user.username, user.token_generation, now, lifetime, user.role
     )
     return TokenOut(
         access_token=access, expires_in=int(lifetime.total_seconds()), refresh_token=refresh

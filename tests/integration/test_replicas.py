@@ -151,6 +151,10 @@ async def test_statistics_and_lists_are_read_on_the_standby(
     response, on_replica = await statements.of(api.get("/api/v1/tickets/1", "supervisor"))
     assert response.status_code in (200, 404)
     assert on_replica == 0
+    # So are a grid worker's lists, the phone's own reports, written through any process.
+    response, on_replica = await statements.of(api.get("/api/v1/tickets", "worker"))
+    assert response.status_code == 200
+    assert on_replica == 0
 
 
 async def test_writes_go_to_the_primary_and_the_writer_reads_them_there(
@@ -166,16 +170,19 @@ async def test_writes_go_to_the_primary_and_the_writer_reads_them_there(
     query = f"SELECT count(*) FROM tickets WHERE id = {ticket['id']}"
     assert await _sql(primary.url("gridwork"), query) == 1
 
-    listing, on_replica = await statements.of(api.get("/api/v1/tickets", "worker"))
+    # The dispatcher acts, and reads right after: on the primary, the action shown.
+    acted = await api.act(ticket["id"], "request_check", "dispatcher")
+    assert acted.status_code == 200, acted.text
+    listing, on_replica = await statements.of(api.get("/api/v1/tickets", "dispatcher"))
     assert on_replica == 0
     assert ticket["id"] in [item["id"] for item in listing.json()["items"]]
     # Someone who has not written reads the standby, which has not replayed the report yet.
-    listing, on_replica = await statements.of(api.get("/api/v1/tickets", "dispatcher"))
+    listing, on_replica = await statements.of(api.get("/api/v1/tickets", "town_dispatcher"))
     assert on_replica >= 1
     assert ticket["id"] not in [item["id"] for item in listing.json()["items"]]
     # Once the window of the writer's own reads has passed, they read the standby too.
     now[0] += MAX_LAG_SECONDS + 0.1
-    _, on_replica = await statements.of(api.get("/api/v1/tickets", "worker"))
+    _, on_replica = await statements.of(api.get("/api/v1/tickets", "dispatcher"))
     assert on_replica >= 1
     await _sql(standby.url(), "SELECT pg_wal_replay_resume()")
 
