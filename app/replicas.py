@@ -111,7 +111,10 @@ class Replicas:
     async def watch(self, every_seconds: float, stop: asyncio.Event) -> None:
         """Checks the replicas until `stop` is set."""
         while not stop.is_set():
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # the next check may fare better; reads meanwhile as they were
+                log.exception("checking the replicas failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_seconds)
 

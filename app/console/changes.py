@@ -69,7 +69,10 @@ class ChangeFeed:
 
     async def _poll(self) -> None:
         while True:
-            self._publish(await self._read_newest())
+            try:
+                self._publish(await self._read_newest())
+            except Exception as exc:  # the streams wait for the next look, never for nothing
+                log.warning("ticket changes: cannot read the newest (%s)", exc)
             await asyncio.sleep(self.check_seconds)
 
     async def _listen(self) -> None:
@@ -80,7 +83,7 @@ class ChangeFeed:
                     dsn.render_as_string(hide_password=False),
                     server_settings={"application_name": "gridwork-changes"},
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # the server is down or refuses: try again
                 log.warning("ticket changes: cannot listen (%s); again in a second", exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue
@@ -92,7 +95,7 @@ class ChangeFeed:
                 self._publish(await connection.fetchval("SELECT max(id) FROM ticket_history") or 0)
                 await broken.wait()
                 log.warning("ticket changes: the listening connection broke; listening again")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # whatever broke it, listen again
                 log.warning("ticket changes: listening failed (%s); again in a second", exc)
             finally:
                 connection.terminate()
