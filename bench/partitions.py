@@ -1,11 +1,12 @@
 """A measured prototype of the tickets partitioned by district, for a province of about 100
 districts (docs/scaling.md). On a generated district kept by `bench.closure_stats --keep`, it
-copies the tickets into `proto.tickets`, partitioned by LIST (district_code) into 100
-partitions (every hundredth ticket stays in the real district, the others are spread over 99
-made-up ones), with the same indexes, the district in the primary key and in the resend key.
-Then it explains the statements the app sends for the hot requests, as they are and with
-`search_path = proto, public` (so that `tickets` is the partitioned one): time, buffers, and
-how many partitions each one reads.
+spreads a copy of the tickets over 100 districts (every hundredth ticket stays in the real
+district, the others go to 99 made-up ones), once as one table (`flat.tickets`) and once
+partitioned by LIST (district_code), a partition per district (`proto.tickets`, the district
+in the primary key and in the resend key), each with the indexes of `public.tickets`. Then it
+explains the statements the app sends for the hot requests on the tickets as generated, and
+with `search_path` set to each copy (so that `tickets` is that copy): time, buffers, and how
+many ticket tables each reads.
 
     .venv/bin/python -m bench.partitions --database gridwork_bench_xxxxxxxx [--keep]
 """
@@ -35,16 +36,18 @@ def _district(k: int) -> str:
     return REAL_DISTRICT if k == 0 else f"P{k:02d}"
 
 
-async def build(conn: asyncpg.Connection) -> None:
-    await conn.execute("DROP SCHEMA IF EXISTS proto CASCADE; CREATE SCHEMA proto")
+async def build(conn: asyncpg.Connection, schema: str, partitioned: bool) -> None:
+    """`schema.tickets`: the tickets spread over the province's districts, in one table or in a
+    partition per district, with the indexes of `public.tickets`."""
+    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    by_district = " PARTITION BY LIST (district_code)" if partitioned else ""
     await conn.execute(
-        "CREATE TABLE proto.tickets (LIKE public.tickets INCLUDING DEFAULTS)"
-        " PARTITION BY LIST (district_code)"
+        f"CREATE TABLE {schema}.tickets (LIKE public.tickets INCLUDING DEFAULTS){by_district}"
     )
-    for k in range(PARTITIONS):
+    for k in range(PARTITIONS if partitioned else 0):
         code = _district(k)
         await conn.execute(
-            f"CREATE TABLE proto.tickets_{code.lower()} PARTITION OF proto.tickets"
+            f"CREATE TABLE {schema}.tickets_{code.lower()} PARTITION OF {schema}.tickets"
             f" FOR VALUES IN ('{code}')"
         )
     columns = [
@@ -62,21 +65,26 @@ async def build(conn: asyncpg.Connection) -> None:
         for c in columns
     )
     started = time.perf_counter()
-    await conn.execute(f"INSERT INTO proto.tickets SELECT {moved} FROM public.tickets")
-    print(f"copied the tickets in {time.perf_counter() - started:.0f} s")
+    await conn.execute(f"INSERT INTO {schema}.tickets SELECT {moved} FROM public.tickets")
+    copied = time.perf_counter() - started
     started = time.perf_counter()
-    await conn.execute("ALTER TABLE proto.tickets ADD PRIMARY KEY (district_code, id)")
+    key = "(district_code, id)" if partitioned else "(id)"
+    await conn.execute(f"ALTER TABLE {schema}.tickets ADD PRIMARY KEY {key}")
     for _name, definition in await conn.fetch(
         "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
         " WHERE indrelid = 'public.tickets'::regclass AND NOT indisprimary"
     ):
-        definition = definition.replace(" ON public.tickets ", " ON proto.tickets ")
-        if "UNIQUE" in definition:  # unique keys of a partitioned table hold its key
+        definition = definition.replace(" ON public.tickets ", f" ON {schema}.tickets ")
+        if partitioned and "UNIQUE" in definition:  # a partitioned table's keys hold its key
             held = "(district_code, reporter, client_id)"
             definition = definition.replace("(reporter, client_id)", held)
         await conn.execute(definition)
-    await conn.execute("ANALYZE proto.tickets")
-    print(f"built the primary key and indexes in {time.perf_counter() - started:.0f} s")
+    await conn.execute(f"ANALYZE {schema}.tickets")
+    built = time.perf_counter() - started
+    print(
+        f"{schema}: copied the tickets in {copied:.0f} s,"
+        f" built the keys and indexes in {built:.0f} s"
+    )
 
 
 async def explain(conn: asyncpg.Connection, statement: str, parameters: Any) -> str:
@@ -100,13 +108,14 @@ async def explain(conn: asyncpg.Connection, statement: str, parameters: Any) -> 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True)
-    parser.add_argument("--keep", action="store_true", help="keep the proto schema")
-    parser.add_argument("--built", action="store_true", help="the proto schema is there")
+    parser.add_argument("--keep", action="store_true", help="keep the flat and proto schemas")
+    parser.add_argument("--built", action="store_true", help="a --keep run left them")
     args = parser.parse_args()
     url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     conn = await connect(url)
     if not args.built:
-        await build(conn)
+        await build(conn, "flat", partitioned=False)
+        await build(conn, "proto", partitioned=True)
     sizes = await conn.fetchval(
         "SELECT pg_total_relation_size(inhrelid) FROM pg_inherits"
         " WHERE inhparent = 'proto.tickets'::regclass"
@@ -119,25 +128,29 @@ async def main() -> None:
     assert {u for u, _, _ in STAFF} <= {
         r["username"] for r in await conn.fetch("SELECT username FROM users")
     }, "run bench.capacity first: it adds the district's staff"
-    print("\n| request | statement | one table | partitioned by district |\n|---|---|---|---|")
+    print(
+        "\n| request | statement | as generated: one district | a province, one table |"
+        " a province, a partition per district |\n|---|---|---|---|---|"
+    )
     for name, path, user in READS:
         sent = await statements_of(app, database, path, worker if user == "WORKER" else user)
         for statement, parameters in sent:
             if "tickets" not in statement:
                 continue
-            as_is = await explain(conn, statement, parameters)
-            trial = conn.transaction()
-            await trial.start()
-            try:
-                await conn.execute("SET LOCAL search_path = proto, public")
-                partitioned = await explain(conn, statement, parameters)
-            finally:
-                await trial.rollback()
-            short = " ".join(statement.split())[:60]
-            print(f"| {name} | `{short}…` | {as_is} | {partitioned} |")
+            plans = [await explain(conn, statement, parameters)]
+            for schema in ("flat", "proto"):
+                trial = conn.transaction()
+                await trial.start()
+                try:
+                    await conn.execute(f"SET LOCAL search_path = {schema}, public")
+                    plans.append(await explain(conn, statement, parameters))
+                finally:
+                    await trial.rollback()
+            short = " ".join(statement.split())[:50]
+            print(f"| {name} | `{short}…` | {' | '.join(plans)} |", flush=True)
     await database.dispose()
     if not args.keep:
-        await conn.execute("DROP SCHEMA proto CASCADE")
+        await conn.execute("DROP SCHEMA proto CASCADE; DROP SCHEMA flat CASCADE")
     await conn.close()
 
 

@@ -99,13 +99,9 @@ class Ticket(Base):
             sqlite_where=text(OPEN_PREDICATE),
         ),
         # Open tickets are few among millions: statistics count the overdue ones of an area
-        # through this one (`bench.index_plans`: a town's too).
-        Index(
-            "ix_tickets_open",
-            "reported_at",
-            postgresql_where=text(OPEN_PREDICATE),
-            sqlite_where=text(OPEN_PREDICATE),
-        ),
+        # through these, a district's (or the whole table's) and a town's.
+        _partial("ix_tickets_open", OPEN_PREDICATE, "reported_at"),
+        _partial("ix_tickets_open_town", OPEN_PREDICATE, "town_code", "reported_at"),
         # The duplicates merged into a ticket: a grid worker's scope, and the foreign key's
         # check when a ticket is deleted.
         _partial("ix_tickets_duplicate_of", "duplicate_of IS NOT NULL", "duplicate_of"),
