@@ -105,6 +105,7 @@ def make_engine(
     *,
     reads: bool = False,
     connect_timeout: float | None = None,
+    application_name: str | None = None,
 ) -> AsyncEngine:
     """An engine of `pool_size` pooled connections, and as many more at a peak. `reads`: one
     whose connections only read, each statement on its own (`READS_SETTINGS` below)."""
@@ -112,11 +113,9 @@ def make_engine(
         engine = create_async_engine(url, connect_args={"timeout": 10}, **ENGINE_OPTIONS)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    name = application_name or ("gridwork-reads" if reads else "gridwork")
     settings = READS_SETTINGS if reads else {}
-    connect_args: dict[str, Any] = {
-        "server_settings": {"application_name": "gridwork-reads" if reads else "gridwork"}
-        | settings
-    }
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": name} | settings}
     if connect_timeout is not None:
         connect_args["timeout"] = connect_timeout
     options = {"isolation_level": "AUTOCOMMIT"} if reads else {}
@@ -227,7 +226,11 @@ class Database:
             own = {TIMEZONE_KEY: timezone, CACHE_KEY: ReferenceCache(reference_check_seconds)}
             sessions = async_sessionmaker(engine, expire_on_commit=False, info=own)
             checker = make_engine(
-                replica_url, 1, reads=True, connect_timeout=REPLICA_CONNECT_SECONDS
+                replica_url,
+                1,
+                reads=True,
+                connect_timeout=REPLICA_CONNECT_SECONDS,
+                application_name="gridwork-lag-check",
             )
             replicas.append(Replica(replica_name(replica_url), engine, sessions, checker))
         self.replicas = Replicas(replicas, replica_max_lag_seconds)
