@@ -119,7 +119,7 @@ class Replicas:
                 await asyncio.wait_for(stop.wait(), every_seconds)
 
     def note_write(self, token: str | None) -> None:
-        if not token:
+        if not token or not self.replicas:
             return
         now = self.monotonic()
         self._writers[token] = now
