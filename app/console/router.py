@@ -129,10 +129,10 @@ async def stream(
     """`event: tickets` whenever a ticket has changed anywhere (every change writes a history
     row, whose id is the event's; the process learns of it from its `ChangeFeed`), and at the
     start unless the browser reconnects having seen the newest (`Last-Event-ID`); the page
-    then reloads what it shows through the API, in its
-    own scope. Opened with a stream ticket (`POST /console/stream-ticket`), never an access
-    token. The stream ends after `console_stream_seconds` and the page reconnects with a new
-    ticket. Staff only: the phone app of grid workers has no use for it."""
+    then reloads what it shows through the API, in its own scope. Opened with a stream ticket
+    (`POST /console/stream-ticket`), never an access token. The stream ends after
+    `console_stream_seconds` and the page reconnects with a new ticket. Staff only: the phone
+    app of grid workers has no use for it."""
     settings: Settings = request.app.state.settings
     changes: ChangeFeed = request.app.state.changes
     user = await _ticket_holder(request, ticket)  # 401 as for any API call
