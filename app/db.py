@@ -104,7 +104,7 @@ def make_engine(
     pool_size: int = 10,
     *,
     reads: bool = False,
-    connect_timeout: float | None = None,
+    replica: bool = False,
     application_name: str | None = None,
 ) -> AsyncEngine:
     """An engine of `pool_size` pooled connections, and as many more at a peak. `reads`: one
@@ -116,8 +116,8 @@ def make_engine(
     name = application_name or ("gridwork-reads" if reads else "gridwork")
     settings = READS_SETTINGS if reads else {}
     connect_args: dict[str, Any] = {"server_settings": {"application_name": name} | settings}
-    if connect_timeout is not None:
-        connect_args["timeout"] = connect_timeout
+    if replica:
+        connect_args |= {"timeout": REPLICA_CONNECT_SECONDS, "command_timeout": REPLICA_SECONDS}
     options = {"isolation_level": "AUTOCOMMIT"} if reads else {}
     engine = create_async_engine(
         url,
@@ -132,8 +132,10 @@ def make_engine(
     return engine
 
 
-# A replica behind a dropped route must not hold a request for asyncpg's default 60 s.
+# A replica behind a dropped route must not hold a request for asyncpg's default 60 s to
+# connect, nor for TCP's retries (a quarter of an hour) for an answer.
 REPLICA_CONNECT_SECONDS = 2.0
+REPLICA_SECONDS = 60.0
 
 # The pools a request takes its turn at (`Database.turn`); a replica's is its name.
 WRITES = "writes"
@@ -220,16 +222,14 @@ class Database:
         self.reads = async_sessionmaker(self.reader, expire_on_commit=False, info=info)
         replicas = []
         for replica_url in replica_urls:  # each with reference data as of its own replay
-            engine = make_engine(
-                replica_url, pool_size, reads=True, connect_timeout=REPLICA_CONNECT_SECONDS
-            )
+            engine = make_engine(replica_url, pool_size, reads=True, replica=True)
             own = {TIMEZONE_KEY: timezone, CACHE_KEY: ReferenceCache(reference_check_seconds)}
             sessions = async_sessionmaker(engine, expire_on_commit=False, info=own)
             checker = make_engine(
                 replica_url,
                 1,
                 reads=True,
-                connect_timeout=REPLICA_CONNECT_SECONDS,
+                replica=True,
                 application_name="gridwork-lag-check",
             )
             replicas.append(Replica(replica_name(replica_url), engine, sessions, checker))

@@ -64,9 +64,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
     token = request.headers.get("authorization")
     if request.method not in READ_METHODS:
+        # Noted first: the code after a dependency's `yield` runs once the response is sent,
+        # after the client may already have asked to read what it wrote.
+        database.replicas.note_write(token)
         async with database.turn(WRITES), database.sessions() as session:
             yield session
-        database.replicas.note_write(token)
         return
     if getattr(request.scope.get("endpoint"), _REPLICA_READ, False) and not _in_the_field(
         token, request

@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 
 # Seconds the replica's replay is behind: 0 when it has replayed all it received (an idle
 # primary sends nothing), else since the last transaction it replayed committed; NULL when it
-# is not a standby (promoted) or has replayed nothing yet.
+# is not a standby (promoted), receives nothing (no WAL receiver runs: cut off from the
+# primary, what it received stays what it has, and would pass for current), or has replayed
+# nothing yet. `pg_stat_wal_receiver` has its row while a receiver runs, whoever asks.
 LAG = text(
     "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL"
+    " WHEN NOT EXISTS (SELECT FROM pg_stat_wal_receiver) THEN NULL"
     " WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0"
     " ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END"
 )
@@ -64,12 +67,14 @@ class Replica:
         return True
 
     async def retire(self, why: str, lag: float | None = None) -> None:
-        """Out of use until a check finds it fit; its pooled connections are closed, since a
-        replica that went away leaves them dead for the first requests after its return."""
+        """Out of use until a check finds it fit. When it is unreachable (no `lag`), its pooled
+        connections are closed: a replica that went away leaves them dead for the first
+        requests after its return."""
         if self.in_use:
             log.warning("replica %s is not read: %s", self.name, why)
             self.in_use = False
-            await self.engine.dispose()
+            if lag is None:
+                await self.engine.dispose()
         self.lag = lag
 
 
@@ -100,7 +105,7 @@ class Replicas:
             await replica.retire(f"the lag check failed: {exc!r}")
             return
         if lag is None:
-            await replica.retire("it is not a standby, or has replayed nothing yet")
+            await replica.retire("it is not a standby, receives nothing, or has replayed nothing")
         elif lag > self.max_lag_seconds:
             await replica.retire(f"{lag:.1f} s behind", float(lag))
         else:

@@ -3,8 +3,10 @@
 Every ticket change writes a history row. On PostgreSQL, the database announces each
 statement's newest row at commit (`NOTIFY ticket_changes`, migration 0017), and a process
 listens on one connection of its own, however many consoles it serves; after that connection
-breaks it connects again and reads the newest id, so that nothing is missed. On SQLite, one
-reader per process looks for the newest id every `console_check_seconds`.
+breaks it connects again and reads the newest id, so that nothing is missed. With replicas in
+use, streams hear of a change once the replicas have replayed it (or after the lag allowed),
+since the pages reload through them. On SQLite, one reader per process looks for the newest id
+every `console_check_seconds`.
 """
 
 import asyncio
@@ -22,7 +24,10 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "ticket_changes"
 RECONNECT_SECONDS = 1.0
+LIVENESS_SECONDS = 30.0
+REPLAY_POLL_SECONDS = 0.02
 _NEWEST = select(func.max(TicketHistory.id))
+_NEWEST_SQL = "SELECT max(id) FROM ticket_history"
 
 
 class ChangeFeed:
@@ -33,6 +38,8 @@ class ChangeFeed:
         self._next = asyncio.Event()  # set, and replaced, at each change
         self._known = asyncio.Event()  # `newest` has been read once
         self._task: asyncio.Task[None] | None = None
+        self._announced: int | None = None  # announced, not yet replayed by the replicas
+        self._waiting: asyncio.Task[None] | None = None
 
     async def refresh(self) -> int:
         """The newest change read now (for a page that opens: the process's view may be up to
@@ -91,9 +98,14 @@ class ChangeFeed:
             try:
                 connection.add_termination_listener(lambda _, ended=broken: ended.set())
                 await connection.add_listener(CHANNEL, self._notified)
-                # After LISTEN: a change committed meanwhile is read here or announced.
-                self._publish(await connection.fetchval("SELECT max(id) FROM ticket_history") or 0)
-                await broken.wait()
+                # After LISTEN: a change committed meanwhile is read here or announced. Read
+                # again at intervals: a connection cut without a word (a firewall's idle
+                # timeout) is found out then, and nothing it missed is lost.
+                while not broken.is_set():
+                    newest = await asyncio.wait_for(connection.fetchval(_NEWEST_SQL), 10)
+                    self._publish(newest or 0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(broken.wait(), LIVENESS_SECONDS)
                 log.warning("ticket changes: the listening connection broke; listening again")
             except Exception as exc:  # whatever broke it, listen again
                 log.warning("ticket changes: listening failed (%s); again in a second", exc)
@@ -102,7 +114,40 @@ class ChangeFeed:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        self._publish(int(payload))
+        if not payload.isdecimal():
+            return
+        if not any(replica.in_use for replica in self.database.replicas.replicas):
+            self._publish(int(payload))
+            return
+        # The pages reload lists and statistics from the replicas: they hear of a change once
+        # the replicas have it too, or after the lag allowed.
+        self._announced = int(payload)
+        if self._waiting is None or self._waiting.done():
+            self._waiting = asyncio.create_task(self._publish_when_replayed())
+
+    async def _publish_when_replayed(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.database.replicas.max_lag_seconds
+        while (target := self._announced) is not None:
+            if loop.time() < deadline and not await self._replayed(target):
+                await asyncio.sleep(REPLAY_POLL_SECONDS)
+                continue
+            if self._announced == target:
+                self._announced = None
+            self._publish(target)
+            deadline = loop.time() + self.database.replicas.max_lag_seconds
+
+    async def _replayed(self, change: int) -> bool:
+        for replica in self.database.replicas.replicas:
+            if not replica.in_use:
+                continue
+            try:
+                async with replica.sessions() as session:
+                    if (await session.scalar(_NEWEST) or 0) < change:
+                        return False
+            except Exception:  # its check will take it out of use; the pages read elsewhere
+                continue
+        return True
 
     async def close(self) -> None:
         if self._task is not None:
@@ -110,3 +155,7 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._waiting is not None:
+            self._waiting.cancel()
+        # A feed started again may run on another event loop.
+        self._next, self._known = asyncio.Event(), asyncio.Event()

@@ -1,5 +1,6 @@
 """Ticket changes announced on PostgreSQL: each statement that adds history rows sends
-`NOTIFY ticket_changes` with the newest row's id, delivered at commit, so that each process
+`NOTIFY ticket_changes` with the newest row's id (none when it added none, as a report's
+resend does), delivered at commit, so that each process
 listens on one connection for all its console streams (`app/console/changes.py`). SQLite has
 no notifications: its processes read the newest id at intervals.
 
@@ -22,9 +23,10 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(
-        "CREATE FUNCTION ticket_changes_notice() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "PERFORM pg_notify('ticket_changes', (SELECT max(id) FROM added)::text); "
-        "RETURN NULL; END $$"
+        "CREATE FUNCTION ticket_changes_notice() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " DECLARE newest bigint := (SELECT max(id) FROM added); BEGIN"
+        " IF newest IS NOT NULL THEN PERFORM pg_notify('ticket_changes', newest::text); END IF;"
+        " RETURN NULL; END $$"
     )
     op.execute(
         "CREATE TRIGGER ticket_changes_notice AFTER INSERT ON ticket_history "

@@ -25,16 +25,23 @@ OPEN_PREDICATE = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.create_index(
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_index(
             "ix_tickets_open_town",
+            "tickets",
             ["town_code", "reported_at"],
-            unique=False,
-            postgresql_where=sa.text(OPEN_PREDICATE),
             sqlite_where=sa.text(OPEN_PREDICATE),
+        )
+        return
+    with op.get_context().autocommit_block():  # ticket writes go on while it is built
+        op.create_index(
+            "ix_tickets_open_town",
+            "tickets",
+            ["town_code", "reported_at"],
+            postgresql_where=sa.text(OPEN_PREDICATE),
+            postgresql_concurrently=True,
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_index("ix_tickets_open_town")
+    op.drop_index("ix_tickets_open_town", table_name="tickets")

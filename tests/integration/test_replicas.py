@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
+from app.console.changes import ChangeFeed
 from app.db import DEFAULT_TIMEZONE, Database
 from app.demo import seed_demo
 from app.main import create_app
@@ -230,6 +231,27 @@ async def test_reads_fall_back_while_replay_is_paused_and_return_after(
     assert on_replica >= 1
 
 
+async def test_consoles_hear_of_a_change_once_the_standby_has_replayed_it(
+    api: Api, replica: Replica, database: Database, clusters: tuple[Cluster, Cluster]
+) -> None:
+    """A console reloads its lists and figures from the standby after each event: the event
+    waits for the standby, up to the lag allowed."""
+    _, standby = clusters
+    feed = ChangeFeed(database, check_seconds=0.2)
+    try:
+        seen = await feed.refresh()
+        assert await feed.after(seen, 0.01) == seen  # listening
+        await _sql(standby.url(), "SELECT pg_wal_replay_pause()")
+        reported = await api.report()
+        assert await feed.after(seen, MAX_LAG_SECONDS / 2) == seen  # not replayed: not told
+        await _sql(standby.url(), "SELECT pg_wal_replay_resume()")
+        told = await feed.after(seen, PATIENCE_SECONDS)
+        query = f"SELECT max(id) FROM ticket_history WHERE ticket_id = {reported['id']}"
+        assert told == await _sql(standby.url("gridwork"), query)
+    finally:
+        await feed.close()
+
+
 async def test_reads_fall_back_when_the_standby_stops_and_return_when_it_is_back(
     api: Api, replica: Replica, database: Database, clusters: tuple[Cluster, Cluster]
 ) -> None:
@@ -274,3 +296,32 @@ async def test_a_standby_unreachable_from_the_start_leaves_reads_on_the_primary(
         assert database.replicas.replicas[0].lag is None
     finally:
         await database.dispose()
+
+
+async def test_a_standby_cut_off_from_its_primary_is_not_read_until_it_streams_again(
+    api: Api, replica: Replica, database: Database, clusters: tuple[Cluster, Cluster]
+) -> None:
+    """What a standby cut off has received stays what it has replayed: without a receiver
+    running, its lag cannot be known, and it is not read."""
+    primary, _ = clusters
+    primary.stop()
+    try:
+
+        async def out_of_use() -> bool:
+            await database.replicas.check()
+            return not replica.in_use
+
+        await _until(out_of_use, "the standby without its primary is left")
+        assert replica.lag is None
+    finally:
+        primary.start()
+        for engine in (database.engine, database.reader):  # their connections died with it
+            await engine.dispose()
+
+    async def back() -> bool:
+        await database.replicas.check()
+        return replica.in_use
+
+    await _until(back, "the standby streaming again is read again")
+    response = await api.get(STATS, "supervisor")
+    assert response.status_code == 200
