@@ -37,6 +37,7 @@ from bench.load.run import (
     Server,
     figure,
     grid_workers,
+    load_options,
     table,
     token,
     wrk,
@@ -179,11 +180,7 @@ async def fallback(primary: Cluster, standby: Cluster, args: argparse.Namespace)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tickets", type=int, default=1_000_000)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser = load_options(__doc__)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--only-fallback", action="store_true", help="skip the load runs")
     args = parser.parse_args()

@@ -330,12 +330,19 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_options(description: str) -> argparse.ArgumentParser:
+    """The options of a run under wrk: tickets generated, and wrk's duration, connections and
+    threads."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    return parser
+
+
+async def main() -> None:
+    parser = load_options(__doc__)
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure")
     parser.add_argument("--database", help="reuse a database a --keep run left")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
