@@ -679,7 +679,10 @@ async function drawTicket(box, ticket, history) {
       ? queued.map((item) => h("p", { class: "ok", "data-queued": item.action }, t("ticket.queued", { action: t(`action.${item.action}`) })))
       : actions.map((action) => h("button", {
         type: "button", class: action === "refute" || action === "reopen" ? "secondary" : "primary", "data-action": action,
-        onclick: () => actionBox.replaceChildren(actionForm(ticket, action)),
+        // Into the box on screen, for the ticket as last read: a tap may land on a button of
+        // the draw that the ticket, fresh from the server, has just replaced.
+        onclick: () => (box.querySelector("section.actions") || actionBox).replaceChildren(
+          actionForm(viewing?.id === ticket.id ? viewing : ticket, action)),
       }, t(`action.${action}`))));
   const photos = h("div", { class: "thumbs" });
   fill(box,
