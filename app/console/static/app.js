@@ -792,7 +792,9 @@ async function dashboardPage() {
     }
   }
 
+  let loads = 0; // reloads may overlap (a change, then another): the last one asked is drawn
   async function load() {
+    const asked = ++loads;
     try {
       const range = query({ org_unit: unit, from: first, to });
       const [year, trend, ranking, coverage] = await Promise.all([
@@ -801,6 +803,7 @@ async function dashboardPage() {
         api(`stats/ranking?${range}`),
         api(`stats/patrol?${query({ org_unit: unit, date: dashState.day })}`),
       ]);
+      if (asked !== loads) return;
       page.replaceChildren(
         dashboardTabs("dashboard"),
         h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
@@ -846,7 +849,7 @@ async function dashboardPage() {
         } },
       });
     } catch (error) {
-      showError(page, error);
+      if (asked === loads) showError(page, error);
     }
   }
   onChange = load;
