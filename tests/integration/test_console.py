@@ -106,7 +106,9 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(new).to_have_attribute("aria-selected", "true")
     await expect(page.locator(".tab")).to_have_count(8)  # a community has no escalated-in
     await expect(page.locator("#who")).to_contain_text("(调度员)")  # the role, in Chinese
+    await expect(new.locator(".count")).to_have_text(re.compile(r"^\d+$"))
     before = await new.locator(".count").text_content()
+    await new.evaluate("tab => { tab.dataset.first = 'yes'; }")
 
     photo = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 90, 40)).save(photo, format="JPEG")
@@ -121,6 +123,7 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     await expect(row).to_be_visible(timeout=SEEN_WITHIN_MS)
     await expect(row).to_contain_text("井盖缺失")
     assert await new.locator(".count").text_content() == str(int(before or 0) + 1)
+    await expect(new).to_have_attribute("data-first", "yes")  # counted again, not drawn again
     await screenshot(page, "queue")
 
     await row.click()
@@ -178,9 +181,12 @@ async def test_the_supervisor_dashboard_follows_new_reports(
     await expect(reported).to_be_visible()
     before = int(await reported.text_content() or 0)
     await expect(page.locator("canvas#trend")).to_be_visible()
+    await page.evaluate("document.querySelector('.dash-tabs').dataset.first = 'yes'")
 
     await api.report(description="路灯不亮")
     await expect(reported).to_have_text(str(before + 1), timeout=SEEN_WITHIN_MS)
+    # Only the figures were drawn again: a click on a tab is never lost to the redraw.
+    await expect(page.locator(".dash-tabs")).to_have_attribute("data-first", "yes")
     # The last 12 months up to the service's (November 2026), whether or not they had tickets.
     labels = await page.evaluate("Chart.getChart('trend').data.labels")
     assert labels == ["2025-12", *(f"2026-{month:02d}" for month in range(1, 12))]

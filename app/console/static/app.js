@@ -149,6 +149,17 @@ function query(values) {
   return params.toString();
 }
 
+// Loads of one page may overlap (a change, then another, or a filter changed): only the last
+// one asked draws. `latest()` at the start of a load gives its `current()`, true while no later
+// load has started.
+function lastAsked() {
+  let asked = 0;
+  return () => {
+    const mine = ++asked;
+    return () => mine === asked;
+  };
+}
+
 function showError(container, error) {
   container.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
 }
@@ -336,21 +347,31 @@ async function queuePage() {
     select("department", Object.values(names.departments), "filter.department"),
   );
 
+  // The tabs are drawn once and a reload updates their counts: a click on one is never lost
+  // to a redraw.
+  const named = buckets();
+  const counts = new Map(named.map(([name]) => [name, h("span", { class: "count" })]));
+  tabs.replaceChildren(...named.map(([name]) => h("button", {
+    type: "button", role: "tab", class: `tab ${name}`, "data-bucket": name, "aria-selected": String(name === queueState.bucket),
+    onclick: () => { queueState.bucket = name; load(); },
+  }, t(`bucket.${name}`), counts.get(name))));
+
+  const latest = lastAsked();
   async function load() {
+    const current = latest();
     try {
       const open = await everyTicket({
         status: OPEN_STATUSES, category: queueState.category,
         department: queueState.department, org_unit: queueState.grid,
       });
-      const named = buckets().map(([name, holds]) => [name, open.items.filter(holds)]);
-      tabs.replaceChildren(...named.map(([name, tickets]) => h("button", {
-        type: "button", role: "tab", class: `tab ${name}`, "aria-selected": String(name === queueState.bucket),
-        "data-bucket": name, onclick: () => { queueState.bucket = name; load(); },
-      }, t(`bucket.${name}`), h("span", { class: "count" }, `${tickets.length}${open.more ? "+" : ""}`))));
-      const shown = named.find(([name]) => name === queueState.bucket)?.[1] ?? named[0][1];
+      if (!current()) return;
+      const held = named.map(([name, holds]) => [name, open.items.filter(holds)]);
+      for (const button of tabs.children) button.setAttribute("aria-selected", String(button.dataset.bucket === queueState.bucket));
+      for (const [name, tickets] of held) counts.get(name).textContent = `${tickets.length}${open.more ? "+" : ""}`;
+      const shown = held.find(([name]) => name === queueState.bucket)?.[1] ?? held[0][1];
       list.replaceChildren(ticketTable(shown.sort(byUrgency)));
     } catch (error) {
-      showError(list, error);
+      if (current()) showError(list, error);
     }
   }
   onChange = load;
@@ -365,9 +386,12 @@ async function todoPage() {
   const heading = h("h1", {}, t("todo.title"));
   const list = h("div", { class: "list" });
   view.replaceChildren(h("section", { class: "todo" }, heading, list));
+  const latest = lastAsked();
   async function load() {
+    const current = latest();
     try {
       const mine = await everyTicket({ awaiting: "me" });
+      if (!current()) return;
       heading.replaceChildren(`${t("todo.title")} `,
         h("span", { class: "count" }, `${mine.items.length}${mine.more ? "+" : ""}`));
       list.replaceChildren(ticketTable(mine.items.sort(byUrgency)));
@@ -376,7 +400,7 @@ async function todoPage() {
           h("a", { href: "#/queue", onclick: () => { queueState.bucket = "urged"; } }, t("bucket.urged"))));
       }
     } catch (error) {
-      showError(list, error);
+      if (current()) showError(list, error);
     }
   }
   onChange = load;
@@ -792,32 +816,39 @@ async function dashboardPage() {
     }
   }
 
-  let loads = 0; // reloads may overlap (a change, then another): the last one asked is drawn
+  // The frame is drawn once; a reload replaces only the figures under it, so that a click on a
+  // tab or an export button is never lost to a redraw.
+  const range = query({ org_unit: unit, from: first, to });
+  const figures = h("div", { class: "dash-figures" });
+  page.replaceChildren(
+    dashboardTabs("dashboard"),
+    h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
+    h("p", {}, `${t("dash.period")}: ${first} – ${localDay()}`,
+      h("span", { class: "grow" }),
+      ["csv", "xlsx"].map((format) => h("button", {
+        type: "button", "data-export": format,
+        onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=${format}&lang=${lang}`, `closure-${unit}.${format}`),
+      }, `${t("dash.export")} ${format.toUpperCase()}`))),
+    figures);
+
+  const latest = lastAsked();
   async function load() {
-    const asked = ++loads;
+    const current = latest();
     try {
-      const range = query({ org_unit: unit, from: first, to });
       const [year, trend, ranking, coverage] = await Promise.all([
         api(`stats/closure?${range}&group_by=org_unit`),
         api(`stats/closure?${query({ org_unit: unit, from: trendFrom, to })}&group_by=month`),
         api(`stats/ranking?${range}`),
         api(`stats/patrol?${query({ org_unit: unit, date: dashState.day })}`),
       ]);
-      if (asked !== loads) return;
-      page.replaceChildren(
-        dashboardTabs("dashboard"),
-        h("h1", {}, `${t("dash.title")} · ${me.unit?.name ?? unit}`),
-        h("p", {}, `${t("dash.period")}: ${first} – ${localDay()}`,
-          h("span", { class: "grow" }),
-          ["csv", "xlsx"].map((format) => h("button", {
-            type: "button", "data-export": format,
-            onclick: () => download(`${API}/stats/closure?${range}&group_by=org_unit&format=${format}&lang=${lang}`, `closure-${unit}.${format}`),
-          }, `${t("dash.export")} ${format.toUpperCase()}`))),
+      if (!current()) return;
+      const canvas = h("canvas", { id: "trend", height: 220 });
+      figures.replaceChildren(
         h("div", { class: "kpis" },
           h("div", { class: "kpi", "data-kpi": "reported" }, h("span", {}, t("dash.reported")), h("strong", {}, String(year.totals.reported))),
           RATES.map((rate) => h("div", { class: "kpi", "data-kpi": rate }, h("span", {}, t(`dash.${rate}`)), h("strong", {}, percent(year.totals[rate]))))),
         h("div", { class: "columns" },
-          h("div", { class: "card" }, h("h2", {}, t("dash.trend")), h("canvas", { id: "trend", height: 220 })),
+          h("div", { class: "card" }, h("h2", {}, t("dash.trend")), canvas),
           h("div", { class: "card" }, h("h2", {}, t("dash.ranking")), rankingTable(ranking))),
         h("div", { class: "card coverage" }, h("h2", {}, t("dash.coverage")),
           h("label", {}, t("dash.day"), h("input", { type: "date", value: dashState.day, onchange: (event) => {
@@ -833,7 +864,7 @@ async function dashboardPage() {
       // The API lists only the months with tickets: the others are drawn empty.
       const byMonth = new Map(trend.items.map((item) => [item.key, item]));
       const series = (measure, empty) => months.map((month) => byMonth.get(month)?.[measure] ?? empty);
-      chart = new Chart(document.getElementById("trend"), {
+      chart = new Chart(canvas, {
         type: "line",
         data: {
           labels: months,
@@ -849,7 +880,7 @@ async function dashboardPage() {
         } },
       });
     } catch (error) {
-      if (asked === loads) showError(page, error);
+      if (current()) showError(figures, error);
     }
   }
   onChange = load;
@@ -948,16 +979,19 @@ async function appraisalPage(subject) {
       `${t("dash.export")} ${format.toUpperCase()}`))),
     result, trend.slot);
 
+  const latest = lastAsked();
   async function load() {
+    const current = latest();
     try {
       const appraisal = await api(`stats/appraisal?${range()}`);
+      if (!current()) return;
       result.replaceChildren(
         h("p", { class: "formula" }, t(`appraisal.formula.${subject}`), " ",
           h("span", { class: "weights" }, Object.entries(appraisal.weights)
             .map(([term, weight]) => `${t(`field.${term}`)} ${weight}`).join(" · "))),
         appraisalTable(subject, appraisal.items, showTrend));
     } catch (error) {
-      showError(result, error);
+      if (current()) showError(result, error);
     }
   }
 
