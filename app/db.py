@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
@@ -171,6 +171,80 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise InvalidatePoolError("the pooled connection is gone") from exc
 
 
+class RequestWrites(Session):
+    """The session of a write request on PostgreSQL. It reads in autocommit, so that looking up
+    the caller and the ticket costs their statements alone (no BEGIN), and begins a transaction
+    just before its first write: a flush, a DML or raw statement, a locking read
+    (`begin_writing`). A write whole in one statement may run in autocommit too
+    (`app/direct.py`), as the request's last write. Under READ COMMITTED each statement reads
+    its own snapshot either way; what guards a change decided on what was read is the
+    `version` check of its UPDATE, or the lock of a locking read, inside the transaction."""
+
+
+_WRITTEN_ALONE = "written_alone"  # Session.info: a write ran in autocommit, whole in itself
+
+
+def _driver_adapter(connection: Connection) -> Any:
+    return connection.connection.dbapi_connection
+
+
+def reading_in_autocommit(session: Session) -> bool:
+    """Whether the session's next statement runs in autocommit: a read connection, or a write
+    request's before its first write."""
+    return bool(_driver_adapter(session.connection()).autocommit)
+
+
+def begin_writing(session: Session) -> None:
+    """A write request's next statement begins its transaction (a no-op on other sessions, or
+    once begun)."""
+    if not isinstance(session, RequestWrites):
+        return
+    adapter = _driver_adapter(session.connection())
+    if adapter.autocommit:
+        if session.info.get(_WRITTEN_ALONE):
+            raise RuntimeError("a write whole in one statement must be the request's last")
+        adapter.autocommit = False  # the engine's own setting: a transaction at the next
+
+
+def note_written_alone(session: Session) -> None:
+    session.info[_WRITTEN_ALONE] = True
+
+
+@event.listens_for(RequestWrites, "after_begin")
+def _read_in_autocommit(
+    _session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    adapter = _driver_adapter(connection)
+    if not transaction.nested and not adapter.driver_connection.is_in_transaction():
+        adapter.autocommit = True
+
+
+@event.listens_for(RequestWrites, "do_orm_execute")
+def _begin_before_a_write(state: ORMExecuteState) -> None:
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is None:
+        return
+    begin_writing(state.session)
+
+
+@event.listens_for(RequestWrites, "before_flush")
+def _begin_before_flushing(session: Session, _context: Any, _instances: Any) -> None:
+    # (an object written by a statement of its own stays listed as dirty, changing nothing)
+    if session.new or session.deleted or any(map(session.is_modified, session.dirty)):
+        begin_writing(session)
+
+
+@event.listens_for(RequestWrites, "after_commit")
+@event.listens_for(RequestWrites, "after_rollback")
+def _transaction_done(session: Session) -> None:
+    session.info.pop(_WRITTEN_ALONE, None)
+
+
+def _transactional_again(dbapi_connection: Any, _record: Any) -> None:
+    """A connection back from a write request: transactions again for whoever takes it next."""
+    if dbapi_connection is not None:
+        dbapi_connection.autocommit = False
+
+
 R = TypeVar("R", bound=Base)
 
 
@@ -218,6 +292,12 @@ class Database:
         self.reference.watch(self.engine)
         info = {TIMEZONE_KEY: timezone, CACHE_KEY: self.reference}
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self.request_writes = self.sessions
+        if not is_sqlite(url):
+            self.request_writes = async_sessionmaker(
+                self.engine, expire_on_commit=False, info=info, sync_session_class=RequestWrites
+            )
+            event.listen(self.engine.sync_engine, "checkin", _transactional_again)
         self.reader = self.engine if is_sqlite(url) else make_engine(url, pool_size, reads=True)
         self.reads = async_sessionmaker(self.reader, expire_on_commit=False, info=info)
         replicas = []

@@ -67,7 +67,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         # Noted first: the code after a dependency's `yield` runs once the response is sent,
         # after the client may already have asked to read what it wrote.
         database.replicas.note_write(token)
-        async with database.turn(WRITES), database.sessions() as session:
+        async with database.turn(WRITES), database.request_writes() as session:
             yield session
         return
     if getattr(request.scope.get("endpoint"), _REPLICA_READ, False) and not _in_the_field(

@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.db import UNAVAILABLE_SQLSTATES
+from app.db import (
+    UNAVAILABLE_SQLSTATES,
+    begin_writing,
+    note_written_alone,
+    reading_in_autocommit,
+)
 
 Row = Mapping[Any, Any]
 _PROBE = text("SELECT 1")
@@ -50,11 +55,13 @@ class DirectStatement:
     """A Core statement without expanding IN lists, compiled for asyncpg the first time it
     runs there."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Executable, *, reads: bool = False) -> None:
+        """`reads`: the statement only reads, and may run in autocommit."""
         for bind in visitors.iterate(cast(ClauseElement, statement)):
             if isinstance(bind, BindParameter) and (bind.expanding or bind.literal_execute):
                 raise ValueError(f"{bind.key}: a parameter rendered per execution")
         self.statement = statement
+        self.reads = reads
         self._compiled: tuple[str, list[_Parameter]] | None = None
 
     def _compile(self, dialect: Dialect) -> tuple[str, list[_Parameter]]:
@@ -71,10 +78,17 @@ class DirectStatement:
         return self._compiled
 
     async def rows(
-        self, session: AsyncSession, params: Mapping[str, Any], *, autoflush: bool = True
+        self,
+        session: AsyncSession,
+        params: Mapping[str, Any],
+        *,
+        autoflush: bool = True,
+        alone: bool = False,
     ) -> Sequence[Row]:
         """The statement's rows. `autoflush` False: the statement itself writes the session's
-        pending changes, which the caller then marks as stored."""
+        pending changes, which the caller then marks as stored. `alone`: the statement is a
+        write whole in itself and the request's last, and runs in autocommit when the request
+        has not begun writing (`app.db.RequestWrites`)."""
         if autoflush and (session.new or session.dirty or session.deleted):  # as the ORM's
             await session.flush()
         connection = await session.connection()
@@ -84,8 +98,13 @@ class DirectStatement:
         sql, parameters = self._compile(connection.dialect)
         args = [parameter.of(params) for parameter in parameters]
         driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-        if not driver.is_in_transaction():  # SQLAlchemy begins on its first statement
-            await connection.execute(_PROBE)
+        in_autocommit = reading_in_autocommit(session.sync_session)
+        if in_autocommit and alone and not self.reads:
+            note_written_alone(session.sync_session)
+        elif not (in_autocommit and self.reads):
+            begin_writing(session.sync_session)
+            if not driver.is_in_transaction() and not reading_in_autocommit(session.sync_session):
+                await connection.execute(_PROBE)  # the adapter begins on a statement
         try:
             return await driver.fetch(sql, *args)
         except (
@@ -101,9 +120,14 @@ class DirectStatement:
             raise kind(sql, None, exc) from exc
 
     async def first(
-        self, session: AsyncSession, params: Mapping[str, Any], *, autoflush: bool = True
+        self,
+        session: AsyncSession,
+        params: Mapping[str, Any],
+        *,
+        autoflush: bool = True,
+        alone: bool = False,
     ) -> Row | None:
-        rows = await self.rows(session, params, autoflush=autoflush)
+        rows = await self.rows(session, params, autoflush=autoflush, alone=alone)
         return rows[0] if rows else None
 
     async def objects(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:

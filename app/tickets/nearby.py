@@ -79,7 +79,8 @@ _DUPLICATES = DirectStatement(
         IS_OPEN,
         Ticket.category_code == bindparam("category"),
         Ticket.reported_at >= bindparam("since"),
-    )
+    ),
+    reads=True,
 )
 
 

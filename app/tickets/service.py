@@ -309,7 +309,8 @@ def _start_dispatch_limit(ticket: Ticket, now: datetime, settings: Settings) -> 
 _REPORT_BY_CLIENT_ID = DirectStatement(
     select(*TICKET_COLUMNS).where(
         Ticket.reporter == bindparam("reporter"), Ticket.client_id == bindparam("client_id")
-    )
+    ),
+    reads=True,
 )
 # A report is filed without the ORM (a flush costs more than the statements): the ticket unless
 # its reporter filed this client_id already, its history row (bound as `history_<column>`, the
@@ -348,13 +349,14 @@ def _file_report_at_once(timezone: str) -> DirectStatement:
 
 
 async def _file_report(
-    session: AsyncSession, timezone: str, report: Ticket, history: TicketHistory
+    session: AsyncSession, timezone: str, report: Ticket, history: TicketHistory, *, last: bool
 ) -> Row | None:
     """Files the report with its history row and its rollup counts, unless its reporter
-    filed its client_id already (None)."""
+    filed its client_id already (None). `last`: nothing else is written after it."""
     ticket, entry = row_params(report), row_params(history, "history_")
     if session.get_bind().dialect.name == "postgresql":
-        return await _file_report_at_once(timezone).first(session, {**ticket, **entry})
+        statement = _file_report_at_once(timezone)
+        return await statement.first(session, {**ticket, **entry}, alone=last)
     filed = await _FILE_REPORT.first(session, ticket)
     if filed is not None:
         await rollups.count_filed(session, filed)
@@ -464,7 +466,9 @@ async def report_event(
     placed = {"location_source": data.location_source, "accuracy_m": data.accuracy_m}
     placed = {name: value for name, value in placed.items() if value is not None}
     history = report_history(report, user.username, now, match, **placed)
-    filed = await _file_report(session, settings.timezone, report, history)
+    filed = await _file_report(
+        session, settings.timezone, report, history, last=not data.attachment_ids
+    )
     if filed is None:  # a resend, or filed meanwhile by a concurrent one, which has committed
         if (existing := await _existing_report(session, user, data)) is None:
             raise Conflict("the report was being filed at the same time; try again")
@@ -888,7 +892,8 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
     other row pending, nothing the appraisal counts moving), writes it in one statement: the
     UPDATE checking `version` as the flush's would, with the history row and what the change
     moves in the closure rollups, and marks the ticket as stored. False when the flush has to
-    write the change."""
+    write the change. In a write request that has not begun writing, it is committed as it
+    runs: an action is the request's last write (`app.db.RequestWrites`)."""
     if session.get_bind().dialect.name != "postgresql" or session.new or session.deleted:
         return False
     if len(session.dirty) > 1:  # (one written at once before stays listed, changing nothing)
@@ -906,7 +911,7 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
         timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
         params.update(rollups.moving_params(ticket))
     statement = _update_with_history(frozenset(changed), timezone)
-    written = await statement.first(session, params, autoflush=False)
+    written = await statement.first(session, params, autoflush=False, alone=True)
     if written is None:
         raise StaleDataError(f"ticket {ticket.id} was changed meanwhile (version {version})")
     for name, value in changed.items():
@@ -917,8 +922,11 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
 
 def _changed_columns(ticket: Ticket) -> dict[str, Any] | None:
     """The ticket's changed columns and their new values (None when one is a SQL expression,
-    which only the flush writes)."""
+    or a related collection has changed: only the flush writes those)."""
     state = inspect(ticket)
+    related = state.mapper.relationships
+    if any(state.attrs[relation.key].history.has_changes() for relation in related):
+        return None
     changed = {}
     for column in state.mapper.column_attrs:
         history = state.attrs[column.key].history

@@ -131,3 +131,63 @@ def test_a_default_computed_by_sql_must_be_given() -> None:
     with pytest.raises(ValueError, match="at: its default is computed by SQL"):
         row_params(_Stamped())
     assert row_params(_Stamped(at=START)) == {"row_at": START}
+
+
+async def _in_transaction(session: Any) -> bool:
+    raw = await (await session.connection()).get_raw_connection()
+    return bool(raw.driver_connection.is_in_transaction())
+
+
+async def test_a_write_request_reads_in_autocommit_and_writes_in_a_transaction(
+    world: Database, postgres_only: None
+) -> None:
+    async with world.request_writes() as session:
+        assert await session.scalar(select(Category.code).where(Category.code == "road_damage"))
+        assert not await _in_transaction(session)  # a read is its statement alone
+        session.add(_category("flushed"))
+        await session.flush()
+        assert await _in_transaction(session)  # begun before the flush's INSERT
+        await _ADD_CATEGORY.rows(session, row_params(_category("direct")))
+        await session.rollback()  # both undone
+    async with world.request_writes() as session:
+        await _ADD_CATEGORY.rows(session, row_params(_category("direct")))
+        assert await _in_transaction(session)  # a write not marked `alone` begins one too
+        await session.execute(text("SELECT 1"))
+        await session.rollback()
+    async with world.sessions() as session:
+        for code in ("flushed", "direct"):
+            assert await _CATEGORY_NAMED.first(session, {"code": code}) is None
+
+
+async def test_a_write_alone_is_committed_as_it_runs_and_must_be_the_last(
+    world: Database, postgres_only: None
+) -> None:
+    async with world.request_writes() as session:
+        await _ADD_CATEGORY.rows(session, row_params(_category("alone")), alone=True)
+        assert not await _in_transaction(session)
+        assert await session.scalar(select(Category.code).where(Category.code == "alone"))
+        session.add(_category("after"))
+        with pytest.raises(RuntimeError, match="last"):
+            await session.flush()
+        await session.rollback()
+    async with world.sessions() as session:
+        assert await _CATEGORY_NAMED.first(session, {"code": "alone"}) is not None
+        assert await _CATEGORY_NAMED.first(session, {"code": "after"}) is None
+
+
+async def test_a_connection_back_from_a_write_request_is_transactional_again(
+    world: Database, postgres_only: None
+) -> None:
+    """Every connection a write request has held: the scheduler's sessions, which share the
+    pool, run in transactions."""
+    held = []
+    async with world.request_writes() as session:
+        await session.scalar(select(1))
+        held.append((await (await session.connection()).get_raw_connection()).dbapi_connection)
+    for _ in range(3):
+        async with world.sessions() as session:
+            await session.scalar(select(1))
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection.is_in_transaction()
+            held.append(raw.dbapi_connection)
+    assert held[0] in held[1:]  # the same connection came back

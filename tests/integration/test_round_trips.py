@@ -17,10 +17,10 @@ from tests.helpers import DISPATCH, Api
 pytestmark = pytest.mark.usefixtures("postgres_only")
 
 BUDGETS = {
-    "report": 5,
-    "dispatch": 5,
-    "claim": 5,
-    "feedback": 5,
+    "report": 3,
+    "dispatch": 3,
+    "claim": 3,
+    "feedback": 3,
     "verify": 8,
     "list": 2,
     "detail": 2,
