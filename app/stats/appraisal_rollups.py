@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     FromClause,
@@ -66,6 +67,8 @@ _KEY = ("community_code", "grain", "period", "party", "code")
 _ANCESTRY = ("town_code", "district_code")
 _COLUMNS = (*_KEY, *_ANCESTRY, *APPRAISAL_MEASURES)
 _PATROL_COLUMNS = ("grain", "period", "worker", "days")
+# The columns of a history row its facts read (`history_facts`).
+HISTORY_FACT_COLUMNS = ("id", "ticket_id", "actor", "action", "details")
 # The ticket columns its own facts read, and those an assisting part's read.
 TICKET_FACT_COLUMNS = (
     "community_code",
@@ -121,9 +124,12 @@ def ticket_facts(
     ]
 
 
-def history_facts(where: ColumnElement[bool] = true()) -> list[Select[Any]]:
-    """The facts of history rows: answered checks and verifications, first returns."""
-    row = TicketHistory
+def history_facts(
+    where: ColumnElement[bool] = true(), source: Any = TicketHistory
+) -> list[Select[Any]]:
+    """The facts of history rows: answered checks and verifications, first returns. `source`:
+    the table, or a selectable of rows with its columns' names (a CTE inserting them)."""
+    row = source.c if isinstance(source, FromClause) else source
     on_time = row.details["on_time"].as_boolean().is_(True)
     is_check = row.action.in_([_sql(f"'{action}'") for action in CHECKS])
     is_verify = row.action == _sql(f"'{Action.verify}'")
@@ -149,10 +155,10 @@ def history_facts(where: ColumnElement[bool] = true()) -> list[Select[Any]]:
     returned = _fact(Ticket, Party.department, department, ONE, returned=ONE)
     return [
         select(*answers)
-        .join_from(row, Ticket, Ticket.id == row.ticket_id)
+        .join_from(source, Ticket, Ticket.id == row.ticket_id)
         .where(or_(is_check, is_verify), where),
         select(*returned)
-        .join_from(row, Ticket, Ticket.id == row.ticket_id)
+        .join_from(source, Ticket, Ticket.id == row.ticket_id)
         .where(is_return, department.is_not(None), first_return, where),
     ]
 
@@ -243,6 +249,41 @@ def delta_upsert(
     return _adding(dialect, timezone, parts)
 
 
+def moving_after(
+    timezone: str, updated: FromClause, ticket_rows: int, history: FromClause | None
+) -> CTE:
+    """On PostgreSQL, what a ticket's change moves in the rollups, as a data-modifying CTE
+    of the statement that writes it: its facts as they are now minus as they were
+    (`ticket_rows` bound by `moving_params`, 0 when they do not move), counted only if
+    `updated` (the ticket's UPDATE, as a CTE) has a row, and the facts of its history row
+    (`history`, the CTE inserting it, returning its columns), if that counts."""
+    parts: list[Select[Any]] = []
+    if ticket_rows:
+        changed = _bound_rows(_MOVING, _types(Ticket, TICKET_FACT_COLUMNS), ticket_rows)
+        parts += ticket_facts(changed.c, changed.c.sign, select(updated).exists())
+    if history is not None:
+        parts += history_facts(source=history)
+    one = literal_column("1", Integer)
+    return _adding("postgresql", timezone, parts).returning(one).cte("appraisal_moved")
+
+
+_MOVING = "moving_"  # the prefix of `moving_after`'s bound ticket values
+
+
+def moving(ticket: Ticket) -> tuple[int, dict[str, Any]]:
+    """For `moving_after`, a changed ticket's facts not yet flushed: how many signed rows move
+    (none, or as they were out and as they are in) and their parameters."""
+    old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
+    new = upkeep.values_of(ticket, TICKET_FACT_COLUMNS)
+    rows = _replaced(old, new, not _facts_move(old, new))
+    return len(rows), _params(_MOVING, rows)
+
+
+def counts_history(action: str) -> bool:
+    """Whether a history row of `action` is a fact."""
+    return action in _FACT_ACTIONS
+
+
 def adding_facts(dialect: str, timezone: str, tickets: FromClause) -> Insert:
     """Adds the facts of the tickets in `tickets`, a selectable with their columns' names."""
     return _adding(dialect, timezone, ticket_facts(tickets.c))
@@ -312,15 +353,6 @@ def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticke
 
 # The history rows that are facts (`history_facts`).
 _FACT_ACTIONS = frozenset({*CHECKS, Action.verify, Action.return_})
-
-
-def moves(ticket: Ticket, action: str) -> bool:
-    """Whether a flush of the changed ticket and a history row of `action` would move the
-    appraisal rollups."""
-    if action in _FACT_ACTIONS:
-        return True
-    old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
-    return _facts_move(old, upkeep.values_of(ticket, TICKET_FACT_COLUMNS))
 
 
 @event.listens_for(TicketHistory, "after_insert")

@@ -2,19 +2,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     CTE,
     ClauseElement,
     ColumnElement,
-    Integer,
     and_,
     bindparam,
     insert,
     inspect,
-    literal_column,
     or_,
     select,
     true,
@@ -37,6 +35,7 @@ from app.orgs.geo import GridMatch
 from app.orgs.models import Category, Department, Level, OrgUnit
 from app.orgs.service import category_limit
 from app.stats import appraisal_rollups, rollups
+from app.stats.appraisal_rollups import HISTORY_FACT_COLUMNS
 from app.tickets import deadlines
 from app.tickets.machine import (
     ROLE_ACTIONS,
@@ -336,7 +335,7 @@ def _history_after(written: CTE) -> CTE:
     return (
         insert(TicketHistory)
         .from_select(list(values), select(*values.values()).select_from(written))
-        .returning(literal_column("1", Integer))
+        .returning(*(TicketHistory.__table__.c[name] for name in HISTORY_FACT_COLUMNS))
         .cte("history")
     )
 
@@ -898,19 +897,20 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
         return False
     if len(session.dirty) > 1:  # (one written at once before stays listed, changing nothing)
         return False
-    if appraisal_rollups.moves(ticket, history.action):
-        return False
     changed = _changed_columns(ticket)
     if changed is None:
         return False
     version = ticket.version
     params = {f"set_{name}": value for name, value in changed.items()}
     params.update(row_params(history, "history_"), where_id=ticket.id, where_version=version)
-    timezone = None
-    if rollups.moves(ticket):
-        timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
+    closure = rollups.moves(ticket)
+    if closure:
         params.update(rollups.moving_params(ticket))
-    statement = _update_with_history(frozenset(changed), timezone)
+    fact_rows, fact_params = appraisal_rollups.moving(ticket)
+    params.update(fact_params)
+    moved = Moved(closure, fact_rows, appraisal_rollups.counts_history(history.action))
+    timezone = session.info.get(TIMEZONE_KEY, DEFAULT_TIMEZONE)
+    statement = _update_with_history(frozenset(changed), timezone, moved)
     written = await statement.first(session, params, autoflush=False, alone=True)
     if written is None:
         raise StaleDataError(f"ticket {ticket.id} was changed meanwhile (version {version})")
@@ -939,11 +939,20 @@ def _changed_columns(ticket: Ticket) -> dict[str, Any] | None:
     return changed
 
 
-@lru_cache(maxsize=128)
-def _update_with_history(columns: frozenset[str], rollups_in: str | None) -> DirectStatement:
+class Moved(NamedTuple):
+    """What a change moves in the rollups: the closure rollups, the ticket's appraisal facts
+    (as how many signed rows: 0, or out and in) and its history row's."""
+
+    closure: bool
+    ticket_facts: int
+    history_facts: bool
+
+
+@lru_cache(maxsize=256)
+def _update_with_history(columns: frozenset[str], timezone: str, moved: Moved) -> DirectStatement:
     """The ticket's UPDATE of `columns` (bound as `set_<column>`) if it is still at
     `where_version`, and its history row (bound as `history_<column>`) if it was updated, and
-    when `rollups_in` (their time zone) is given, what the change moves in the rollups."""
+    what the change moves in the rollups (their upkeep's parameters, in `timezone`)."""
     table = Ticket.__table__.c
     values = {name: bindparam(f"set_{name}", type_=table[name].type) for name in sorted(columns)}
     updated = (
@@ -953,8 +962,14 @@ def _update_with_history(columns: frozenset[str], rollups_in: str | None) -> Dir
         .returning(Ticket.id)
         .cte("updated")
     )
-    moved = [] if rollups_in is None else [rollups.moving_after(rollups_in, updated)]
-    return DirectStatement(select(updated.c.id).add_cte(_history_after(updated), *moved))
+    history = _history_after(updated)
+    upkeep = [rollups.moving_after(timezone, updated)] if moved.closure else []
+    if moved.ticket_facts or moved.history_facts:
+        counted = history if moved.history_facts else None
+        upkeep.append(
+            appraisal_rollups.moving_after(timezone, updated, moved.ticket_facts, counted)
+        )
+    return DirectStatement(select(updated.c.id).add_cte(history, *upkeep))
 
 
 # A column the statistics rollups do not read: flagging it costs their upkeep nothing.

@@ -21,7 +21,7 @@ BUDGETS = {
     "dispatch": 3,
     "claim": 3,
     "feedback": 3,
-    "verify": 8,
+    "verify": 3,
     "list": 2,
     "detail": 2,
     "closure statistics": 3,
