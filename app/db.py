@@ -239,6 +239,12 @@ def _transaction_done(session: Session) -> None:
     session.info.pop(_WRITTEN_ALONE, None)
 
 
+def _begin_before_a_savepoint(connection: Connection, _name: str | None) -> None:
+    adapter = _driver_adapter(connection)
+    if adapter.autocommit:  # a write request's, reading so far (a savepoint needs a transaction)
+        adapter.autocommit = False
+
+
 def _transactional_again(dbapi_connection: Any, _record: Any) -> None:
     """A connection back from a write request: transactions again for whoever takes it next."""
     if dbapi_connection is not None:
@@ -298,6 +304,7 @@ class Database:
                 self.engine, expire_on_commit=False, info=info, sync_session_class=RequestWrites
             )
             event.listen(self.engine.sync_engine, "checkin", _transactional_again)
+            event.listen(self.engine.sync_engine, "savepoint", _begin_before_a_savepoint)
         self.reader = self.engine if is_sqlite(url) else make_engine(url, pool_size, reads=True)
         self.reads = async_sessionmaker(self.reader, expire_on_commit=False, info=info)
         replicas = []

@@ -154,7 +154,13 @@ async def test_a_write_request_reads_in_autocommit_and_writes_in_a_transaction(
         assert await _in_transaction(session)  # a write not marked `alone` begins one too
         await session.execute(text("SELECT 1"))
         await session.rollback()
+    async with world.request_writes() as session:
+        await session.scalar(select(1))
+        async with session.begin_nested():  # a savepoint begins the transaction first
+            session.add(_category("nested"))
+        await session.commit()
     async with world.sessions() as session:
+        assert await _CATEGORY_NAMED.first(session, {"code": "nested"}) is not None
         for code in ("flushed", "direct"):
             assert await _CATEGORY_NAMED.first(session, {"code": code}) is None
 
