@@ -3,7 +3,9 @@
 A small statement costs asyncpg about 100 µs of CPU, and SQLAlchemy's execution layer about
 170 µs more on top; an ORM statement costs 500 µs (on a 2-core machine). A patrol report runs
 half a dozen, so on PostgreSQL these statements go straight to the driver, in the session's
-transaction on its connection. On SQLite they run through the session as usual.
+transaction on its connection; in a write request that has not begun writing, a statement
+marked as a read (`reads`) or as the request's whole last write (`alone`) runs in autocommit
+(`app.db.RequestWrites`). On SQLite they run through the session as usual.
 """
 
 from collections.abc import Callable, Mapping, Sequence
