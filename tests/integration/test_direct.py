@@ -184,16 +184,18 @@ async def test_a_write_alone_is_committed_as_it_runs_and_must_be_the_last(
 async def test_a_connection_back_from_a_write_request_is_transactional_again(
     world: Database, postgres_only: None
 ) -> None:
-    """Every connection a write request has held: the scheduler's sessions, which share the
-    pool, run in transactions."""
-    held = []
-    async with world.request_writes() as session:
-        await session.scalar(select(1))
-        held.append((await (await session.connection()).get_raw_connection()).dbapi_connection)
-    for _ in range(3):
-        async with world.sessions() as session:
+    """The connection a write request held: the scheduler's sessions, which share the pool,
+    run in transactions on it."""
+    one = Database(world.url, pool_size=1)  # one pooled connection, taken again and again
+    try:
+        async with one.request_writes() as session:
             await session.scalar(select(1))
             raw = await (await session.connection()).get_raw_connection()
+            held = raw.dbapi_connection
+        async with one.sessions() as session:
+            await session.scalar(select(1))
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.dbapi_connection is held
             assert raw.driver_connection.is_in_transaction()
-            held.append(raw.dbapi_connection)
-    assert held[0] in held[1:]  # the same connection came back
+    finally:
+        await one.dispose()
