@@ -115,7 +115,10 @@ def make_engine(
         return engine
     name = application_name or ("gridwork-reads" if reads else "gridwork")
     settings = READS_SETTINGS if reads else {}
-    connect_args: dict[str, Any] = {"server_settings": {"application_name": name} | settings}
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": name} | settings,
+        "max_cacheable_statement_size": MAX_CACHED_STATEMENT_BYTES,
+    }
     if replica:
         connect_args |= {"timeout": REPLICA_CONNECT_SECONDS, "command_timeout": REPLICA_SECONDS}
     options = {"isolation_level": "AUTOCOMMIT"} if reads else {}
@@ -131,6 +134,11 @@ def make_engine(
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
 
+
+# asyncpg keeps a statement prepared on its connection only up to this size (15 KiB by
+# default). The statements of `app/direct.py` that write a change with its rollups' upkeep are
+# larger: sent unnamed, each was parsed and planned anew, 4-5 ms of the server's time a change.
+MAX_CACHED_STATEMENT_BYTES = 256 * 1024
 
 # A replica behind a dropped route must not hold a request for asyncpg's default 60 s to
 # connect, nor for TCP's retries (a quarter of an hour) for an answer.

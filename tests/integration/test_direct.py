@@ -199,3 +199,20 @@ async def test_a_connection_back_from_a_write_request_is_transactional_again(
             assert raw.driver_connection.is_in_transaction()
     finally:
         await one.dispose()
+
+
+async def test_a_large_statement_stays_prepared_on_its_connection(
+    world: Database, postgres_only: None
+) -> None:
+    """A change with its rollups' upkeep is a statement of about 20 KiB: parsed and planned
+    once per connection, not on every run (asyncpg's default keeps up to 15 KiB)."""
+    large = DirectStatement(text(f"SELECT 1 AS one /* {'x' * 20_000} */"), reads=True)
+    async with world.sessions() as session:
+        for _ in range(2):
+            assert [dict(row) for row in await large.rows(session, {})] == [{"one": 1}]
+        prepared = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT 1 AS one%'"
+            )
+        )
+        assert prepared == 1
