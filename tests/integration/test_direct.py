@@ -210,9 +210,6 @@ async def test_a_large_statement_stays_prepared_on_its_connection(
     async with world.sessions() as session:
         for _ in range(2):
             assert [dict(row) for row in await large.rows(session, {})] == [{"one": 1}]
-        prepared = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT 1 AS one%'"
-            )
-        )
+        kept = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT 1 AS one%'"
+        prepared = await session.scalar(text(kept))
         assert prepared == 1
