@@ -90,7 +90,7 @@ LEVEL_DEPTH: dict[str, int] = {level: depth for depth, level in enumerate(Level)
 
 
 def can_escalate(ticket: Ticket) -> bool:
-    return Level(ticket.level) in ESCALATION
+    return ticket.level in ESCALATION  # (a Level is its name: no conversion per ticket)
 
 
 # Scope ---------------------------------------------------------------------------------------
