@@ -100,12 +100,13 @@ class DirectStatement:
         sql, parameters = self._compile(connection.dialect)
         args = [parameter.of(params) for parameter in parameters]
         driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-        in_autocommit = reading_in_autocommit(session.sync_session)
-        if in_autocommit and alone and not self.reads:
-            note_written_alone(session.sync_session)
-        elif not (in_autocommit and self.reads):
-            begin_writing(session.sync_session)
-            if not driver.is_in_transaction() and not reading_in_autocommit(session.sync_session):
+        orm_session = session.sync_session
+        if reading_in_autocommit(orm_session) and (self.reads or alone):
+            if alone:
+                note_written_alone(orm_session)
+        else:
+            begin_writing(orm_session)
+            if not driver.is_in_transaction() and not reading_in_autocommit(orm_session):
                 await connection.execute(_PROBE)  # the adapter begins on a statement
         try:
             return await driver.fetch(sql, *args)
