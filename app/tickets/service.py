@@ -888,9 +888,9 @@ async def apply_action(
 
 async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketHistory) -> bool:
     """On PostgreSQL, when the change is the ticket's columns and its history row alone (no
-    other row pending, nothing the appraisal counts moving), writes it in one statement: the
-    UPDATE checking `version` as the flush's would, with the history row and what the change
-    moves in the closure rollups, and marks the ticket as stored. False when the flush has to
+    other row pending, no related collection changed), writes it in one statement: the UPDATE
+    checking `version` as the flush's would, with the history row and what the change moves in
+    the closure and appraisal rollups, and marks the ticket as stored. False when the flush has to
     write the change. In a write request that has not begun writing, it is committed as it
     runs: an action is the request's last write (`app.db.RequestWrites`)."""
     if session.get_bind().dialect.name != "postgresql" or session.new or session.deleted:
