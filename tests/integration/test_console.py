@@ -101,6 +101,7 @@ async def screenshot(page: Page, name: str) -> None:
 async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     browser: Browser, live: LiveServer, api: Api, script_errors: list[str]
 ) -> None:
+    elsewhere = (await api.ticket_in("dispatched"))["id"]
     page = await signed_in(browser, live, "dispatcher", script_errors)
     new = page.locator('.tab[data-bucket="reported"]')
     await expect(new).to_have_attribute("aria-selected", "true")
@@ -125,6 +126,14 @@ async def test_a_dispatcher_sees_a_new_report_live_and_dispatches_it(
     assert await new.locator(".count").text_content() == str(int(before or 0) + 1)
     await expect(new).to_have_attribute("data-first", "yes")  # counted again, not drawn again
     await screenshot(page, "queue")
+    # A change that leaves the rows shown as they were does not draw them again (marked with a
+    # property: an attribute would make the row differ from its new drawing).
+    await row.evaluate("row => { row.drawnFirst = true; }")
+    in_progress = page.locator('.tab[data-bucket="in_progress"] .count')
+    handled = int(await in_progress.text_content() or 0)
+    await api.must(elsewhere, "claim", "handler")
+    await expect(in_progress).to_have_text(str(handled + 1), timeout=SEEN_WITHIN_MS)
+    assert await row.evaluate("row => row.drawnFirst === true")
 
     await row.click()
     await expect(page.locator(".ticket h1")).to_contain_text(ticket["number"])

@@ -160,6 +160,15 @@ function lastAsked() {
   };
 }
 
+// Draws `nodes` into `container` unless they look the same as what it shows: a live reload
+// that replaced the rows under the pointer would lose a click that had begun on them (pressed
+// on the old row, released on the new one), and a busy district's queue reloads every 2 s.
+function redraw(container, ...nodes) {
+  const shown = container.children;
+  if (shown.length === nodes.length && nodes.every((node, i) => shown[i].isEqualNode(node))) return;
+  container.replaceChildren(...nodes);
+}
+
 function showError(container, error) {
   container.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
 }
@@ -369,7 +378,7 @@ async function queuePage() {
       for (const button of tabs.children) button.setAttribute("aria-selected", String(button.dataset.bucket === queueState.bucket));
       for (const [name, tickets] of held) counts.get(name).textContent = `${tickets.length}${open.more ? "+" : ""}`;
       const shown = held.find(([name]) => name === queueState.bucket)?.[1] ?? held[0][1];
-      list.replaceChildren(ticketTable(shown.sort(byUrgency)));
+      redraw(list, ticketTable(shown.sort(byUrgency)));
     } catch (error) {
       if (current()) showError(list, error);
     }
@@ -394,11 +403,11 @@ async function todoPage() {
       if (!current()) return;
       heading.replaceChildren(`${t("todo.title")} `,
         h("span", { class: "count" }, `${mine.items.length}${mine.more ? "+" : ""}`));
-      list.replaceChildren(ticketTable(mine.items.sort(byUrgency)));
-      if (me.role === "supervisor") {
-        list.append(h("p", { class: "empty" }, `${t("todo.supervisor")} `,
-          h("a", { href: "#/queue", onclick: () => { queueState.bucket = "urged"; } }, t("bucket.urged"))));
-      }
+      const urged = me.role === "supervisor"
+        ? [h("p", { class: "empty" }, `${t("todo.supervisor")} `,
+          h("a", { href: "#/queue", onclick: () => { queueState.bucket = "urged"; } }, t("bucket.urged")))]
+        : [];
+      redraw(list, ticketTable(mine.items.sort(byUrgency)), ...urged);
     } catch (error) {
       if (current()) showError(list, error);
     }
