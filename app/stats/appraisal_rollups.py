@@ -273,9 +273,7 @@ _MOVING = "moving_"  # the prefix of `moving_after`'s bound ticket values
 def moving(ticket: Ticket) -> tuple[int, dict[str, Any]]:
     """For `moving_after`, a changed ticket's facts not yet flushed: how many signed rows move
     (none, or as they were out and as they are in) and their parameters."""
-    old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
-    new = upkeep.values_of(ticket, TICKET_FACT_COLUMNS)
-    rows = _replaced(old, new, not _facts_move(old, new))
+    rows = _ticket_facts_moved(ticket)
     return len(rows), _params(_MOVING, rows)
 
 
@@ -344,11 +342,17 @@ def _ticket_filed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket)
     _pending(ticket).tickets.append((1, upkeep.values_of(ticket, TICKET_FACT_COLUMNS)))
 
 
-@event.listens_for(Ticket, "after_update")
-def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket) -> None:
+def _ticket_facts_moved(ticket: Ticket) -> Signed:
+    """A changed ticket's facts as they were out and as they are now in, unless they are the
+    same."""
     old = upkeep.values_of(ticket, TICKET_FACT_COLUMNS, before=True)
     new = upkeep.values_of(ticket, TICKET_FACT_COLUMNS)
-    _pending(ticket).tickets.extend(_replaced(old, new, not _facts_move(old, new)))
+    return _replaced(old, new, not _facts_move(old, new))
+
+
+@event.listens_for(Ticket, "after_update")
+def _ticket_changed(_mapper: Mapper[Any], _connection: Connection, ticket: Ticket) -> None:
+    _pending(ticket).tickets.extend(_ticket_facts_moved(ticket))
 
 
 # The history rows that are facts (`history_facts`).
@@ -357,7 +361,7 @@ _FACT_ACTIONS = frozenset({*CHECKS, Action.verify, Action.return_})
 
 @event.listens_for(TicketHistory, "after_insert")
 def _history_added(_mapper: Mapper[Any], _connection: Connection, row: TicketHistory) -> None:
-    if row.action in _FACT_ACTIONS:
+    if counts_history(row.action):
         _pending(row).history_ids.append(row.id)
 
 
