@@ -94,9 +94,9 @@ class PageParams(BaseModel):
         render: Callable[[Any], T],
     ) -> Page[T]:
         """A page of `query`, newest first by (`at`, `id_`). A query of one entity gives its
-        objects, a query of columns its rows."""
+        objects, a query of several columns its rows."""
         result = await session.execute(self._newest_first(query, at, id_))
-        rows = result.scalars().all() if _is_entity(query) else result.all()
+        rows = result.scalars().all() if len(result.keys()) == 1 else result.all()
         return self._page_newest(rows, at, id_, render)
 
     async def fetch_newest_of(
@@ -126,11 +126,6 @@ class PageParams(BaseModel):
             raw = json.dumps({"k": key(rows[-1])}, default=str).encode()
             cursor = base64.urlsafe_b64encode(raw).decode()
         return Page(items=[render(r) for r in rows], next_cursor=cursor)
-
-
-def _is_entity(query: Select[Any]) -> bool:
-    descriptions = query.column_descriptions
-    return len(descriptions) == 1 and descriptions[0]["expr"] is descriptions[0].get("entity")
 
 
 def _time_and_id(after: Any) -> tuple[datetime, int]:

@@ -895,7 +895,7 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
     runs: an action is the request's last write (`app.db.RequestWrites`)."""
     if session.get_bind().dialect.name != "postgresql" or session.new or session.deleted:
         return False
-    if len(session.dirty) > 1:  # (one written at once before stays listed, changing nothing)
+    if len(session.dirty) > 1:
         return False
     changed = _changed_columns(ticket)
     if changed is None:
@@ -914,9 +914,9 @@ async def _write_at_once(session: AsyncSession, ticket: Ticket, history: TicketH
     written = await statement.first(session, params, autoflush=False, alone=True)
     if written is None:
         raise StaleDataError(f"ticket {ticket.id} was changed meanwhile (version {version})")
-    for name, value in changed.items():
-        set_committed_value(ticket, name, value)
     set_committed_value(ticket, "version", version + 1)
+    stored = inspect(ticket)  # as it now is in the database: no flush looks at it again
+    stored._commit_all(stored.dict, session.identity_map)
     return True
 
 
