@@ -83,7 +83,7 @@ def serve(
     settings = get_settings()  # refuse to start on bad settings before forking workers
     _refuse_published_key(settings, host)
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=host,
         port=port,

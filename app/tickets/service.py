@@ -193,73 +193,157 @@ async def get_visible_ticket(
 CHECKS = (Action.confirm, Action.refute)
 
 
-def _not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
-    """Why a user who sees a ticket may still not take `action` on it: a dispatcher sees
-    tickets reported in their area but acts only on those owned in it (not on one escalated
-    above their unit); a grid worker checks and verifies the tickets of their grid and acts
-    otherwise only on their own reports (not on the original theirs was merged into); a handler
-    answers the assisting part of their department and takes every other step only for the
-    lead department. (A visible ticket's grid lies in the dispatcher's subtree, so its owner
-    does too exactly when the owner is not at a higher level.)"""
-    role = user.role
-    if role == Role.dispatcher:
-        assert user.org_unit is not None
-        if LEVEL_DEPTH[ticket.level] < LEVEL_DEPTH[user.org_unit.level]:
-            return f"the ticket is owned by {ticket.owner_unit_code}, above your unit"
-    if role == Role.grid_worker:
-        own_grid = ticket.grid_code == user.org_unit_code
-        if action in CHECKS and not own_grid:
-            return f"only the workers of grid {ticket.grid_code} check its tickets"
-        own_report = ticket.reporter == user.username
-        if action == Action.verify and not (own_report or own_grid):
-            return "you may verify only your reports and your grid's tickets"
-        if action not in (*CHECKS, Action.verify) and not own_report:
-            return "you may act only on tickets you reported"
-    if role == Role.handler:
-        if action == Action.assist:
-            if _part_of(ticket, user.department_code) is None:
-                return f"department {user.department_code} is not asked to assist on this ticket"
-        elif ticket.department_code != user.department_code:
-            return f"only the lead department {ticket.department_code} may {action} this ticket"
+def _dispatcher_not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
+    """A dispatcher sees tickets reported in their area but acts only on those owned in it, not
+    on one escalated above their unit. (A visible ticket's grid lies in the dispatcher's
+    subtree, so its owner does too exactly when the owner is not at a higher level.)"""
+    unit = user.org_unit
+    assert unit is not None
+    if LEVEL_DEPTH[ticket.level] < LEVEL_DEPTH[unit.level]:
+        return f"the ticket is owned by {ticket.owner_unit_code}, above your unit"
     return None
+
+
+def _grid_worker_not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
+    """A grid worker checks and verifies the tickets of their grid and acts otherwise only on
+    their own reports (not on the original theirs was merged into)."""
+    own_grid = ticket.grid_code == user.org_unit_code
+    if action in CHECKS:
+        if not own_grid:
+            return f"only the workers of grid {ticket.grid_code} check its tickets"
+        return None
+    own_report = ticket.reporter == user.username
+    if action == Action.verify:
+        if not (own_report or own_grid):
+            return "you may verify only your reports and your grid's tickets"
+        return None
+    if not own_report:
+        return "you may act only on tickets you reported"
+    return None
+
+
+def _handler_not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
+    """A handler answers the assisting part of their department and takes every other step
+    only for the lead department."""
+    if action == Action.assist:
+        if _part_of(ticket, user.department_code) is None:
+            return f"department {user.department_code} is not asked to assist on this ticket"
+    elif ticket.department_code != user.department_code:
+        return f"only the lead department {ticket.department_code} may {action} this ticket"
+    return None
+
+
+# Why a user who sees a ticket may still not take an action on it, by role (None: any).
+_NOT_YOURS: dict[str, Callable[[User, Ticket, Action], str | None]] = {
+    Role.dispatcher: _dispatcher_not_yours,
+    Role.grid_worker: _grid_worker_not_yours,
+    Role.handler: _handler_not_yours,
+}
+
+
+def _not_yours(user: User, ticket: Ticket, action: Action) -> str | None:
+    check = _NOT_YOURS.get(user.role)
+    return None if check is None else check(user, ticket, action)
 
 
 def _part_of(ticket: Ticket, department_code: str | None) -> TicketAssist | None:
     return next((a for a in ticket.assists if a.department_code == department_code), None)
 
 
+# An action's own preconditions, which the transition table cannot express: each says why the
+# action cannot be taken on this ticket now, or None. `user` None is the system.
+Precondition = Callable[[Ticket, User | None, Settings, datetime], str | None]
+
+
+def _extensible(ticket: Ticket, now: datetime) -> str | None:
+    if deadlines.is_overdue(ticket, now):
+        return "the ticket is overdue: it can no longer be extended"
+    return None
+
+
+def _extension_askable(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    if (overdue := _extensible(ticket, now)) is not None:
+        return overdue
+    if ticket.pending_extension_value is not None:
+        return "an extension request is already waiting for a decision"
+    if ticket.extension_count >= MAX_EXTENSIONS:
+        return f"a ticket may be extended at most {MAX_EXTENSIONS} times"
+    return None
+
+
+def _extension_decidable(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    if ticket.pending_extension_value is None:
+        return "there is no extension request to decide"
+    return None
+
+
+def _extension_grantable(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    return _extensible(ticket, now) or _extension_decidable(ticket, user, settings, now)
+
+
+def _escalatable(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    return None if can_escalate(ticket) else "the ticket is already owned at the district level"
+
+
+def _assists_answered(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    if pending := [a for a in ticket.assists if a.done_at is None]:
+        codes = ", ".join(a.department_code for a in pending)
+        return f"waiting for the assisting departments to answer: {codes}"
+    return None
+
+
+def _part_unanswered(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    part = None if user is None else _part_of(ticket, user.department_code)
+    if part is not None and part.done_at is not None:
+        return f"department {part.department_code} has already answered its part"
+    return None
+
+
+def _rated_by_another(
+    ticket: Ticket, user: User | None, settings: Settings, now: datetime
+) -> str | None:
+    if ticket.self_resolved and user is not None and ticket.reporter == user.username:
+        return "you resolved this ticket on the spot: someone else rates it"
+    return None
+
+
+def _reopenable(ticket: Ticket, user: User | None, settings: Settings, now: datetime) -> str | None:
+    assert ticket.closed_at is not None
+    if now > ticket.closed_at + timedelta(days=settings.reopen_days):
+        return f"the ticket was closed more than {settings.reopen_days} days ago"
+    return None
+
+
+_PRECONDITIONS: dict[str, Precondition] = {
+    Action.request_extension: _extension_askable,
+    Action.approve_extension: _extension_grantable,
+    Action.deny_extension: _extension_decidable,
+    Action.escalate: _escalatable,
+    Action.feedback: _assists_answered,
+    Action.assist: _part_unanswered,
+    Action.rate: _rated_by_another,
+    Action.reopen: _reopenable,
+}
+
+
 def _refusal(
     ticket: Ticket, action: Action, user: User | None, settings: Settings, now: datetime
 ) -> str | None:
     """Why an action the transition table allows cannot be taken on this ticket now."""
-    extending = action in (Action.request_extension, Action.approve_extension)
-    if extending and deadlines.is_overdue(ticket, now):
-        return "the ticket is overdue: it can no longer be extended"
-    if action == Action.request_extension:
-        if ticket.pending_extension_value is not None:
-            return "an extension request is already waiting for a decision"
-        if ticket.extension_count >= MAX_EXTENSIONS:
-            return f"a ticket may be extended at most {MAX_EXTENSIONS} times"
-    deciding = action in (Action.approve_extension, Action.deny_extension)
-    if deciding and ticket.pending_extension_value is None:
-        return "there is no extension request to decide"
-    if action == Action.escalate and not can_escalate(ticket):
-        return "the ticket is already owned at the district level"
-    if action == Action.feedback and (pending := [a for a in ticket.assists if a.done_at is None]):
-        codes = ", ".join(a.department_code for a in pending)
-        return f"waiting for the assisting departments to answer: {codes}"
-    if action == Action.assist and user is not None:
-        part = _part_of(ticket, user.department_code)
-        if part is not None and part.done_at is not None:
-            return f"department {part.department_code} has already answered its part"
-    own_fix = ticket.self_resolved and user is not None and ticket.reporter == user.username
-    if action == Action.rate and own_fix:
-        return "you resolved this ticket on the spot: someone else rates it"
-    if action == Action.reopen:
-        assert ticket.closed_at is not None
-        if now > ticket.closed_at + timedelta(days=settings.reopen_days):
-            return f"the ticket was closed more than {settings.reopen_days} days ago"
-    return None
+    precondition = _PRECONDITIONS.get(action)
+    return None if precondition is None else precondition(ticket, user, settings, now)
 
 
 def allowed_actions(ticket: Ticket, user: User, settings: Settings, now: datetime) -> list[Action]:

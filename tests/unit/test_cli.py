@@ -1,6 +1,8 @@
 """The gridwork command against a SQLite file, as an operator would use it."""
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import get_settings
+from app.main import GC_FIRST_GENERATION_THRESHOLD
 from app.observability import JsonFormatter
 
 
@@ -181,9 +184,28 @@ def test_serve_asks_uvicorn_to_drain_on_shutdown_and_log_json(
     assert CliRunner().invoke(cli, ["serve", "--workers", "2"]).exit_code == 0
 
     assert started["timeout_graceful_shutdown"] == 45 and started["workers"] == 2
+    assert started["factory"] is True
     assert started["access_log"] is False  # the app writes its own access lines
     formatter = started["log_config"]["formatters"]["main"]
     assert formatter["()"] is JsonFormatter
+
+
+def test_serve_builds_each_process_with_its_start_up_frozen_out_of_collections(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    assert CliRunner().invoke(cli, ["serve"]).exit_code == 0
+    module, factory = served[0].split(":")
+    # in a process of its own: the collector's settings are the whole process's
+    program = (
+        f"import gc; from {module} import {factory}; {factory}(); "
+        "print(gc.get_freeze_count() > 10_000, gc.get_threshold()[0])"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split() == ["True", str(GC_FIRST_GENERATION_THRESHOLD)]
 
 
 @pytest.mark.parametrize(
