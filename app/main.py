@@ -367,12 +367,16 @@ GC_FIRST_GENERATION_THRESHOLD = 5000
 
 
 def create_served_app() -> FastAPI:
-    """The app of one `gridwork serve` process. What it was built from (modules, routes,
-    settings) lives as long as the process, so it is frozen out of the garbage collector's
-    passes, and a pass waits for more new objects: about 0.3-0.4 ms less of each request
-    (`docs/benchmarks.md`)."""
+    """The app of one `gridwork serve` process."""
     app = create_app()
+    keep_start_up_out_of_collections()
+    return app
+
+
+def keep_start_up_out_of_collections() -> None:
+    """What a serving process was built from (modules, routes, settings) lives as long as the
+    process: it is frozen out of the garbage collector's passes, and a pass waits for more new
+    objects. About 0.3-0.4 ms less of each request (`docs/benchmarks.md`)."""
     gc.freeze()
     _, *older = gc.get_threshold()
     gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, *older)
-    return app

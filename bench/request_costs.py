@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import Database
-from app.main import create_app
+from app.main import create_app, keep_start_up_out_of_collections
 from bench.district import ADMIN_URL
 from bench.load.run import CHAIN, SECRET, pool, token
 
@@ -50,6 +50,7 @@ async def main() -> None:
     url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     settings = Settings(database_url=url, secret_key=SECRET, env="production")
     app = create_app(settings)
+    keep_start_up_out_of_collections()  # as `gridwork serve` does
     database: Database = app.state.database
     statements = 0
 
