@@ -17,7 +17,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, distinct, func, or_, select, true, union_all
+from sqlalchemy import ColumnElement, and_, distinct, func, or_, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
@@ -39,7 +39,8 @@ from app.stats.service import (
     Groups,
     Query,
     Spans,
-    in_periods,
+    covering,
+    period_params,
     spans,
 )
 from app.tickets.models import Ticket
@@ -159,14 +160,20 @@ class Appraisal:
             return
         self.cut = cut
 
+    def _covering(self, model: Any) -> ColumnElement[bool]:
+        """The rollup rows of the whole days and months of the range (`_periods` binds them)."""
+        assert self.cut is not None
+        return covering(model, len(self.cut.days), self.cut.months is not None)
+
+    def _periods(self) -> dict[str, str]:
+        return {} if self.cut is None else period_params(self.cut, self.timezone)
+
     async def _figures(self, *parties: Party) -> dict[tuple[str, str], dict[str, int]]:
         """{(party, code): {measure: count}} of the parties' appraisal facts."""
         if self.cut is not None:
             area = getattr(AppraisalRollup, AREA_COLUMNS[Level(self.unit.level)].key)
             source: Any = AppraisalRollup
-            where = and_(
-                area == self.unit.code, in_periods(AppraisalRollup, self.cut, self.timezone)
-            )
+            where = and_(area == self.unit.code, self._covering(AppraisalRollup))
         else:
             source = union_all(*appraisal_rollups.facts(self.tickets)).subquery()
             where = true()
@@ -182,7 +189,7 @@ class Appraisal:
         )
         return {
             (party, code): dict(zip(APPRAISAL_MEASURES, (int(v or 0) for v in values), strict=True))
-            for party, code, *values in await self.session.execute(query)
+            for party, code, *values in await self.session.execute(query, self._periods())
         }
 
     async def _patrol_days(self, workers: Any) -> dict[str, int]:
@@ -191,7 +198,7 @@ class Appraisal:
                 select(PatrolDays.worker, func.sum(PatrolDays.days))
                 .where(
                     PatrolDays.worker.in_(workers),
-                    in_periods(PatrolDays, self.cut, self.timezone),
+                    self._covering(PatrolDays),
                 )
                 .group_by(PatrolDays.worker)
             )
@@ -207,7 +214,8 @@ class Appraisal:
                 )
                 .group_by(ClockIn.worker)
             )
-        return {worker: int(days or 0) for worker, days in await self.session.execute(query)}
+        rows = await self.session.execute(query, self._periods())
+        return {worker: int(days or 0) for worker, days in rows}
 
     # Grid workers ---------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ def stored(dialect: str) -> list[ColumnElement[Any]]:
     return [measures[name] for name in ROLLUP_MEASURES]
 
 
-def overdue_open(now: datetime) -> ColumnElement[Any]:
+def overdue_open(now: datetime | ColumnElement[datetime]) -> ColumnElement[Any]:
     return _count(and_(IS_OPEN, deadlines.overdue_clause(True, now)))
 
 

@@ -12,12 +12,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import UTCDateTime
+from app.direct import DirectStatement
 from app.orgs.models import Department, Level, OrgUnit
 from app.stats import measures, rollups
 from app.stats.models import DAY, MONTH, NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
@@ -167,19 +170,94 @@ def spans(since: datetime, until: datetime, timezone: str, with_months: bool) ->
     return Spans(months, [span for span in outside if span[0] < span[1]], rest)
 
 
-def in_periods(model: Any, cut: Spans, timezone: str) -> ColumnElement[bool]:
-    """The rows of a rollup table (with `grain` and `period`) covering `cut`'s whole months
-    and days."""
+def period_params(cut: Spans, timezone: str) -> dict[str, str]:
+    """The bounds of `cut`'s whole days and months as periods of the rollups, bound as
+    `covering` names them."""
     zone = ZoneInfo(timezone)
 
-    def periods(grain: str, span: Span, form: str) -> ColumnElement[bool]:
+    def bounds(name: str, span: Span, form: str) -> dict[str, str]:
         first, end = (moment.astimezone(zone).strftime(form) for moment in span)
-        return and_(model.grain == grain, model.period >= first, model.period < end)
+        return {f"{name}_first": first, f"{name}_end": end}
 
-    covered = [periods(DAY, span, "%Y-%m-%d") for span in cut.days]
+    params = {}
+    for number, span in enumerate(cut.days):
+        params.update(bounds(f"day{number}", span, "%Y-%m-%d"))
     if cut.months:
-        covered.append(periods(MONTH, cut.months, "%Y-%m"))
+        params.update(bounds("months", cut.months, "%Y-%m"))
+    return params
+
+
+def covering(model: Any, days: int, months: bool) -> ColumnElement[bool]:
+    """The rows of a rollup table (with `grain` and `period`) covering `days` spans of whole
+    days, and a span of whole months if `months`, bound as `period_params` names them."""
+
+    def periods(grain: str, name: str) -> ColumnElement[bool]:
+        return and_(
+            model.grain == grain,
+            model.period >= bindparam(f"{name}_first"),
+            model.period < bindparam(f"{name}_end"),
+        )
+
+    covered = [periods(DAY, f"day{number}") for number in range(days)]
+    if months:
+        covered.append(periods(MONTH, "months"))
     return or_(false(), *covered)
+
+
+def _values(row: Any) -> list[Any]:
+    return list(row.values())
+
+
+def _child_key(model: Any, level: Level, group_by: GroupBy, dialect: str, timezone: str) -> Any:
+    """What a closure query of a unit at `level` groups `model`'s rows by."""
+    if group_by == GroupBy.org_unit:
+        return getattr(model, CHILD_COLUMN[level])
+    if group_by == GroupBy.category:
+        return model.category_code
+    if group_by == GroupBy.department:
+        return model.department_code
+    if model is ClosureRollup:
+        return ClosureRollup.period
+    return measures.local_day(dialect, timezone)
+
+
+# The statements below are built once for each shape of query: building and caching one of
+# them anew took a quarter of a statistics request.
+
+
+@lru_cache(maxsize=512)
+def _rollup_sums(
+    level: Level, group_by: GroupBy, dialect: str, timezone: str, days: int, months: bool
+) -> DirectStatement:
+    """The rollups' sums in the area of the unit `area`, over `days` spans of whole days and
+    the whole months if `months` (bound as `period_params` names them)."""
+    key = _child_key(ClosureRollup, level, group_by, dialect, timezone)
+    area = getattr(ClosureRollup, AREA_COLUMNS[level].key)
+    covered = covering(ClosureRollup, days, months)
+    sums = (func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES)
+    return DirectStatement(
+        select(key, *sums)
+        .where(area == bindparam("area"), covered, ClosureRollup.reported > 0)
+        .group_by(key),
+        reads=True,
+    )
+
+
+@lru_cache(maxsize=512)
+def _overdue_open(level: Level, group_by: GroupBy, dialect: str, timezone: str) -> DirectStatement:
+    """The open tickets overdue at `now` in the area of the unit `area`, reported in
+    [`since`, `until`)."""
+    key = _child_key(Ticket, level, group_by, dialect, timezone)
+    reported = and_(
+        AREA_COLUMNS[level] == bindparam("area"),
+        Ticket.reported_at >= bindparam("since", type_=UTCDateTime),
+        Ticket.reported_at < bindparam("until", type_=UTCDateTime),
+    )
+    now = bindparam("now", type_=UTCDateTime)
+    return DirectStatement(
+        select(key, measures.overdue_open(now)).where(reported, measures.IS_OPEN).group_by(key),
+        reads=True,
+    )
 
 
 def rollups_serve(level: Level, group_by: GroupBy) -> bool:
@@ -202,15 +280,7 @@ class Query:
 
     def _key(self, source: Any) -> Any:
         level = Level(self.unit.level)
-        if self.group_by == GroupBy.org_unit:
-            return getattr(source, CHILD_COLUMN[level])
-        if self.group_by == GroupBy.category:
-            return source.category_code
-        if self.group_by == GroupBy.department:
-            return source.department_code
-        if source is ClosureRollup:
-            return ClosureRollup.period
-        return measures.local_day(self.dialect, self.timezone)
+        return _child_key(source, level, self.group_by, self.dialect, self.timezone)
 
     def _collect(self, key: Any, counts: Counts) -> None:
         if self.group_by in TIME_GROUPS:
@@ -239,25 +309,18 @@ class Query:
 
     async def from_rollups(self, now: datetime | None, cut: Spans) -> None:
         """From the rollups; `overdue_open` too unless `now` is None."""
-        key = self._key(ClosureRollup)
-        area = getattr(ClosureRollup, AREA_COLUMNS[Level(self.unit.level)].key)
-        covered = in_periods(ClosureRollup, cut, self.timezone)
-        query = (
-            select(key, *(func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES))
-            .where(area == self.unit.code, covered, ClosureRollup.reported > 0)
-            .group_by(key)
-        )
-        for group, *stored in await self.session.execute(query):
+        level = Level(self.unit.level)
+        shape = level, self.group_by, self.dialect, self.timezone
+        sums = _rollup_sums(*shape, len(cut.days), cut.months is not None)
+        periods = {"area": self.unit.code, **period_params(cut, self.timezone)}
+        for group, *stored in map(_values, await sums.rows(self.session, periods)):
             self._collect(group, Counts.of(stored))
         if now is None:
             return
-        key = self._key(Ticket)
-        overdue = (
-            select(key, measures.overdue_open(now))
-            .where(self._tickets_within(cut.covered), measures.IS_OPEN)
-            .group_by(key)
-        )
-        for group, overdue_open in await self.session.execute(overdue):
+        since, until = cut.covered
+        within = {"area": self.unit.code, "since": since, "until": until, "now": now}
+        overdue = await _overdue_open(*shape).rows(self.session, within)
+        for group, overdue_open in map(_values, overdue):
             if overdue_open:
                 self._collect(group, Counts(overdue_open=overdue_open))
 

@@ -123,7 +123,7 @@ def _running_clause() -> ColumnElement[bool]:
     return and_(status_among(DEADLINE_RUNNING), Ticket.deadline_at.is_not(None))
 
 
-def overdue_clause(overdue: bool, now: datetime) -> ColumnElement[bool]:
+def overdue_clause(overdue: bool, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     past = and_(_running_clause(), Ticket.deadline_at <= now)
     clause = or_(Ticket.overdue, past)
     return clause if overdue else ~clause
