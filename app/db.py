@@ -266,18 +266,15 @@ async def add_once(
     session: AsyncSession,
     row: R,
     find_existing: Callable[[], Awaitable[R | None]],
-    keep: Sequence[Base] = (),
 ) -> tuple[R, bool]:
     """Adds `row`, whose unique key says it may have been added already (a phone resending a
     request): returns (row, True), or (the row stored first, False) when a concurrent request
-    stored the same key meanwhile. `keep` are objects of the session to use afterwards."""
+    stored the same key meanwhile. (The rollback expires the session's objects.)"""
     session.add(row)
     try:
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        for kept in keep:
-            await session.refresh(kept)
         if (existing := await find_existing()) is not None:
             return existing, False
         raise

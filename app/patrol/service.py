@@ -52,7 +52,7 @@ async def clock_in(
         at=at,
         received_at=now,
     )
-    return await add_once(session, record, lambda: _existing(session, user, data), keep=[user])
+    return await add_once(session, record, lambda: _existing(session, user, data))
 
 
 def visible_clock_ins(user: User) -> ColumnElement[bool]:
