@@ -1,9 +1,10 @@
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
@@ -144,3 +145,32 @@ WALKS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     "rejected": [("reject", "dispatcher", {"note": "不属于受理范围"})],
     "merged": [("merge", "dispatcher", None)],
 }
+
+
+def listen_on_the_wire(database: Database, on_query: Callable[[str], None]) -> Callable[[], None]:
+    """Calls `on_query` with each query the database's engines send: SQLAlchemy's statements
+    (its cursor events: asyncpg runs them as prepared statements, which its query logger does
+    not see) and every query asyncpg logs (BEGIN, COMMIT, ROLLBACK and the statements of
+    `app/direct.py`). Returns what stops the listening."""
+    logged: set[int] = set()
+
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in logged and hasattr(driver, "add_query_logger"):
+            logged.add(id(driver))
+            driver.add_query_logger(lambda record: on_query(record.query))
+
+    def on_execute(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        on_query(statement)
+
+    engines = [engine.sync_engine for engine in database.engines]
+    for engine in engines:
+        event.listen(engine, "checkout", on_checkout)
+        event.listen(engine, "before_cursor_execute", on_execute)
+
+    def stop() -> None:
+        for engine in engines:
+            event.remove(engine, "checkout", on_checkout)
+            event.remove(engine, "before_cursor_execute", on_execute)
+
+    return stop

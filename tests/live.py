@@ -5,11 +5,11 @@ import threading
 import time
 
 import uvicorn
-from sqlalchemy import event
 
 from app.clock import Clock
 from app.config import Settings
 from app.main import create_app
+from tests.helpers import listen_on_the_wire
 
 
 class LiveServer:
@@ -41,14 +41,13 @@ class LiveServer:
             raise RuntimeError("uvicorn did not start within 20 s")
 
     def count_statements(self) -> list[int]:
-        """A counter, in a one-item list, of the statements this server runs from now on."""
+        """A counter, in a one-item list, of the queries this server sends from now on."""
         counter = [0]
 
-        def count(*_: object) -> None:
+        def count(_: str) -> None:
             counter[0] += 1
 
-        for engine in self.server.config.app.state.database.engines:
-            event.listen(engine.sync_engine, "before_cursor_execute", count)
+        listen_on_the_wire(self.server.config.app.state.database, count)
         return counter
 
     @property

@@ -38,6 +38,8 @@ async def get_by_code(
 
 async def unit_in_scope(session: AsyncSession, user: User, code: str) -> OrgUnit:
     """An org unit the caller asks statistics about: in their subtree (404 otherwise)."""
+    if user.org_unit is not None and code == user.org_unit.code:
+        return user.org_unit  # read with the caller
     unit = await get_by_code(session, OrgUnit, code)
     if user.role != Role.admin:
         assert user.org_unit is not None

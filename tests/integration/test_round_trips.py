@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from app.db import Database
-from tests.helpers import DISPATCH, Api
+from tests.helpers import DISPATCH, Api, listen_on_the_wire
 
 pytestmark = pytest.mark.usefixtures("postgres_only")
 
@@ -29,15 +28,15 @@ BUDGETS = {
 
 
 class Wire:
-    """The queries asyncpg sends on the app's connections while counting."""
+    """The queries sent on the app's connections while counting."""
 
     def __init__(self) -> None:
         self.counting = False
         self.queries: list[str] = []
 
-    def log(self, record: Any) -> None:
+    def log(self, query: str) -> None:
         if self.counting:
-            self.queries.append(record.query)
+            self.queries.append(query)
 
     async def count(self, request: Callable[[], Awaitable[Any]]) -> list[str]:
         self.queries, self.counting = [], True
@@ -51,26 +50,9 @@ class Wire:
 @pytest.fixture
 def wire(world: Database) -> Iterator[Wire]:
     wire = Wire()
-    logged: set[int] = set()
-
-    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in logged:
-            logged.add(id(driver))
-            driver.add_query_logger(wire.log)
-
-    def on_execute(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if wire.counting:
-            wire.queries.append(statement)
-
-    engines = [engine.sync_engine for engine in world.engines]
-    for engine in engines:
-        event.listen(engine, "checkout", on_checkout)
-        event.listen(engine, "before_cursor_execute", on_execute)
+    stop = listen_on_the_wire(world, wire.log)
     yield wire
-    for engine in engines:
-        event.remove(engine, "checkout", on_checkout)
-        event.remove(engine, "before_cursor_execute", on_execute)
+    stop()
 
 
 async def test_round_trips_per_request_stay_within_budget(api: Api, wire: Wire) -> None:
