@@ -1,11 +1,11 @@
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth.models import Role, User
 from app.auth.security import hash_password_sync
@@ -147,28 +147,36 @@ WALKS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
 }
 
 
-def listen_on_the_wire(database: Database, on_query: Callable[[str], None]) -> Callable[[], None]:
-    """Calls `on_query` with each query the database's engines send: SQLAlchemy's statements
+def listen_on_the_wire(
+    engines: Iterable[AsyncEngine], on_query: Callable[[str], None]
+) -> Callable[[], None]:
+    """Calls `on_query` with each query the engines send: SQLAlchemy's statements
     (its cursor events: asyncpg runs them as prepared statements, which its query logger does
     not see) and every query asyncpg logs (BEGIN, COMMIT, ROLLBACK and the statements of
     `app/direct.py`). Returns what stops the listening."""
     logged: set[int] = set()
+    listening = [True]
+
+    def on_logged(record: Any) -> None:
+        if listening[0]:  # (a connection keeps its logger)
+            on_query(record.query)
 
     def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         driver = dbapi_connection.driver_connection
         if id(driver) not in logged and hasattr(driver, "add_query_logger"):
             logged.add(id(driver))
-            driver.add_query_logger(lambda record: on_query(record.query))
+            driver.add_query_logger(on_logged)
 
     def on_execute(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
         on_query(statement)
 
-    engines = [engine.sync_engine for engine in database.engines]
+    engines = [engine.sync_engine for engine in engines]
     for engine in engines:
         event.listen(engine, "checkout", on_checkout)
         event.listen(engine, "before_cursor_execute", on_execute)
 
     def stop() -> None:
+        listening[0] = False
         for engine in engines:
             event.remove(engine, "checkout", on_checkout)
             event.remove(engine, "before_cursor_execute", on_execute)

@@ -47,7 +47,7 @@ class LiveServer:
         def count(_: str) -> None:
             counter[0] += 1
 
-        listen_on_the_wire(self.server.config.app.state.database, count)
+        listen_on_the_wire(self.server.config.app.state.database.engines, count)
         return counter
 
     @property

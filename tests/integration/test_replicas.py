@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -24,7 +23,7 @@ from app.main import create_app
 from app.replicas import Replica
 from app.stats import rollups
 from tests.conftest import START, TEST_SECRET, migrate
-from tests.helpers import Api
+from tests.helpers import Api, listen_on_the_wire
 from tests.pg_cluster import Cluster, primary_and_standby, server_binaries
 
 MAX_LAG_SECONDS = 1.0
@@ -122,13 +121,13 @@ async def replica(database: Database, clusters: tuple[Cluster, Cluster]) -> Repl
 
 
 class Statements:
-    """Counts the statements run on an engine."""
+    """Counts the queries sent on a replica's connections."""
 
     def __init__(self, replica: Replica) -> None:
         self.count = 0
-        event.listen(replica.engine.sync_engine, "before_cursor_execute", self._count)
+        listen_on_the_wire([replica.engine], self._count)
 
-    def _count(self, *_: Any) -> None:
+    def _count(self, _: str) -> None:
         self.count += 1
 
     async def of(self, request: Awaitable[httpx.Response]) -> tuple[httpx.Response, int]:

@@ -50,7 +50,7 @@ class Wire:
 @pytest.fixture
 def wire(world: Database) -> Iterator[Wire]:
     wire = Wire()
-    stop = listen_on_the_wire(world, wire.log)
+    stop = listen_on_the_wire(world.engines, wire.log)
     yield wire
     stop()
 
