@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
-from sqlalchemy import Row, select
+from sqlalchemy import select
 
 from app.auth.models import Role, User
 from app.config import Settings
@@ -26,12 +26,9 @@ from app.tickets import deadlines, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.tickets.models import (
-    HAS_ASSISTS,
-    TICKET_COLUMNS,
     URGED,
     Ticket,
     TicketHistory,
-    read_only_ticket,
 )
 from app.tickets.nearby import open_tickets_near
 from app.tickets.nearby import tickets_around as tickets_around_point
@@ -105,15 +102,6 @@ async def report_event(
     return service.render(ticket, user, settings, now)
 
 
-LISTED_KEYS = (*(column.key for column in TICKET_COLUMNS), HAS_ASSISTS.name)
-
-
-def _listed(row: Row[Any]) -> dict[str, Any]:
-    """A listed ticket's row as a dict (a Row's own mapping builds its view of the keys again
-    for each row, which cost as much as rendering the ticket)."""
-    return dict(zip(LISTED_KEYS, row, strict=True))
-
-
 @router.get("/tickets", response_model=Page[TicketOut])
 @reads_from_replica
 async def list_tickets(
@@ -144,7 +132,7 @@ async def list_tickets(
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
     now = clock.now()
-    query = select(*TICKET_COLUMNS, HAS_ASSISTS)
+    query = service.TICKET_ROW
     if urged is not None:
         query = query.where(URGED if urged else ~URGED)
     if status_:
@@ -179,16 +167,12 @@ async def list_tickets(
         query = query.where(service.visible_clause(user))
     if len(parts) == 1:
         query = query.where(parts[0])
-        rows = await page.fetch_newest(session, query, *newest, _listed)
+        rows = await page.fetch_newest(session, query, *newest, service.ticket_row)
     else:
         queries = [query.where(condition) for condition in parts]
-        rows = await page.fetch_newest_of(session, queries, *newest, _listed)
-    assisted = [row["id"] for row in rows.items if row["has_assists"]]
-    assists = await service.assists_of(session, assisted)
-    items = [
-        service.render(read_only_ticket(row, assists.get(row["id"], ())), user, settings, now)
-        for row in rows.items
-    ]
+        rows = await page.fetch_newest_of(session, queries, *newest, service.ticket_row)
+    tickets = await service.read_only_tickets(session, rows.items)
+    items = [service.render(ticket, user, settings, now) for ticket in tickets]
     return Page(items=items, next_cursor=rows.next_cursor)
 
 
@@ -200,7 +184,7 @@ async def get_ticket(
     clock: ClockDep,
     user: CurrentUser,
 ) -> TicketOut:
-    ticket = await service.get_visible_ticket(session, user, ticket_id, with_assists=True)
+    ticket = await service.read_visible_ticket(session, user, ticket_id)
     return service.render(ticket, user, settings, clock.now())
 
 

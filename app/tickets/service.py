@@ -1,4 +1,4 @@
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -175,6 +175,10 @@ def in_area(unit: OrgUnit) -> ColumnElement[bool]:
     return AREA_COLUMNS[Level(unit.level)] == unit.code
 
 
+def _not_visible(ticket_id: int) -> NotFound:
+    return NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
+
+
 async def get_visible_ticket(
     session: AsyncSession, user: User, ticket_id: int, *, with_assists: bool = False
 ) -> Ticket:
@@ -182,7 +186,7 @@ async def get_visible_ticket(
     query = select(Ticket, HAS_ASSISTS).where(Ticket.id == ticket_id, visible_clause(user))
     found = (await session.execute(query)).first()
     if found is None:
-        raise NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
+        raise _not_visible(ticket_id)
     ticket, has_assists = found
     if with_assists:
         parts = await assists_of(session, [ticket.id] if has_assists else [])
@@ -1094,6 +1098,34 @@ async def perform_action(
 
 
 # Reading --------------------------------------------------------------------------------------
+
+
+# A ticket to read as a row: its columns and whether it has assisting parts.
+TICKET_ROW = select(*TICKET_COLUMNS, HAS_ASSISTS)
+TICKET_ROW_KEYS = (*(column.key for column in TICKET_COLUMNS), HAS_ASSISTS.name)
+
+
+def ticket_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of `TICKET_ROW` as a dict (a Row's own mapping builds its view of the keys again
+    for each row, which cost as much as rendering the ticket)."""
+    return dict(zip(TICKET_ROW_KEYS, row, strict=True))
+
+
+async def read_only_tickets(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Ticket]:
+    """`ticket_row`s as tickets to read, with their assisting parts (read for those that have
+    some)."""
+    assists = await assists_of(session, [row["id"] for row in rows if row["has_assists"]])
+    return [read_only_ticket(row, assists.get(row["id"], ())) for row in rows]
+
+
+async def read_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
+    """The ticket with its assisting parts, to read, if the user may see it (404 otherwise)."""
+    query = TICKET_ROW.where(Ticket.id == ticket_id, visible_clause(user))
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise _not_visible(ticket_id)
+    (ticket,) = await read_only_tickets(session, [ticket_row(row)])
+    return ticket
 
 
 async def assists_of(session: AsyncSession, ticket_ids: list[int]) -> dict[int, list[TicketAssist]]:
