@@ -8,7 +8,7 @@ from app.open311.models import Open311Client, Open311Request
 from app.orgs.models import Category, Department, OrgUnit
 from app.patrol.models import ClockIn, TrackPoint
 from app.reference import ReferenceVersion
-from app.stats.models import ClosureRollup, ClosureRollupState
+from app.stats.models import ClosureRollup, ClosureRollupState, CommunityClosureRollup
 from app.tickets.models import Ticket, TicketAssist, TicketHistory
 from app.timing.models import CalendarDay
 
@@ -20,6 +20,7 @@ __all__ = [
     "ClockIn",
     "ClosureRollup",
     "ClosureRollupState",
+    "CommunityClosureRollup",
     "Department",
     "Open311Client",
     "Open311Request",

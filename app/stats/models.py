@@ -30,7 +30,29 @@ NO_DEPARTMENT = ""  # a unique key treats NULLs as distinct, so "none yet" is st
 MONTH, DAY = "m", "d"  # the grains of a rollup row: period YYYY-MM or YYYY-MM-DD
 
 
-class ClosureRollup(Base):
+class ClosureMeasures:
+    """The columns of a closure rollup row besides its key: the ancestry of its community, and
+    the measures of `ROLLUP_MEASURES`."""
+
+    town_code: Mapped[str] = mapped_column(String(32))
+    district_code: Mapped[str] = mapped_column(String(32))
+
+    reported: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[int] = mapped_column(Integer)
+    closed_on_time: Mapped[int] = mapped_column(Integer)
+    self_resolved: Mapped[int] = mapped_column(Integer)
+    open: Mapped[int] = mapped_column(Integer)
+    escalated: Mapped[int] = mapped_column(Integer)
+    reworked: Mapped[int] = mapped_column(Integer)
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    resolved_in_community: Mapped[int] = mapped_column(Integer)
+    rated: Mapped[int] = mapped_column(Integer)
+    satisfied: Mapped[int] = mapped_column(Integer)
+    handling_seconds: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClosureRollup(ClosureMeasures, Base):
     """The closure measures of the tickets reported in one local month (or day), in one
     community, of one category and department. Kept exact by `stats.rollups` in the
     transaction of every ticket change; `gridwork stats rebuild` recomputes it from the tickets.
@@ -50,22 +72,23 @@ class ClosureRollup(Base):
     period: Mapped[str] = mapped_column(String(10), primary_key=True)
     category_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     department_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    town_code: Mapped[str] = mapped_column(String(32))
-    district_code: Mapped[str] = mapped_column(String(32))
 
-    reported: Mapped[int] = mapped_column(Integer)
-    accepted: Mapped[int] = mapped_column(Integer)
-    closed: Mapped[int] = mapped_column(Integer)
-    closed_on_time: Mapped[int] = mapped_column(Integer)
-    self_resolved: Mapped[int] = mapped_column(Integer)
-    open: Mapped[int] = mapped_column(Integer)
-    escalated: Mapped[int] = mapped_column(Integer)
-    reworked: Mapped[int] = mapped_column(Integer)
-    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
-    resolved_in_community: Mapped[int] = mapped_column(Integer)
-    rated: Mapped[int] = mapped_column(Integer)
-    satisfied: Mapped[int] = mapped_column(Integer)
-    handling_seconds: Mapped[int] = mapped_column(BigInteger)
+
+class CommunityClosureRollup(ClosureMeasures, Base):
+    """The sums of one community's `ClosureRollup` rows of one period, all categories and
+    departments together, kept with them: what closure statistics read unless grouped by
+    category or department (a district's year by month is then a few hundred rows, not tens of
+    thousands)."""
+
+    __tablename__ = "community_closure_rollups"
+    __table_args__ = (
+        Index("ix_community_closure_rollups_district", "district_code", "grain", "period"),
+        Index("ix_community_closure_rollups_town", "town_code", "grain", "period"),
+    )
+
+    community_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
 
 
 class ClosureRollupState(Base):

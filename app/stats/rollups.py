@@ -2,7 +2,9 @@
 
 After a flush that files a ticket or changes a column a rollup row depends on (`_DEPENDS_ON`),
 one statement adds to the rollup rows the ticket's contribution as it is now, minus its
-contribution as it was, both computed by the measures the statistics read directly (over the
+contribution as it was, and a second adds what moved to the communities' sums
+(`CommunityClosureRollup`, written after the rows so that every change locks rows in one
+order). The contributions are both computed by the measures the statistics read directly (over the
 ticket's values, which the session knows) so the two paths cannot disagree. The old values are
 the ones the database held: the UPDATE that just passed checked the ticket's version. A
 rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it. A
@@ -21,6 +23,7 @@ from sqlalchemy import (
     FromClause,
     Insert,
     Integer,
+    Select,
     bindparam,
     delete,
     event,
@@ -50,6 +53,7 @@ from app.stats.models import (
     ROLLUP_MEASURES,
     ClosureRollup,
     ClosureRollupState,
+    CommunityClosureRollup,
 )
 from app.tickets.models import Ticket
 
@@ -58,6 +62,8 @@ _PENDING_KEY = "closure_rollups_pending"
 _KEY = ("community_code", "grain", "period", "category_code", "department_code")
 _ANCESTRY = ("town_code", "district_code")
 _COLUMNS = (*_KEY, *_ANCESTRY, *ROLLUP_MEASURES)  # of a rollup row, as `contributions` gives them
+_COMMUNITY_KEY = ("community_code", "grain", "period")
+_COMMUNITY_COLUMNS = (*_COMMUNITY_KEY, *_ANCESTRY, *ROLLUP_MEASURES)
 
 
 def contributions(
@@ -98,9 +104,10 @@ def contributions(
 
 
 @lru_cache
-def _upsert(dialect: str) -> Insert:
-    """Adds the bound measures to their rows (creating them)."""
-    return upkeep.adding_upsert(dialect, ClosureRollup, _KEY, ROLLUP_MEASURES)
+def _upsert(dialect: str, table: type[ClosureRollup] | type[CommunityClosureRollup]) -> Insert:
+    """Adds the selected measures to their rows of `table` (creating them)."""
+    key = _KEY if table is ClosureRollup else _COMMUNITY_KEY
+    return upkeep.adding_upsert(dialect, table, key, ROLLUP_MEASURES)
 
 
 # The ticket columns a rollup row depends on: every one its key or its measures read.
@@ -141,18 +148,22 @@ _CHUNK = 100
 
 
 @lru_cache(maxsize=_CHUNK)
-def _delta_upsert(dialect: str, timezone: str, rows: int) -> Insert:
-    """Adds to each rollup row the signed contributions of `rows` bound ticket values, in key
-    order (two changes moving tickets between the same rows in opposite directions wait for
-    each other, never deadlock), leaving alone the rows whose measures do not move. Built once
-    per number of rows: building it costs more than running it."""
+def _delta_upserts(dialect: str, timezone: str, rows: int) -> tuple[Insert, Insert]:
+    """The upserts adding the signed contributions of `rows` bound ticket values to the
+    rollup rows, then to their communities' sums. Built once per number of rows: building
+    them costs more than running them."""
     changed = _ticket_values(rows)
-    return _adding(dialect, timezone, changed, changed.c.sign)
+    moving = _moving(dialect, timezone, changed, changed.c.sign)
+    rows_moved = _upsert(dialect, ClosureRollup).from_select(list(_COLUMNS), moving)
+    return rows_moved, _to_communities(dialect, moving.subquery())
 
 
-def _adding(dialect: str, timezone: str, changed: FromClause, sign: ColumnElement[int]) -> Insert:
-    """The upsert adding the `sign`ed contributions of the tickets in `changed` (any
-    selectable with the tickets' columns' names)."""
+def _moving(dialect: str, timezone: str, changed: FromClause, sign: ColumnElement[int]) -> Select:
+    """The `sign`ed contributions of the tickets in `changed` (any selectable with the
+    tickets' columns' names) summed by rollup row, in the order and with the names of
+    `_COLUMNS`, leaving out the rows whose measures do not move. In key order: two changes
+    moving tickets between the same rows in opposite directions wait for each other, never
+    deadlock."""
     # Every ticket column, and any label named like one, becomes the changed rows' column.
     by_sign = (
         ClauseAdapter(changed, adapt_on_names=True)
@@ -163,14 +174,58 @@ def _adding(dialect: str, timezone: str, changed: FromClause, sign: ColumnElemen
     width = len(_KEY) + len(_ANCESTRY)
     keys, sign, counts = columns[:width], columns[width], columns[width + 1 :]
     deltas = [func.coalesce(func.sum(sign * count), 0) for count in counts]
-    moving = (
-        select(*keys, *deltas)
+    return (
+        select(*_named(keys + deltas, _COLUMNS))
         .where(true())  # SQLite reads an upsert's SELECT unambiguously only with a WHERE
         .group_by(*keys)
         .having(or_(*(delta != 0 for delta in deltas)))
         .order_by(*keys)
     )
-    return _upsert(dialect).from_select(list(_COLUMNS), moving)
+
+
+def _named(columns: list[Any], names: tuple[str, ...]) -> list[ColumnElement[Any]]:
+    return [column.label(name) for column, name in zip(columns, names, strict=True)]
+
+
+def _community_sums(rows: FromClause) -> Select:
+    """The sums of rollup rows (`rows`, named as `_COLUMNS`) by community and period, named as
+    `_COMMUNITY_COLUMNS`."""
+    keys = [rows.c[name] for name in (*_COMMUNITY_KEY, *_ANCESTRY)]
+    sums = [func.sum(rows.c[name]) for name in ROLLUP_MEASURES]
+    return (
+        select(*_named(keys + sums, _COMMUNITY_COLUMNS))
+        .where(true())  # as in `_moving`
+        .group_by(*keys)
+        .having(or_(*(total != 0 for total in sums)))
+    )
+
+
+def _to_communities(dialect: str, moving: FromClause, after: FromClause | None = None) -> Insert:
+    """The upsert adding what `moving` moves to its communities' sums, in key order; only once
+    every row of `after` has been written, when given (as CTEs of one statement, the rows are
+    then always locked before the sums)."""
+    sums = _community_sums(moving)
+    if after is not None:
+        sums = sums.where(select(func.count()).select_from(after).scalar_subquery() >= 0)
+    in_key_order = sums.order_by(*(moving.c[name] for name in _COMMUNITY_KEY))
+    return _upsert(dialect, CommunityClosureRollup).from_select(
+        list(_COMMUNITY_COLUMNS), in_key_order
+    )
+
+
+def _adding_ctes(
+    timezone: str, changed: FromClause, sign: ColumnElement[int], name: str
+) -> list[CTE]:
+    """On PostgreSQL, the upserts adding the `sign`ed contributions of the tickets in `changed`
+    to the rollup rows and to their communities' sums, as data-modifying CTEs named after
+    `name`."""
+    moving = _moving("postgresql", timezone, changed, sign).cte(f"{name}_moving")
+    one = literal_column("1", Integer)
+    in_key_order = select(*moving.c).order_by(*(moving.c[key] for key in _KEY))
+    rows_moved = _upsert("postgresql", ClosureRollup).from_select(list(_COLUMNS), in_key_order)
+    rows_cte = rows_moved.returning(one).cte(name)
+    sums_moved = _to_communities("postgresql", moving, after=rows_cte).returning(one)
+    return [rows_cte, sums_moved.cte(f"{name}_communities")]
 
 
 # A status change moves a ticket's contribution only when it crosses one of these sets (from
@@ -209,7 +264,9 @@ def _signed_batches(
     """The delta upserts for (sign, ticket values) pairs, with their parameters."""
     for first in range(0, len(signed), _CHUNK):
         chunk = signed[first : first + _CHUNK]
-        yield _delta_upsert(dialect, timezone, len(chunk)), _signed_params(chunk)
+        params = _signed_params(chunk)
+        for statement in _delta_upserts(dialect, timezone, len(chunk)):
+            yield statement, params
 
 
 def _signed_params(signed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -220,13 +277,12 @@ def _signed_params(signed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     return params
 
 
-def moving_after(timezone: str, changed: FromClause) -> CTE:
+def moving_after(timezone: str, changed: FromClause) -> list[CTE]:
     """On PostgreSQL, what a changed ticket adds to the rollups (its contribution now minus as
-    stored, bound by `moving_params`), as a data-modifying CTE that writes only if `changed`
+    stored, bound by `moving_params`), as data-modifying CTEs that write only if `changed`
     (the ticket's UPDATE, as a CTE) has a row."""
     values = _ticket_values(2, only_if=changed)
-    one = literal_column("1", Integer)
-    return _adding("postgresql", timezone, values, values.c.sign).returning(one).cte("moved")
+    return _adding_ctes(timezone, values, values.c.sign, "moved")
 
 
 def moving_params(ticket: Ticket) -> dict[str, Any]:
@@ -254,9 +310,9 @@ def counting_filed(timezone: str, filed: FromClause) -> list[CTE]:
     """On PostgreSQL, what the tickets just inserted as `filed` (a CTE returning their
     columns) add to both rollups, as data-modifying CTEs of the statement that files them."""
     one = literal_column("1", Integer)
-    closure = _adding("postgresql", timezone, filed, one.label("sign")).returning(one)
+    closure = _adding_ctes(timezone, filed, one.label("sign"), "closure_counted")
     appraisal = appraisal_rollups.adding_facts("postgresql", timezone, filed).returning(one)
-    return [closure.cte("closure_counted"), appraisal.cte("appraisal_counted")]
+    return [*closure, appraisal.cte("appraisal_counted")]
 
 
 async def count_filed(session: AsyncSession, ticket: Mapping[str, Any]) -> None:
@@ -280,11 +336,19 @@ async def rebuild(session: AsyncSession, timezone: str) -> int:
     wait for it (the tables are locked) and land after it."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        await session.execute(text("LOCK TABLE closure_rollups IN EXCLUSIVE MODE"))
+        tables = "closure_rollups, community_closure_rollups"
+        await session.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
     await session.execute(delete(ClosureRollup))
+    await session.execute(delete(CommunityClosureRollup))
     everything = contributions(dialect, timezone, true()).subquery()
     in_area_order = select(*everything.c).order_by(*(everything.c[name] for name in AREA_ORDER))
-    await session.execute(_upsert(dialect).from_select(list(_COLUMNS), in_area_order))
+    await session.execute(
+        _upsert(dialect, ClosureRollup).from_select(list(_COLUMNS), in_area_order)
+    )
+    sums = _community_sums(ClosureRollup.__table__)
+    in_area_order = sums.order_by(*(ClosureRollup.__table__.c[name] for name in AREA_ORDER))
+    summed = _upsert(dialect, CommunityClosureRollup)
+    await session.execute(summed.from_select(list(_COMMUNITY_COLUMNS), in_area_order))
     await appraisal_rollups.rebuild(session, timezone)
     await session.execute(delete(ClosureRollupState))
     session.add(ClosureRollupState(id=1, timezone=timezone))

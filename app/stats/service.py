@@ -1,7 +1,8 @@
 """Closure statistics (结案率, 按期结案率, 返工率, in-community resolution) over the tickets in an
 area and a range of reporting times.
 
-The rollups (`stats.rollups`, per community) hold whole local months and days: a range is read
+The rollups (`stats.rollups`, per community, category and department, and their sums per
+community) hold whole local months and days: a range is read
 from month rows for its whole months (unless grouped by day or week), from day rows for its
 other whole days, and from the tickets for parts of days. A community's grids, a grid, and
 `overdue_open` (which moves with the clock) are always counted from the tickets.
@@ -23,7 +24,14 @@ from app.db import UTCDateTime
 from app.direct import DirectStatement
 from app.orgs.models import Department, Level, OrgUnit
 from app.stats import measures, rollups
-from app.stats.models import DAY, MONTH, NO_DEPARTMENT, ROLLUP_MEASURES, ClosureRollup
+from app.stats.models import (
+    DAY,
+    MONTH,
+    NO_DEPARTMENT,
+    ROLLUP_MEASURES,
+    ClosureRollup,
+    CommunityClosureRollup,
+)
 from app.stats.schemas import (
     ClosureRow,
     ClosureStats,
@@ -216,9 +224,9 @@ def _child_key(model: Any, level: Level, group_by: GroupBy, dialect: str, timezo
         return model.category_code
     if group_by == GroupBy.department:
         return model.department_code
-    if model is ClosureRollup:
-        return ClosureRollup.period
-    return measures.local_day(dialect, timezone)
+    if model is Ticket:
+        return measures.local_day(dialect, timezone)
+    return model.period
 
 
 # The statements below are built once for each shape of query: building and caching one of
@@ -230,14 +238,17 @@ def _rollup_sums(
     level: Level, group_by: GroupBy, dialect: str, timezone: str, days: int, months: bool
 ) -> DirectStatement:
     """The rollups' sums in the area of the unit `area`, over `days` spans of whole days and
-    the whole months if `months` (bound as `period_params` names them)."""
-    key = _child_key(ClosureRollup, level, group_by, dialect, timezone)
-    area = getattr(ClosureRollup, AREA_COLUMNS[level].key)
-    covered = covering(ClosureRollup, days, months)
-    sums = (func.sum(getattr(ClosureRollup, m)) for m in ROLLUP_MEASURES)
+    the whole months if `months` (bound as `period_params` names them): from the rows per
+    category and department only when grouped by either."""
+    by_row = group_by in (GroupBy.category, GroupBy.department)
+    rollup = ClosureRollup if by_row else CommunityClosureRollup
+    key = _child_key(rollup, level, group_by, dialect, timezone)
+    area = getattr(rollup, AREA_COLUMNS[level].key)
+    covered = covering(rollup, days, months)
+    sums = (func.sum(getattr(rollup, m)) for m in ROLLUP_MEASURES)
     return DirectStatement(
         select(key, *sums)
-        .where(area == bindparam("area"), covered, ClosureRollup.reported > 0)
+        .where(area == bindparam("area"), covered, rollup.reported > 0)
         .group_by(key),
         reads=True,
     )

@@ -1051,7 +1051,7 @@ def _update_with_history(columns: frozenset[str], timezone: str, moved: Moved) -
         .cte("updated")
     )
     history = _history_after(updated)
-    upkeep = [rollups.moving_after(timezone, updated)] if moved.closure else []
+    upkeep = rollups.moving_after(timezone, updated) if moved.closure else []
     if moved.ticket_facts or moved.history_facts:
         counted = history if moved.history_facts else None
         upkeep.append(
