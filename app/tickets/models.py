@@ -67,8 +67,29 @@ AWAITING_RATING_PREDICATE = "status = 'closed' AND self_resolved = false"
 URGED_PREDICATE = "urge_count > 0"
 
 
-def _partial(name: str, predicate: str, *columns: str) -> Index:
-    return Index(name, *columns, postgresql_where=text(predicate), sqlite_where=text(predicate))
+def _partial(name: str, predicate: str, *columns: str, include: tuple[str, ...] = ()) -> Index:
+    return Index(
+        name,
+        *columns,
+        postgresql_where=text(predicate),
+        sqlite_where=text(predicate),
+        postgresql_include=list(include),
+    )
+
+
+# What the closure statistics' count of overdue open tickets reads besides the area and the
+# reporting time: its measure's columns and the columns it may group by. Carried in the open
+# tickets' indexes, it is read from them alone (on PostgreSQL, of the pages VACUUM has marked
+# all-visible), without a visit to each ticket's page.
+OVERDUE_COUNT_READS = (
+    "status",
+    "overdue",
+    "deadline_at",
+    "town_code",
+    "community_code",
+    "category_code",
+    "department_code",
+)
 
 
 class Ticket(Base):
@@ -100,8 +121,19 @@ class Ticket(Base):
         ),
         # Open tickets are few among millions: statistics count the overdue ones of an area
         # through these, a district's (or the whole table's) and a town's.
-        _partial("ix_tickets_open", OPEN_PREDICATE, "reported_at"),
-        _partial("ix_tickets_open_town", OPEN_PREDICATE, "town_code", "reported_at"),
+        _partial(
+            "ix_tickets_open",
+            OPEN_PREDICATE,
+            "reported_at",
+            include=("district_code", *OVERDUE_COUNT_READS),
+        ),
+        _partial(
+            "ix_tickets_open_town",
+            OPEN_PREDICATE,
+            "town_code",
+            "reported_at",
+            include=tuple(c for c in OVERDUE_COUNT_READS if c != "town_code"),
+        ),
         # The duplicates merged into a ticket: a grid worker's scope, and the foreign key's
         # check when a ticket is deleted.
         _partial("ix_tickets_duplicate_of", "duplicate_of IS NOT NULL", "duplicate_of"),

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
-from app.orgs.models import OrgUnit
+from app.orgs.models import Level, OrgUnit
 from app.stats import appraisal_rollups, generate, measures, rollups, service
 from app.stats.appraisal import appraise
 from app.stats.models import (
@@ -395,3 +395,35 @@ def test_a_status_change_moves_the_rollups_only_across_the_sets_their_sql_tests(
     assert measures.crosses("feedback", "closed", sets)
     assert measures.crosses("reported", "rejected", sets)
     assert measures.crosses("reported", "rejected", None) and not measures.crosses("x", "x", None)
+
+
+async def test_overdue_open_tickets_are_counted_from_their_index_alone(
+    generated: Database, clock: FrozenClock
+) -> None:
+    """On PostgreSQL, the count of overdue open tickets beside the rollups reads a district's
+    or a town's open tickets from their index alone (`OVERDUE_COUNT_READS`), whatever the
+    grouping: no visit to each ticket's page."""
+    if generated.is_sqlite:
+        pytest.skip("SQLite's indexes carry no other columns")
+    async with generated.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.exec_driver_sql("VACUUM (ANALYZE) tickets")  # pages all-visible
+    now = clock.now()
+    params = {"area": None, "since": now - timedelta(days=365), "until": now, "now": now}
+    plans = {}
+    async with generated.engine.connect() as connection:
+        await connection.exec_driver_sql("SET enable_seqscan = off")
+        await connection.exec_driver_sql("SET enable_bitmapscan = off")
+        driver = (await connection.get_raw_connection()).driver_connection
+        for level, area in ((Level.district, "NH"), (Level.town, "GC")):
+            for group_by in GroupBy:
+                if not service.rollups_serve(level, group_by):
+                    continue
+                count = service._overdue_open(level, group_by, "postgresql", ZONE)
+                sql, parameters = count._compile(connection.dialect)
+                args = [p.of({**params, "area": area}) for p in parameters]
+                plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN {sql}", *args))
+                plans[level, group_by] = plan
+    assert len(plans) == 2 * len(GroupBy)
+    for shape, plan in plans.items():
+        assert "Index Only Scan using ix_tickets_open" in plan, (shape, plan)
