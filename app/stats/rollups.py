@@ -4,8 +4,8 @@ After a flush that files a ticket or changes a column a rollup row depends on (`
 one statement adds to the rollup rows the ticket's contribution as it is now, minus its
 contribution as it was, and a second adds what moved to the communities' sums
 (`CommunityClosureRollup`, written after the rows so that every change locks rows in one
-order). The contributions are both computed by the measures the statistics read directly (over the
-ticket's values, which the session knows) so the two paths cannot disagree. The old values are
+order). Both contributions are computed by the measures the statistics read directly (over
+the ticket's values, which the session knows) so the two paths cannot disagree. The old values are
 the ones the database held: the UPDATE that just passed checked the ticket's version. A
 rolled-back change (a stale version, a failed savepoint) takes its rollup writes with it. A
 ticket filed without the ORM (a patrol report) is counted by the statement that files it on
