@@ -2,9 +2,9 @@
 area and a range of reporting times.
 
 The rollups (`stats.rollups`, per community, category and department, and their sums per
-community) hold whole local months and days: a range is read
-from month rows for its whole months (unless grouped by day or week), from day rows for its
-other whole days, and from the tickets for parts of days. A community's grids, a grid, and
+community) hold whole local months and days: a range is read from month rows for its whole
+months (unless grouped by day or week), from day rows for its other whole days, and from the
+tickets for parts of days. A community's grids, a grid, and
 `overdue_open` (which moves with the clock) are always counted from the tickets.
 Both paths sum the same measures (`stats.measures`), so they give the same numbers.
 """
