@@ -106,7 +106,7 @@ def contributions(
 @lru_cache
 def _upsert(dialect: str, table: type[ClosureRollup] | type[CommunityClosureRollup]) -> Insert:
     """Adds the selected measures to their rows of `table` (creating them)."""
-    key = _KEY if table is ClosureRollup else _COMMUNITY_KEY
+    key = [column.name for column in table.__table__.primary_key]
     return upkeep.adding_upsert(dialect, table, key, ROLLUP_MEASURES)
 
 

@@ -37,6 +37,12 @@ MEASURES = (
 )
 
 
+def _measure(name: str) -> "sa.Column[int]":
+    kind = sa.BigInteger() if name == "handling_seconds" else sa.Integer()
+    default = "0" if name == "reopened" else None  # as in `closure_rollups`
+    return sa.Column(name, kind, server_default=default, nullable=False)
+
+
 def upgrade() -> None:
     op.create_table(
         "community_closure_rollups",
@@ -45,10 +51,7 @@ def upgrade() -> None:
         sa.Column("period", sa.String(length=10), nullable=False),
         sa.Column("town_code", sa.String(length=32), nullable=False),
         sa.Column("district_code", sa.String(length=32), nullable=False),
-        *(sa.Column(name, sa.Integer(), nullable=False) for name in MEASURES[:8]),
-        sa.Column("reopened", sa.Integer(), server_default="0", nullable=False),
-        *(sa.Column(name, sa.Integer(), nullable=False) for name in MEASURES[9:12]),
-        sa.Column("handling_seconds", sa.BigInteger(), nullable=False),
+        *(_measure(name) for name in MEASURES),
         sa.PrimaryKeyConstraint(*KEY, name=op.f("pk_community_closure_rollups")),
     )
     for area in ("district", "town"):
