@@ -7,10 +7,14 @@ the database's not included, and as a multiple of `/healthz`'s in the same run, 
 machine's speed drifts):
 
     .venv/bin/python -m bench.request_costs --database gridwork_bench_xxxxxxxx [--repeat 300]
+
+`--profile 'list: district, first page'` (a request's name as printed) also samples that kind's
+warm requests with pyinstrument and prints where their time went.
 """
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +24,8 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+
+from pyinstrument import Profiler
 
 from app.config import Settings
 from app.db import Database
@@ -46,6 +52,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True)
     parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--profile", metavar="NAME", help="profile this kind of request")
     args = parser.parse_args()
     url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     settings = Settings(database_url=url, secret_key=SECRET, env="production")
@@ -92,9 +99,14 @@ async def main() -> None:
         for name, make in kinds.items():
             times, counts = [], []
             cpu = 0.0
+            profiler = Profiler(interval=0.0002, async_mode="disabled")
             for n in range(args.repeat):
+                if name == args.profile and n == args.repeat // 5:
+                    profiler.start()
                 method, path, body, user = make(n)
-                headers = {"Authorization": f"Bearer {tokens.setdefault(user, token(user))}"}
+                if user not in tokens:
+                    tokens[user] = token(user)
+                headers = {"Authorization": f"Bearer {tokens[user]}"}
                 before, started, cpu_started = statements, time.perf_counter(), time.process_time()
                 response = await client.request(method, path, json=body, headers=headers)
                 times.append((time.perf_counter() - started) * 1000)
@@ -103,6 +115,9 @@ async def main() -> None:
                 counts.append(statements - before)
                 if response.status_code >= 400:
                     raise RuntimeError(f"{name}: {response.status_code} {response.text}")
+            if profiler.is_running:
+                profiler.stop()
+                print(profiler.output_text(unicode=True, flat=os.environ.get("PROFILE_FLAT") == "1", flat_time="total"), flush=True)
             warm = times[len(times) // 5 :]
             cpu_ms = cpu * 1000 / len(warm)
             healthz_cpu = healthz_cpu or cpu_ms

@@ -30,7 +30,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(
         host="127.0.0.1", user="postgres", database=os.environ["BENCH_DATABASE"], max_size=10
     )
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        # every worker runs this at once on a new database, and IF NOT EXISTS does not keep two
+        # of them from creating the table together
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('reference_rows'))")
         await conn.execute(CREATE)
     app.state.pool = pool
     yield
