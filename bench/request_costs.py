@@ -9,12 +9,12 @@ machine's speed drifts):
     .venv/bin/python -m bench.request_costs --database gridwork_bench_xxxxxxxx [--repeat 300]
 
 `--profile 'list: district, first page'` (a request's name as printed) also samples that kind's
-warm requests with pyinstrument and prints where their time went.
+warm requests with pyinstrument and prints where their time went (`--flat`: each function's
+total, heaviest first).
 """
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -22,10 +22,9 @@ from statistics import median
 from typing import Any
 
 import httpx
+from pyinstrument import Profiler
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-
-from pyinstrument import Profiler
 
 from app.config import Settings
 from app.db import Database
@@ -53,6 +52,7 @@ async def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--profile", metavar="NAME", help="profile this kind of request")
+    parser.add_argument("--flat", action="store_true", help="the profile as functions' totals")
     args = parser.parse_args()
     url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     settings = Settings(database_url=url, secret_key=SECRET, env="production")
@@ -117,7 +117,8 @@ async def main() -> None:
                     raise RuntimeError(f"{name}: {response.status_code} {response.text}")
             if profiler.is_running:
                 profiler.stop()
-                print(profiler.output_text(unicode=True, flat=os.environ.get("PROFILE_FLAT") == "1", flat_time="total"), flush=True)
+                text = profiler.output_text(unicode=True, flat=args.flat, flat_time="total")
+                print(text, flush=True)
             warm = times[len(times) // 5 :]
             cpu_ms = cpu * 1000 / len(warm)
             healthz_cpu = healthz_cpu or cpu_ms

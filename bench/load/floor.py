@@ -8,6 +8,11 @@ logs, metrics) and its rollup upsert is a simplified one, so Gridwork cannot bea
 2. and the ticket inserted (a 1M-ticket table with its indexes and foreign keys);
 3. and its history row and two rollup rows, in the same statement.
 
+Then the floor of a list page: the token check and the user's row, and the district's newest
+page of tickets (`DEFAULT_LIMIT` of them, every column) read by one statement and sent as JSON
+by orjson, with no scope, rendering or validation; driven by the load benchmark's first list
+scenario.
+
     .venv/bin/python -m bench.load.floor --database gridwork_bench_xxxxxxxx
 
 serves each stage with 2 workers on a database `bench.load.run --keep` left, drives it with
@@ -29,6 +34,8 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.engine import make_url
 
 from app.auth.security import read_access_token
+from app.pagination import DEFAULT_LIMIT
+from app.tickets.models import TICKET_COLUMNS
 from app.tickets.schemas import EventIn
 from bench.district import ADMIN_URL
 from bench.load.run import (
@@ -38,6 +45,7 @@ from bench.load.run import (
     figure,
     grid_workers,
     reference_figures,
+    token,
     wrk,
 )
 
@@ -48,9 +56,9 @@ INSERT INTO tickets (client_id, source, status, level, owner_unit_code, grid_cod
     community_code, town_code, district_code, category_code, reporter, description, lat, lon,
     urgent, self_resolved, reported_at, time_limit_value, time_limit_unit, deadline_started_at,
     warning_at, deadline_at, overdue, escalation_count, rework_count, extension_count, version,
-    alarm_stage, alarm_at)
+    alarm_stage, alarm_at, updated_at)
 VALUES ($1, 'patrol', 'reported', 'community', 'C1', 'G1', 'C1', 'T0', 'NH', $2, $3, $4, $5, $6,
-    false, false, $7, 60, 'minutes', $7, $7, $7, false, 0, 0, 0, 1, 'warning', $7)
+    false, false, $7, 60, 'minutes', $7, $7, $7, false, 0, 0, 0, 1, 'warning', $7, $7)
 ON CONFLICT (reporter, client_id) DO NOTHING RETURNING id, version
 """
 FILE_WITH_HISTORY_AND_ROLLUPS = f"""
@@ -70,6 +78,10 @@ rollups AS (
     DO UPDATE SET reported = closure_rollups.reported + 1, open = closure_rollups.open + 1
 )
 SELECT id, version FROM filed
+"""
+NEWEST_PAGE = f"""
+SELECT {", ".join(column.name for column in TICKET_COLUMNS)} FROM tickets
+WHERE district_code = $1 ORDER BY reported_at DESC, id DESC LIMIT {DEFAULT_LIMIT + 1}
 """
 STAGE = int(os.environ.get("BENCH_STAGE", "3"))
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
@@ -126,6 +138,31 @@ async def report(
     return Response(body, status_code=201, media_type="application/json")
 
 
+@app.get("/api/v1/tickets")
+async def newest_page(request: Request, _: Annotated[str, Depends(reporter)]) -> Response:
+    async with request.app.state.pool.acquire() as connection:
+        rows = await connection.fetch(NEWEST_PAGE, "NH")
+    more = len(rows) > DEFAULT_LIMIT
+    items = [dict(row) for row in rows[:DEFAULT_LIMIT]]
+    cursor = f"{items[-1]['reported_at'].isoformat()}/{items[-1]['id']}" if more else None
+    page = orjson.dumps({"items": items, "next_cursor": cursor}, default=str)  # asyncpg's UUID
+    return Response(page, media_type="application/json")
+
+
+def serve(stage: str, args: argparse.Namespace) -> Server:
+    return Server(
+        [
+            str(VENV_BIN / "uvicorn"),
+            "bench.load.floor:app",
+            *("--port", str(FLOOR_PORT), "--workers", str(args.workers)),
+            *("--log-level", "warning"),
+        ],
+        FLOOR_PORT,
+        "/ping",
+        {"BENCH_DATABASE": args.database, "BENCH_STAGE": stage},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True, help="a database bench.load.run kept")
@@ -136,24 +173,26 @@ def main() -> None:
     url = make_url(ADMIN_URL).set(database=args.database).render_as_string()
     reference = reference_figures(args.workers, url, args)[0]
     workers_file = grid_workers(200)
+    floors = []
     for stage in (1, 2, 3):
-        server = Server(
-            [
-                str(VENV_BIN / "uvicorn"),
-                "bench.load.floor:app",
-                *("--port", str(FLOOR_PORT), "--workers", str(args.workers)),
-                *("--log-level", "warning"),
-            ],
-            FLOOR_PORT,
-            "/ping",
-            {"BENCH_DATABASE": args.database, "BENCH_STAGE": str(stage)},
-        )
+        server = serve(str(stage), args)
         try:
             raw = wrk("report.lua", FLOOR_PORT, args, BENCH_WORKERS=workers_file)
         finally:
             server.stop()
-        floor = figure(f"floor, stage {stage}", args.workers, raw)
-        print(f"    {floor.requests_per_s / reference.requests_per_s:.2f}× the reference insert")
+        floors.append(figure(f"floor, stage {stage}", args.workers, raw))
+    server = serve("1", args)
+    try:
+        env = {"BENCH_TOKEN": token("district"), "BENCH_PATHS": "/api/v1/tickets"}
+        wrk("read.lua", FLOOR_PORT, args, **env)  # warm the workers and the plan
+        floors.append(
+            figure("floor, list page", args.workers, wrk("read.lua", FLOOR_PORT, args, **env))
+        )
+    finally:
+        server.stop()
+    for floor in floors:
+        ratio = floor.requests_per_s / reference.requests_per_s
+        print(f"{floor.scenario}: {ratio:.2f}× the reference insert")
 
 
 if __name__ == "__main__":
