@@ -2,13 +2,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from types import SimpleNamespace
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     CTE,
     ClauseElement,
     ColumnElement,
+    String,
     and_,
     bindparam,
     insert,
@@ -179,12 +181,69 @@ def _not_visible(ticket_id: int) -> NotFound:
     return NotFound(f"ticket {ticket_id} does not exist or is outside your scope")
 
 
+# A caller as bound parameters (`caller_params`), for statements built once per role and unit
+# level that serve every caller of those: SQLAlchemy runs a statement object it has run before
+# for a fraction of what a new one costs, about a millisecond less for a ticket's row.
+_CALLER_NAME = bindparam("caller_name", type_=String)
+_CALLER_UNIT = bindparam("caller_unit", type_=String)
+_CALLER_DEPARTMENT = bindparam("caller_department", type_=String)
+
+
+@lru_cache(maxsize=64)
+def bound_caller(role: str, level: str | None) -> User:
+    """A caller of `role` in a unit of `level`, their name, unit and department bound."""
+    unit = None if level is None else SimpleNamespace(level=level, code=_CALLER_UNIT)
+    return cast(
+        User,
+        SimpleNamespace(
+            role=role,
+            username=_CALLER_NAME,
+            org_unit=unit,
+            org_unit_code=_CALLER_UNIT,
+            department_code=_CALLER_DEPARTMENT,
+        ),
+    )
+
+
+def caller_shape(user: User) -> tuple[str, str | None]:
+    """The role and unit level of `user`: what `bound_caller` is built of."""
+    return user.role, None if user.org_unit is None else user.org_unit.level
+
+
+def caller_params(user: User) -> dict[str, Any]:
+    """The values of a `bound_caller`'s parameters for `user`."""
+    return {
+        "caller_name": user.username,
+        "caller_unit": user.org_unit_code,
+        "caller_department": user.department_code,
+    }
+
+
+@lru_cache(maxsize=64)
+def _visible_ticket(role: str, level: str | None, columns: Any) -> Any:
+    """`columns` of the ticket bound as `ticket_id`, if a caller of this shape may see it."""
+    caller = bound_caller(role, level)
+    return columns.where(Ticket.id == bindparam("ticket_id"), visible_clause(caller))
+
+
+@lru_cache(maxsize=64)
+def _visible_ticket_row(role: str, level: str | None) -> DirectStatement:
+    return DirectStatement(_visible_ticket(role, level, TICKET_ROW), reads=True)
+
+
+def _visible_ticket_params(user: User, ticket_id: int) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, **caller_params(user)}
+
+
+_TICKET_WITH_ASSISTS_FLAG = select(Ticket, HAS_ASSISTS)
+
+
 async def get_visible_ticket(
     session: AsyncSession, user: User, ticket_id: int, *, with_assists: bool = False
 ) -> Ticket:
     """The ticket, with its assisting parts if asked, if the user may see it (404 otherwise)."""
-    query = select(Ticket, HAS_ASSISTS).where(Ticket.id == ticket_id, visible_clause(user))
-    found = (await session.execute(query)).first()
+    query = _visible_ticket(*caller_shape(user), _TICKET_WITH_ASSISTS_FLAG)
+    found = (await session.execute(query, _visible_ticket_params(user, ticket_id))).first()
     if found is None:
         raise _not_visible(ticket_id)
     ticket, has_assists = found
@@ -1120,11 +1179,12 @@ async def read_only_tickets(session: AsyncSession, rows: Sequence[dict[str, Any]
 
 async def read_visible_ticket(session: AsyncSession, user: User, ticket_id: int) -> Ticket:
     """The ticket with its assisting parts, to read, if the user may see it (404 otherwise)."""
-    query = TICKET_ROW.where(Ticket.id == ticket_id, visible_clause(user))
-    row = (await session.execute(query)).first()
+    row = await _visible_ticket_row(*caller_shape(user)).first(
+        session, _visible_ticket_params(user, ticket_id)
+    )
     if row is None:
         raise _not_visible(ticket_id)
-    (ticket,) = await read_only_tickets(session, [ticket_row(row)])
+    (ticket,) = await read_only_tickets(session, [dict(row)])
     return ticket
 
 
