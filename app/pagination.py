@@ -2,13 +2,13 @@
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -64,15 +64,12 @@ class PageParams(BaseModel):
         rows = (await session.scalars(query.order_by(key).limit(self.limit + 1))).all()
         return self.page(rows, lambda row: getattr(row, key.key), render)
 
-    def _newest_first(
-        self,
-        query: Select[Any],
-        at: InstrumentedAttribute[datetime],
-        id_: InstrumentedAttribute[int],
-    ) -> Select[Any]:
+    def newest_params(self) -> dict[str, Any]:
+        """The values of `newest_first`'s parameters for this page."""
+        params: dict[str, Any] = {"page_size": self.limit + 1}
         if (after := self.after()) is not None:
-            query = query.where(tuple_(at, id_) < tuple_(*_time_and_id(after)))
-        return query.order_by(at.desc(), id_.desc()).limit(self.limit + 1)
+            params["page_after_at"], params["page_after_id"] = _time_and_id(after)
+        return params
 
     def _page_newest(
         self,
@@ -85,6 +82,13 @@ class PageParams(BaseModel):
             rows, lambda r: [getattr(r, at.key).isoformat(), getattr(r, id_.key)], render
         )
 
+    def page_of_newest(
+        self, rows: Sequence[Mapping[str, Any]], at: str, id_: str, render: Callable[[Any], T]
+    ) -> Page[T]:
+        """A page of the mapping rows of a `newest_first` statement (`at` and `id_` their
+        keys)."""
+        return self.page(rows, lambda r: [r[at].isoformat(), r[id_]], render)
+
     async def fetch_newest(
         self,
         session: AsyncSession,
@@ -95,26 +99,9 @@ class PageParams(BaseModel):
     ) -> Page[T]:
         """A page of `query`, newest first by (`at`, `id_`). A query of one entity gives its
         objects, a query of several columns its rows."""
-        result = await session.execute(self._newest_first(query, at, id_))
+        statement = newest_first(query, at, id_, after=self.cursor is not None)
+        result = await session.execute(statement, self.newest_params())
         rows = result.scalars().all() if len(result.keys()) == 1 else result.all()
-        return self._page_newest(rows, at, id_, render)
-
-    async def fetch_newest_of(
-        self,
-        session: AsyncSession,
-        queries: Sequence[Select[Any]],
-        at: InstrumentedAttribute[datetime],
-        id_: InstrumentedAttribute[int],
-        render: Callable[[Any], T],
-    ) -> Page[T]:
-        """A page of the rows of several column queries that share no row, newest first: each
-        query is paged on its own, so each can read its own index in order (an OR of their
-        conditions would read every matching row and sort them)."""
-        parts = union_all(
-            *(select(self._newest_first(q, at, id_).subquery()) for q in queries)
-        ).subquery()
-        newest = parts.c[at.key].desc(), parts.c[id_.key].desc()
-        rows = (await session.execute(select(parts).order_by(*newest).limit(self.limit + 1))).all()
         return self._page_newest(rows, at, id_, render)
 
     def page(self, rows: Sequence[R], key: Callable[[R], Any], render: Callable[[R], T]) -> Page[T]:
@@ -126,6 +113,41 @@ class PageParams(BaseModel):
             raw = json.dumps({"k": key(rows[-1])}, default=str).encode()
             cursor = base64.urlsafe_b64encode(raw).decode()
         return Page(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+# A column of a table or of its mapped class.
+Column = ColumnElement[T] | InstrumentedAttribute[T]
+
+
+def newest_first(
+    query: Select[Any], at: Column[datetime], id_: Column[int], *, after: bool
+) -> Select[Any]:
+    """`query`'s first `page_size` rows newest first by (`at`, `id_`), after the key
+    (`page_after_at`, `page_after_id`) when `after`: all bound (`PageParams.newest_params`), so
+    that one statement serves every page."""
+    if after:
+        key = bindparam("page_after_at", type_=at.type), bindparam("page_after_id", type_=id_.type)
+        query = query.where(tuple_(at, id_) < tuple_(*key))
+    return query.order_by(at.desc(), id_.desc()).limit(bindparam("page_size", type_=Integer))
+
+
+def newest_first_of(
+    queries: Sequence[Select[Any]],
+    at: Column[datetime],
+    id_: Column[int],
+    *,
+    after: bool,
+) -> Select[Any]:
+    """`newest_first` over queries that share no row (of one, `newest_first`): each is paged
+    on its own, so
+    each can read its own index in order (an OR of their conditions would read every matching
+    row and sort them)."""
+    if len(queries) == 1:
+        return newest_first(queries[0], at, id_, after=after)
+    parts = union_all(
+        *(select(newest_first(q, at, id_, after=after).subquery()) for q in queries)
+    ).subquery()
+    return newest_first(select(parts), parts.c[str(at.key)], parts.c[str(id_.key)], after=False)
 
 
 def _time_and_id(after: Any) -> tuple[datetime, int]:

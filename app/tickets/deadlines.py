@@ -129,7 +129,9 @@ def overdue_clause(overdue: bool, now: datetime | ColumnElement[datetime]) -> Co
     return clause if overdue else ~clause
 
 
-def warning_clause(warning: WarningLevel, now: datetime) -> ColumnElement[bool]:
+def warning_clause(
+    warning: WarningLevel, now: datetime | ColumnElement[datetime]
+) -> ColumnElement[bool]:
     """The SQL form of `warning_of(ticket, now) == warning`."""
     colour = {
         WarningLevel.red: Ticket.deadline_at <= now,

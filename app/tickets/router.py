@@ -22,11 +22,10 @@ from app.fields import start_of
 from app.orgs.models import Level, OrgUnit
 from app.orgs.service import get_by_code
 from app.pagination import Page, PageDep
-from app.tickets import deadlines, service
+from app.tickets import listing, service
 from app.tickets.deadlines import WarningLevel
 from app.tickets.machine import Action, Status
 from app.tickets.models import (
-    URGED,
     Ticket,
     TicketHistory,
 )
@@ -131,49 +130,28 @@ async def list_tickets(
 ) -> Page[TicketOut]:
     """Tickets in the caller's scope, newest first (by reporting time). `status` and `level`
     may repeat."""
+    filters = listing.Filters(
+        statuses=status_ or (),
+        levels=level or (),
+        area=None if org_unit is None else await get_by_code(session, OrgUnit, org_unit),
+        category=category,
+        department=department,
+        overdue=overdue,
+        warning=warning,
+        reported_from=_moment(reported_from, settings, "reported_from"),
+        reported_to=_moment(reported_to, settings, "reported_to"),
+        awaiting=awaiting is not None,
+        urged=urged,
+    )
     now = clock.now()
-    query = service.TICKET_ROW
-    if urged is not None:
-        query = query.where(URGED if urged else ~URGED)
-    if status_:
-        query = query.where(Ticket.status.in_(status_))
-    if level:
-        query = query.where(Ticket.level.in_(level))
-    if org_unit is not None:
-        root = await get_by_code(session, OrgUnit, org_unit)
-        query = query.where(service.in_area(root))
-    if category is not None:
-        query = query.where(Ticket.category_code == category)
-    if department is not None:
-        query = query.where(Ticket.department_code == department)
-    if overdue is not None:
-        query = query.where(deadlines.overdue_clause(overdue, now))
-    if warning is not None:
-        query = query.where(deadlines.warning_clause(warning, now))
-    if reported_from is not None:
-        query = query.where(
-            Ticket.reported_at >= start_of(reported_from, settings.timezone, "reported_from")
-        )
-    if reported_to is not None:
-        query = query.where(
-            Ticket.reported_at < start_of(reported_to, settings.timezone, "reported_to")
-        )
-    newest = Ticket.reported_at, Ticket.id
-    if awaiting is None:
-        parts = service.visible_parts(user)
-    elif not (parts := service.awaiting(user)):
-        return Page(items=[], next_cursor=None)
-    else:
-        query = query.where(service.visible_clause(user))
-    if len(parts) == 1:
-        query = query.where(parts[0])
-        rows = await page.fetch_newest(session, query, *newest, service.ticket_row)
-    else:
-        queries = [query.where(condition) for condition in parts]
-        rows = await page.fetch_newest_of(session, queries, *newest, service.ticket_row)
+    rows = await listing.newest_page(session, user, filters, page, now)
     tickets = await service.read_only_tickets(session, rows.items)
     items = [service.render(ticket, user, settings, now) for ticket in tickets]
     return Page(items=items, next_cursor=rows.next_cursor)
+
+
+def _moment(value: date | datetime | None, settings: Settings, name: str) -> datetime | None:
+    return None if value is None else start_of(value, settings.timezone, name)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
