@@ -190,6 +190,8 @@ async def test_a_report_near_an_open_one_of_its_category_is_flagged(
     assert other_category["id"] not in [d["id"] for d in near["possible_duplicates"]]
     shown = (await api.get(f"/api/v1/tickets/{near['id']}", "dispatcher")).json()
     assert shown["possible_duplicates"] == near["possible_duplicates"]
+    listed = (await api.get("/api/v1/tickets", "dispatcher")).json()["items"]
+    assert [t for t in listed if t["id"] == near["id"]] == [shown]
 
     clock.advance(timedelta(hours=73))  # older than 72 hours: no longer likely duplicates
     assert (await api.report(at=(23.0350, 113.1050)))["possible_duplicates"] == []
