@@ -79,6 +79,12 @@ async def main() -> None:
             user,
         )
     kinds["list: district, first page"] = lambda n: ("GET", "/api/v1/tickets", None, "district")
+    kinds["list: district, one ticket"] = lambda n: (  # what a list costs besides its tickets
+        "GET",
+        "/api/v1/tickets?limit=1",
+        None,
+        "district",
+    )
     kinds["detail"] = lambda n: ("GET", f"/api/v1/tickets/{1000 + n * 997}", None, "district")
     kinds["users/me"] = lambda n: ("GET", "/api/v1/users/me", None, "district")
     year = "org_unit=NH&from=2025-11-01&to=2026-11-01&group_by=month"
