@@ -1071,18 +1071,19 @@ def _changed_columns(ticket: Ticket) -> dict[str, Any] | None:
     """The ticket's changed columns and their new values (None when one is a SQL expression,
     or a related collection has changed: only the flush writes those)."""
     state = inspect(ticket)
+    touched = list(state.committed_state)  # set since loaded: only these can have changed
     related = state.mapper.relationships
-    if any(state.attrs[relation.key].history.has_changes() for relation in related):
+    if any(key in related and state.attrs[key].history.has_changes() for key in touched):
         return None
     changed = {}
-    for column in state.mapper.column_attrs:
-        history = state.attrs[column.key].history
+    for key in touched:
+        history = state.attrs[key].history
         if not history.has_changes():
             continue
         value = history.added[0] if history.added else None
         if isinstance(value, ClauseElement):
             return None
-        changed[column.key] = value
+        changed[key] = value
     return changed
 
 
