@@ -139,9 +139,8 @@ def newest_first_of(
     after: bool,
 ) -> Select[Any]:
     """`newest_first` over queries that share no row (of one, `newest_first`): each is paged
-    on its own, so
-    each can read its own index in order (an OR of their conditions would read every matching
-    row and sort them)."""
+    on its own, so each can read its own index in order (an OR of their conditions would read
+    every matching row and sort them)."""
     if len(queries) == 1:
         return newest_first(queries[0], at, id_, after=after)
     parts = union_all(

@@ -1162,18 +1162,11 @@ async def perform_action(
 
 # A ticket to read as a row: its columns and whether it has assisting parts.
 TICKET_ROW = select(*TICKET_COLUMNS, HAS_ASSISTS)
-TICKET_ROW_KEYS = (*(column.key for column in TICKET_COLUMNS), HAS_ASSISTS.name)
-
-
-def ticket_row(row: Sequence[Any]) -> dict[str, Any]:
-    """A row of `TICKET_ROW` as a dict (a Row's own mapping builds its view of the keys again
-    for each row, which cost as much as rendering the ticket)."""
-    return dict(zip(TICKET_ROW_KEYS, row, strict=True))
 
 
 async def read_only_tickets(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Ticket]:
-    """`ticket_row`s as tickets to read, with their assisting parts (read for those that have
-    some)."""
+    """Rows of `TICKET_ROW`, as dicts, as tickets to read, with their assisting parts (read for
+    those that have some)."""
     assists = await assists_of(session, [row["id"] for row in rows if row["has_assists"]])
     return [read_only_ticket(row, assists.get(row["id"], ())) for row in rows]
 
