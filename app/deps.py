@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import READS_POOL, WRITES, Database
 from app.direct import DirectStatement
 from app.errors import Forbidden, Unauthorized
-from app.orgs.models import OrgUnit
+from app.orgs.models import UNIT_COLUMNS, OrgUnit
 
 T = TypeVar("T")
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -109,9 +109,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 # The caller and their unit, to read: each request names one (a unit's boundary is the grid
 # map's, in the reference data).
-_UNIT_COLUMNS = [column for column in OrgUnit.__table__.c if column.key != "boundary"]
 _USER_NAMED = DirectStatement(
-    select(*User.__table__.c, *(column.label(f"unit_{column.key}") for column in _UNIT_COLUMNS))
+    select(*User.__table__.c, *(column.label(f"unit_{column.key}") for column in UNIT_COLUMNS))
     .outerjoin(OrgUnit, OrgUnit.code == User.org_unit_code)
     .where(User.username == bindparam("username")),
     reads=True,
@@ -122,7 +121,7 @@ def _read_only_user(row: Mapping[str, Any]) -> User:
     """A row of `_USER_NAMED` as a User with its `org_unit`, to read: an ORM object's loading
     cost every request a tenth of its time."""
     values = dict(row)
-    unit = {column.key: values.pop(f"unit_{column.key}") for column in _UNIT_COLUMNS}
+    unit = {column.key: values.pop(f"unit_{column.key}") for column in UNIT_COLUMNS}
     org_unit = SimpleNamespace(**unit) if unit["code"] is not None else None
     return cast(User, SimpleNamespace(**values, org_unit=org_unit))
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base
 from app.errors import Invalid, NotFound
 from app.orgs.geo import GridMap
-from app.orgs.models import Category, Department, Level, OrgUnit
+from app.orgs.models import UNIT_COLUMNS, Category, Department, Level, OrgUnit
 from app.stats.models import ClosureRollupState
 from app.timing.calendar import WorkingCalendar, parse_periods
 from app.timing.models import CalendarDay
@@ -69,6 +69,7 @@ class Snapshot:
     columns of their model. Org units are kept as the grid map built from them."""
 
     version: int
+    org_units: Mapping[str, OrgUnit]  # without their boundaries
     departments: Mapping[str, Department]
     categories: Mapping[str, Category]
     calendar_days: Mapping[date, bool]
@@ -80,9 +81,16 @@ class Snapshot:
     )
 
     def get(
-        self, model: type[Department | Category], code: str, loc: list[str | int] | None = None
+        self,
+        model: type[OrgUnit | Department | Category],
+        code: str,
+        loc: list[str | int] | None = None,
     ) -> Any:
-        rows: Mapping[str, Any] = self.departments if model is Department else self.categories
+        rows: Mapping[str, Any] = {
+            OrgUnit: self.org_units,
+            Department: self.departments,
+            Category: self.categories,
+        }[model]
         if (row := rows.get(code)) is None:
             raise missing(model, code, loc)
         return row
@@ -114,13 +122,14 @@ class Snapshot:
 
 
 async def _load(session: AsyncSession, version: int) -> Snapshot:
-    async def rows_of(model: type[Base]) -> dict[Any, Any]:
-        statement = select(*model.__table__.c)
+    async def rows_of(model: type[Base], columns: Any = None) -> dict[Any, Any]:
+        statement = select(*(model.__table__.c if columns is None else columns))
         return {row[0]: SimpleNamespace(**row._mapping) for row in await session.execute(statement)}
 
     days = await session.execute(select(CalendarDay.day, CalendarDay.working))
     return Snapshot(
         version=version,
+        org_units=await rows_of(OrgUnit, UNIT_COLUMNS),
         departments=await rows_of(Department),
         categories=await rows_of(Category),
         calendar_days={day: working for day, working in days},
@@ -186,6 +195,13 @@ async def current(session: AsyncSession) -> Snapshot:
     if cache is None:
         return await _load(session, await session.scalar(_VERSION) or 0)
     return await cache.snapshot(session)
+
+
+async def unit(session: AsyncSession, code: str, loc: list[str | int] | None = None) -> OrgUnit:
+    """An org unit to read (its columns but its boundary); unknown is a 404, or a 422 at
+    `loc`."""
+    found: OrgUnit = (await current(session)).get(OrgUnit, code, loc)
+    return found
 
 
 async def grid_map(session: AsyncSession) -> GridMap:

@@ -44,6 +44,10 @@ class OrgUnit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# An org unit's columns but its boundary (the grid map's): what is read of a unit to read.
+UNIT_COLUMNS = [column for column in OrgUnit.__table__.c if column.key != "boundary"]
+
+
 class Department(Base):
     """A handling department (处置部门) attached to an org unit."""
 

@@ -5,6 +5,7 @@ from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app import reference
 from app.auth.models import Role, User
 from app.errors import Conflict, Invalid, NotFound
 from app.orgs.geo import BoundaryError, parse_boundary
@@ -28,8 +29,8 @@ def in_subtree(
 async def get_by_code(
     session: AsyncSession, model: type[RefData], code: str, loc: list[str | int] | None = None
 ) -> RefData:
-    """The row with this code, to change (`reference.read` reads one). Unknown is a 404, or a
-    422 at `loc` when a request body names it."""
+    """The row with this code, to change (`reference.unit` reads a unit). Unknown is a 404, or
+    a 422 at `loc` when a request body names it."""
     row = await session.get(model, code)
     if row is None:
         raise missing(model, code, loc)
@@ -40,7 +41,7 @@ async def unit_in_scope(session: AsyncSession, user: User, code: str) -> OrgUnit
     """An org unit the caller asks statistics about: in their subtree (404 otherwise)."""
     if user.org_unit is not None and code == user.org_unit.code:
         return user.org_unit  # read with the caller
-    unit = await get_by_code(session, OrgUnit, code)
+    unit = await reference.unit(session, code)
     if user.role != Role.admin:
         assert user.org_unit is not None
         if not unit.path.startswith(user.org_unit.path):

@@ -4,6 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy import select
 
+from app import reference
 from app.auth.models import Role, User
 from app.deps import (
     ClockDep,
@@ -15,8 +16,7 @@ from app.deps import (
 )
 from app.errors import PROBLEM_RESPONSES
 from app.fields import EARLIEST_DAY, LATEST_DAY, start_of
-from app.orgs.models import OrgUnit
-from app.orgs.service import get_by_code, unit_in_scope
+from app.orgs.service import unit_in_scope
 from app.pagination import Page, PageDep
 from app.patrol import service, tracks
 from app.patrol.models import ClockIn
@@ -74,7 +74,7 @@ async def list_clock_ins(
     if grid is not None:
         query = query.where(ClockIn.grid_code == grid)
     if org_unit is not None:
-        query = query.where(service.in_area(await get_by_code(session, OrgUnit, org_unit)))
+        query = query.where(service.in_area(await reference.unit(session, org_unit)))
     if from_ is not None:
         query = query.where(ClockIn.at >= start_of(from_, settings.timezone, "from"))
     if to is not None:

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
+from app import reference
 from app.auth.models import Role, User
 from app.config import Settings
 from app.deps import (
@@ -19,8 +20,7 @@ from app.deps import (
 )
 from app.errors import PROBLEM_RESPONSES, NotFound
 from app.fields import start_of
-from app.orgs.models import Level, OrgUnit
-from app.orgs.service import get_by_code
+from app.orgs.models import Level
 from app.pagination import Page, PageDep
 from app.tickets import listing, service
 from app.tickets.deadlines import WarningLevel
@@ -133,7 +133,7 @@ async def list_tickets(
     filters = listing.Filters(
         statuses=status_ or (),
         levels=level or (),
-        area=None if org_unit is None else await get_by_code(session, OrgUnit, org_unit),
+        area=None if org_unit is None else await reference.unit(session, org_unit),
         category=category,
         department=department,
         overdue=overdue,

@@ -29,6 +29,8 @@ async def test_add_a_grid_and_report_in_it(api: Api) -> None:
     assert fetched.status_code == 200 and fetched.json()["parent_code"] == "GC01"
     ticket = await api.report(at=(23.055, 113.105))
     assert ticket["grid_code"] == "GC01-3" and ticket["owner_unit_code"] == "GC01"
+    listed = await api.get("/api/v1/tickets?org_unit=GC01-3", "supervisor")
+    assert [t["id"] for t in listed.json()["items"]] == [ticket["id"]]
 
 
 BOWTIE = {
