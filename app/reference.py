@@ -66,7 +66,8 @@ def missing(model: type[Any], code: str, loc: list[str | int] | None) -> Excepti
 @dataclass
 class Snapshot:
     """Reference data as of one version, to read only: rows are plain objects with the
-    columns of their model. Org units are kept as the grid map built from them."""
+    columns of their model (org units without their boundaries, which the grid map built from
+    them holds)."""
 
     version: int
     org_units: Mapping[str, OrgUnit]  # without their boundaries
