@@ -50,11 +50,16 @@ class Filters:
     awaiting: bool = False  # the caller's to-do list
     urged: bool | None = None
 
+    def __post_init__(self) -> None:
+        # A status or level asked for twice is asked for once: one shape, one statement.
+        object.__setattr__(self, "statuses", tuple(dict.fromkeys(self.statuses)))
+        object.__setattr__(self, "levels", tuple(dict.fromkeys(self.levels)))
+
     def params(self, now: datetime) -> dict[str, Any]:
         """The values of the parameters its statement binds."""
         params: dict[str, Any] = {"now": now}
-        params.update({f"status_{i}": s.value for i, s in enumerate(_distinct(self.statuses))})
-        params.update({f"level_{i}": v.value for i, v in enumerate(_distinct(self.levels))})
+        params.update({f"status_{i}": s.value for i, s in enumerate(self.statuses)})
+        params.update({f"level_{i}": v.value for i, v in enumerate(self.levels)})
         if self.area is not None:
             params["area"] = self.area.code
         named = ("category", "department", "reported_from", "reported_to")
@@ -79,15 +84,11 @@ class _Shape(NamedTuple):
     after: bool
 
 
-def _distinct(values: Sequence[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
-
-
 def _shape(user: User, filters: Filters, after: bool) -> _Shape:
     return _Shape(
         *caller_shape(user),
-        statuses=len(_distinct(filters.statuses)),
-        levels=len(_distinct(filters.levels)),
+        statuses=len(filters.statuses),
+        levels=len(filters.levels),
         area_level=None if filters.area is None else filters.area.level,
         category=filters.category is not None,
         department=filters.department is not None,
@@ -111,11 +112,9 @@ def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
     if shape.urged is not None:
         conditions.append(URGED if shape.urged else ~URGED)
     if shape.statuses:
-        conditions.append(
-            Ticket.status.in_([bindparam(f"status_{i}") for i in range(shape.statuses)])
-        )
+        conditions.append(Ticket.status.in_(_bound("status", shape.statuses)))
     if shape.levels:
-        conditions.append(Ticket.level.in_([bindparam(f"level_{i}") for i in range(shape.levels)]))
+        conditions.append(Ticket.level.in_(_bound("level", shape.levels)))
     if shape.area_level is not None:
         conditions.append(AREA_COLUMNS[Level(shape.area_level)] == bindparam("area"))
     if shape.category:

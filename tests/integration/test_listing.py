@@ -62,6 +62,8 @@ async def test_filters(api: Api, clock: FrozenClock) -> None:
         dispatched["id"],
         old["id"],
     ]
+    repeated = "status=reported&status=dispatched&status=reported&level=town&level=town"
+    assert await ids(api, "admin", repeated) == [escalated["id"]]
     assert await ids(api, "admin", "level=town") == [escalated["id"]]
     assert await ids(api, "admin", "org_unit=GC02") == [escalated["id"]]
     assert await ids(api, "admin", "category=manhole") == [old["id"]]
