@@ -1,7 +1,8 @@
 """The load benchmark (`make bench`): Gridwork on PostgreSQL under wrk, beside a reference app.
 
 It fills a scratch database with a district (800 grids) and 1,000,000 tickets plus a pool of
-fresh reports for the action chain, then, for 1 and 2 uvicorn workers:
+fresh reports for the action chain (a kept one: removes what earlier runs added first), and
+vacuums it, then, for 1 and 2 uvicorn workers:
 - serves the reference (bare FastAPI + raw asyncpg inserting one row, `bench/load/reference.py`)
   and measures its insert and a minimal GET;
 - serves Gridwork with the scheduler running beside it, and measures patrol reports,
