@@ -366,9 +366,7 @@ async def main() -> None:
                     await conn.execute(statement)
         for _, status, _, _ in CHAIN:
             await conn.execute(POOL_SQL, 6000 * args.duration * len(worker_counts), status)
-        # Earlier runs' rows, deleted above, and their updates are vacuumed now: neither read
-        # around by the measurements (where autovacuum is off) nor vacuumed during them.
-        await conn.execute("VACUUM (ANALYZE)")
+        await conn.execute("ANALYZE tickets")
         await conn.close()
         rebuilt = await asyncio.to_thread(  # the tickets above were written past the service
             subprocess.run,
@@ -379,6 +377,12 @@ async def main() -> None:
         )
         if rebuilt.returncode:
             raise RuntimeError(rebuilt.stderr)
+        # The rows earlier runs left, deleted above, and the rollups just rebuilt are vacuumed
+        # now: neither read around by the measurements (where autovacuum is off) nor vacuumed
+        # during them.
+        conn = await connect(url)
+        await conn.execute("VACUUM (ANALYZE)")
+        await conn.close()
         workers_file = grid_workers(200)
         figures: list[Figure] = []
         for workers in worker_counts:
