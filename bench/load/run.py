@@ -331,6 +331,19 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+def commit() -> str | None:
+    """The commit of the code measured, `+changes` when tracked files have uncommitted ones."""
+    git = ["git", "-C", str(HERE)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True)
+        changed = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True)
+    except OSError:  # no git here
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.decode().strip() + ("+changes" if changed.stdout.strip() else "")
+
+
 def load_options(description: str) -> argparse.ArgumentParser:
     """The options of a run under wrk: tickets generated, and wrk's duration, connections and
     threads."""
@@ -394,7 +407,7 @@ async def main() -> None:
             print(table([*reference, *ours]), flush=True)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    setup = vars(args)
+    setup = vars(args) | {"commit": commit()}
     document = {"at": stamp, "setup": setup, "figures": [asdict(f) for f in figures]}
     (RESULTS / f"{stamp}.json").write_text(json.dumps(document, indent=2, ensure_ascii=False))
     markdown = f"# Load benchmark {stamp}\n\n{json.dumps(setup)}\n\n{table(figures)}\n"
