@@ -380,7 +380,6 @@ async def main() -> None:
         for _, status, _, _ in CHAIN:
             await conn.execute(POOL_SQL, 6000 * args.duration * len(worker_counts), status)
         await conn.execute("ANALYZE tickets")
-        await conn.close()
         rebuilt = await asyncio.to_thread(  # the tickets above were written past the service
             subprocess.run,
             [str(VENV_BIN / "gridwork"), "stats", "rebuild"],
@@ -393,7 +392,6 @@ async def main() -> None:
         # The rows earlier runs left, deleted above, and the rollups just rebuilt are vacuumed
         # now: neither read around by the measurements (where autovacuum is off) nor vacuumed
         # during them.
-        conn = await connect(url)
         await conn.execute("VACUUM (ANALYZE)")
         await conn.close()
         workers_file = grid_workers(200)
